@@ -1,0 +1,57 @@
+//! The application context every handler and background thread shares:
+//! configuration, store, metrics. Built once in `main`, passed as `Arc<App>`.
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::store::Store;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+pub struct App {
+    pub cfg: Config,
+    pub store: Box<dyn Store>,
+    pub metrics: Metrics,
+    migrated: AtomicBool,
+}
+
+impl App {
+    pub fn new(cfg: Config, store: Box<dyn Store>) -> App {
+        App { cfg, store, metrics: Metrics::default(), migrated: AtomicBool::new(false) }
+    }
+
+    pub fn is_migrated(&self) -> bool {
+        self.migrated.load(Ordering::Acquire)
+    }
+
+    /// Runs the migrations unless done; true when the schema is in place.
+    /// Start-up calls it, and so do `/health` and the dispatcher while the
+    /// database was unreachable at start-up.
+    pub fn try_migrate(&self) -> bool {
+        if self.is_migrated() {
+            return true;
+        }
+        match self.store.migrate() {
+            Ok(()) => {
+                self.migrated.store(true, Ordering::Release);
+                log::info!("{} store ready (schema migrated)", self.store.kind());
+                true
+            }
+            Err(e) => {
+                log::warn!("migration not done yet: {e}");
+                false
+            }
+        }
+    }
+}
+
+/// Unix seconds now.
+pub fn now_secs() -> i64 {
+    now_millis() / 1000
+}
+
+/// Unix milliseconds now.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

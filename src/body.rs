@@ -1,0 +1,242 @@
+//! Request bodies: the MAX_BODY_BYTES limit (declared and while streaming),
+//! read timeouts, and streaming base64 decoding with SHA-256 on the way to a
+//! file. A body is never held whole in memory.
+
+use crate::error::ApiError;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use sha2::{Digest, Sha256};
+use std::io::{self, BufRead, BufReader, Read, Write};
+
+/// Lenient about padding (old clients), strict about the alphabet.
+pub const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Marker carried inside an `io::Error` when the body passes the limit.
+#[derive(Debug)]
+struct TooLarge;
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("body too large")
+    }
+}
+impl std::error::Error for TooLarge {}
+
+/// The `Content-Length` a request declares: 413 before reading when it
+/// exceeds `max`; 400 when it is not a number.
+pub fn check_declared_length(req: &tiny_http::Request, max: u64) -> Result<Option<u64>, ApiError> {
+    let Some(h) = req.headers().iter().find(|h| h.field.equiv("Content-Length")) else {
+        return Ok(None);
+    };
+    let n: u64 = h
+        .value
+        .as_str()
+        .trim()
+        .parse()
+        .map_err(|_| ApiError::bad_request("Content-Length is not a number"))?;
+    if n > max {
+        return Err(ApiError::too_large(max));
+    }
+    Ok(Some(n))
+}
+
+/// Reads at most `max` bytes; one more is an error ([`classify`] makes it 413).
+pub struct Limited<R> {
+    inner: R,
+    remaining: u64,
+}
+
+impl<R: Read> Limited<R> {
+    pub fn new(inner: R, max: u64) -> Limited<R> {
+        Limited { inner, remaining: max }
+    }
+}
+
+impl<R: Read> Read for Limited<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        // Ask for one byte more than allowed, to tell "exactly max" from "more".
+        let cap = (self.remaining.saturating_add(1)).min(buf.len() as u64) as usize;
+        let n = self.inner.read(&mut buf[..cap])?;
+        if n as u64 > self.remaining {
+            return Err(io::Error::other(TooLarge));
+        }
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Skips ASCII whitespace (base64 with line breaks).
+pub struct SkipWhitespace<R> {
+    inner: BufReader<R>,
+}
+
+impl<R: Read> SkipWhitespace<R> {
+    pub fn new(inner: R) -> SkipWhitespace<R> {
+        SkipWhitespace { inner: BufReader::with_capacity(64 * 1024, inner) }
+    }
+}
+
+impl<R: Read> Read for SkipWhitespace<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let chunk = self.inner.fill_buf()?;
+            if chunk.is_empty() || out.is_empty() {
+                return Ok(0);
+            }
+            let mut n = 0;
+            let mut used = 0;
+            for &b in chunk {
+                if n == out.len() {
+                    break;
+                }
+                used += 1;
+                if !b.is_ascii_whitespace() {
+                    out[n] = b;
+                    n += 1;
+                }
+            }
+            self.inner.consume(used);
+            if n > 0 {
+                return Ok(n);
+            }
+        }
+    }
+}
+
+/// What streaming a body produced.
+#[derive(Debug, Clone)]
+pub struct Streamed {
+    pub size: u64,
+    pub sha256: String,
+    /// The first bytes of the decoded content (for magic-number checks).
+    pub head: Vec<u8>,
+}
+
+/// Body encodings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Raw,
+    Base64,
+}
+
+/// Decodes `reader` (per `encoding`) into `out`, hashing on the way.
+/// Errors are already the client's answer: 400 for bad base64, 413 past the
+/// limit, 408 on a read timeout.
+pub fn stream_decoded(
+    reader: impl Read,
+    encoding: Encoding,
+    out: &mut impl Write,
+) -> Result<Streamed, ApiError> {
+    match encoding {
+        Encoding::Raw => copy_hashing(reader, out),
+        Encoding::Base64 => {
+            let decoder = base64::read::DecoderReader::new(SkipWhitespace::new(reader), &BASE64);
+            copy_hashing(decoder, out)
+        }
+    }
+}
+
+fn copy_hashing(mut reader: impl Read, out: &mut impl Write) -> Result<Streamed, ApiError> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut size = 0u64;
+    let mut head = Vec::with_capacity(8);
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(classify(e)),
+        };
+        if head.len() < 8 {
+            let take = (8 - head.len()).min(n);
+            head.extend_from_slice(&buf[..take]);
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n]).map_err(ApiError::from)?;
+        size += n as u64;
+    }
+    Ok(Streamed { size, sha256: hex(&hasher.finalize()), head })
+}
+
+/// Turns a read error into the client's answer.
+pub fn classify(e: io::Error) -> ApiError {
+    if e.get_ref().is_some_and(|inner| inner.is::<TooLarge>()) {
+        return ApiError::new(413, "PAYLOAD_TOO_LARGE", "request body exceeds MAX_BODY_BYTES");
+    }
+    match e.kind() {
+        io::ErrorKind::InvalidData => ApiError::bad_request(format!("body is not valid base64: {e}")),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+            ApiError::new(408, "REQUEST_TIMEOUT", "request body was not received in time")
+        }
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
+            ApiError::bad_request("request body ended early")
+        }
+        _ => ApiError::bad_request(format!("cannot read request body: {e}")),
+    }
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    fn run(input: &[u8], enc: Encoding, max: u64) -> Result<(Streamed, Vec<u8>), ApiError> {
+        let mut out = Vec::new();
+        let s = stream_decoded(Limited::new(input, max), enc, &mut out)?;
+        Ok((s, out))
+    }
+
+    #[test]
+    fn raw_and_hash() {
+        let (s, out) = run(b"abc", Encoding::Raw, 10).unwrap();
+        assert_eq!(out, b"abc");
+        assert_eq!(s.size, 3);
+        assert_eq!(s.sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+
+    #[test]
+    fn base64_with_line_breaks_and_without_padding() {
+        let data: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+        let enc = base64::engine::general_purpose::STANDARD.encode(&data);
+        let wrapped: String = enc
+            .as_bytes()
+            .chunks(76)
+            .map(|c| format!("{}\r\n", std::str::from_utf8(c).unwrap()))
+            .collect();
+        let (s, out) = run(wrapped.as_bytes(), Encoding::Base64, 1 << 20).unwrap();
+        assert_eq!(out, data);
+        assert_eq!(s.size, 5000);
+        let (_, out) = run(b"YWJjZA", Encoding::Base64, 100).unwrap();
+        assert_eq!(out, b"abcd");
+    }
+
+    #[test]
+    fn invalid_base64_is_400() {
+        let e = run(b"YWJj$$$$", Encoding::Base64, 100).unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(e.message.contains("base64"));
+    }
+
+    #[test]
+    fn limit_is_exact() {
+        assert!(run(b"12345", Encoding::Raw, 5).is_ok());
+        let e = run(b"123456", Encoding::Raw, 5).unwrap_err();
+        assert_eq!(e.status, 413);
+        assert_eq!(e.code, "PAYLOAD_TOO_LARGE");
+    }
+}

@@ -1,0 +1,107 @@
+//! The one error type of request handling, and its single conversion into
+//! the JSON error body of SPEC 2 (`{"error": "...", "code": "..."}`).
+
+use std::fmt;
+
+/// An error answered to a client: status, machine code, human message.
+/// The message must never contain a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+    /// Seconds for a `Retry-After` header (503s).
+    pub retry_after: Option<u32>,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into(), retry_after: None }
+    }
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(400, "BAD_REQUEST", message)
+    }
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError::new(401, "UNAUTHORIZED", message)
+    }
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(404, "NOT_FOUND", message)
+    }
+    pub fn method_not_allowed(method: &str, path: &str) -> ApiError {
+        ApiError::new(
+            405,
+            "METHOD_NOT_ALLOWED",
+            format!("method {method} is not allowed on {path}"),
+        )
+    }
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(409, code, message)
+    }
+    pub fn too_large(limit: u64) -> ApiError {
+        ApiError::new(
+            413,
+            "PAYLOAD_TOO_LARGE",
+            format!("request body exceeds MAX_BODY_BYTES ({limit} bytes)"),
+        )
+    }
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError { retry_after: Some(5), ..ApiError::new(503, "UNAVAILABLE", message) }
+    }
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(500, "INTERNAL", message)
+    }
+
+    /// The JSON body of SPEC 2.
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::json!({ "error": self.message, "code": self.code })
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status, self.code, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// A failure of the store. `Unavailable` means the database could not be
+/// reached (answered as 503); `Other` is anything else (500).
+#[derive(Debug)]
+pub enum StoreError {
+    Unavailable(String),
+    Other(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Unavailable(m) => write!(f, "database unavailable: {m}"),
+            StoreError::Other(m) => write!(f, "database error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Unavailable(_) => {
+                log::warn!("{e}");
+                ApiError::unavailable("the database is unavailable; try again later")
+            }
+            StoreError::Other(_) => {
+                log::error!("{e}");
+                ApiError::internal("internal database error")
+            }
+        }
+    }
+}
+
+impl From<std::io::Error> for ApiError {
+    fn from(e: std::io::Error) -> ApiError {
+        log::error!("I/O error: {e}");
+        ApiError::internal("internal storage error")
+    }
+}

@@ -1,0 +1,206 @@
+//! The `hone-build` command: serve (default) and the operator's subcommands.
+
+use hone_build::app::{App, now_secs};
+use hone_build::config::{Config, FileChoice};
+use hone_build::{server, store};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+const USAGE: &str = "\
+hone-build — build coordinator of the Hone plugin marketplace
+
+Usage:
+  hone-build [--config FILE]                       serve (the default)
+  hone-build [--config FILE] check-config          print the effective configuration
+                                                   (secrets masked) and check the store and hub
+  hone-build [--config FILE] migrate               create missing tables and columns
+  hone-build [--config FILE] jobs [NAME [VERSION]] list build jobs
+  hone-build [--config FILE] retry NAME VERSION [PLATFORM]
+                                                   put failed jobs back to pending
+  hone-build --help | --version
+
+Configuration: build.conf in the working directory (or --config FILE),
+overridden by HONE_BUILD_<KEY> environment variables. See build.conf.example.
+";
+
+struct Args {
+    config: Option<PathBuf>,
+    command: Vec<String>,
+}
+
+fn parse_args() -> Result<Option<Args>, String> {
+    let mut config = None;
+    let mut command = Vec::new();
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-h" | "--help" | "help" => {
+                print!("{USAGE}");
+                return Ok(None);
+            }
+            "-V" | "--version" => {
+                println!("hone-build {}", env!("CARGO_PKG_VERSION"));
+                return Ok(None);
+            }
+            "--config" | "-c" => {
+                config = Some(PathBuf::from(it.next().ok_or("--config needs a file path")?));
+            }
+            s if s.starts_with("--config=") => config = Some(PathBuf::from(&s["--config=".len()..])),
+            s if s.starts_with('-') && command.is_empty() => return Err(format!("unknown option {s}")),
+            _ => command.push(a),
+        }
+    }
+    Ok(Some(Args { config, command }))
+}
+
+fn init_logging(level: &str) {
+    let mut b = env_logger::Builder::new();
+    if let Ok(spec) = std::env::var("RUST_LOG") {
+        b.parse_filters(&spec);
+    } else {
+        let level = level.parse().unwrap_or(log::LevelFilter::Info);
+        // Other crates only warn: they must not log request details at debug level.
+        b.filter_level(log::LevelFilter::Warn)
+            .filter_module("hone_build", level)
+            .filter_module("access", level);
+    }
+    b.target(env_logger::Target::Stderr).init();
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(Some(a)) => a,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hone-build: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let choice = match &args.config {
+        Some(p) => FileChoice::Explicit(p),
+        None => FileChoice::Default,
+    };
+    let (cfg, warnings) = match Config::load(choice, &|k| std::env::var(k).ok()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("hone-build: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&cfg.log_level);
+    for w in &warnings {
+        log::warn!("{w}");
+    }
+    let cmd: Vec<&str> = args.command.iter().map(String::as_str).collect();
+    let result = match cmd.as_slice() {
+        [] | ["serve"] => serve(cfg),
+        ["check-config"] => check_config(&cfg),
+        ["migrate"] => with_store(&cfg, |s| {
+            s.migrate().map_err(|e| e.to_string())?;
+            println!("migrated: {} store is up to date", s.kind());
+            Ok(())
+        }),
+        ["jobs"] => jobs(&cfg, None, None),
+        ["jobs", name] => jobs(&cfg, Some(name), None),
+        ["jobs", name, version] => jobs(&cfg, Some(name), Some(version)),
+        ["retry", name, version] => retry(&cfg, name, version, None),
+        ["retry", name, version, platform] => retry(&cfg, name, version, Some(platform)),
+        _ => Err(format!("unknown command '{}'\n\n{USAGE}", args.command.join(" "))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hone-build: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn with_store(cfg: &Config, f: impl FnOnce(&dyn store::Store) -> Result<(), String>) -> Result<(), String> {
+    let s = store::open(cfg).map_err(|e| e.to_string())?;
+    f(s.as_ref())
+}
+
+fn serve(mut cfg: Config) -> Result<(), String> {
+    for dir in [&cfg.data_dir, &cfg.uploads_dir, &cfg.packages_dir] {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let addr = std::net::SocketAddr::new(cfg.bind, cfg.port);
+    let listener = server::bind(addr, std::time::Duration::from_secs(cfg.read_timeout_secs))
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    if cfg.public_url_is_default {
+        cfg.public_url = format!("http://localhost:{}", local.port());
+    }
+    let store = store::open(&cfg).map_err(|e| e.to_string())?;
+    for (k, v) in cfg.masked_entries() {
+        log::debug!("config {k}={v}");
+    }
+    let app = Arc::new(App::new(cfg, store));
+    app.try_migrate();
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| e.to_string())?;
+    }
+    log::info!(
+        "hone-build {} listening on http://{local} (store: {}, config: {})",
+        env!("CARGO_PKG_VERSION"),
+        app.store.kind(),
+        app.cfg.source
+    );
+    server::serve(Arc::clone(&app), listener, stop).map_err(|e| e.to_string())?;
+    log::info!("stopped");
+    Ok(())
+}
+
+fn check_config(cfg: &Config) -> Result<(), String> {
+    println!("configuration from {}:", cfg.source);
+    for (k, v) in cfg.masked_entries() {
+        println!("  {k:<22} {v}");
+    }
+    let mut ok = true;
+    let store_line = match store::open(cfg).and_then(|s| s.ping().map(|()| s.kind())) {
+        Ok(kind) => format!("ok ({kind})"),
+        Err(e) => {
+            ok = false;
+            format!("FAILED: {e}")
+        }
+    };
+    println!("store: {store_line}");
+    if ok { Ok(()) } else { Err("some checks failed".into()) }
+}
+
+fn jobs(cfg: &Config, name: Option<&str>, version: Option<&str>) -> Result<(), String> {
+    with_store(cfg, |s| {
+        let jobs = s.list_jobs(name, version).map_err(|e| e.to_string())?;
+        println!(
+            "{:>6}  {:<24} {:<16} {:<8} {:<10} {:>3}  {:<20} ERROR",
+            "ID", "PLUGIN", "VERSION", "PLATFORM", "STATUS", "TRY", "HUB JOB"
+        );
+        for j in &jobs {
+            println!(
+                "{:>6}  {:<24} {:<16} {:<8} {:<10} {:>3}  {:<20} {}",
+                j.id,
+                j.plugin_name,
+                j.version,
+                j.platform,
+                j.status,
+                j.attempts,
+                j.hub_job_id.as_deref().unwrap_or("-"),
+                j.error_message.as_deref().unwrap_or("")
+            );
+        }
+        println!("{} job(s)", jobs.len());
+        Ok(())
+    })
+}
+
+fn retry(cfg: &Config, name: &str, version: &str, platform: Option<&str>) -> Result<(), String> {
+    with_store(cfg, |s| {
+        let n = s.retry_failed(name, version, platform, now_secs()).map_err(|e| e.to_string())?;
+        println!("{n} failed job(s) of {name} {version} put back to pending");
+        Ok(())
+    })
+}

@@ -1,0 +1,221 @@
+//! Files on disk: uploaded tarballs (UPLOADS_DIR) and compiled binaries with
+//! their manifest (PACKAGES_DIR), SPEC 5. Every file is written to a
+//! temporary file in its target directory, flushed, and renamed into place,
+//! so no reader ever sees a partial file. Paths are built only from names
+//! that passed `validate::name_like`.
+
+use crate::platform::Platform;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// Prefix of temporary files; a crashed write leaves one behind, which
+/// [`remove_stale_temps`] cleans up.
+pub const TEMP_PREFIX: &str = ".tmp-";
+
+/// A file being written in its final directory; removed on drop unless
+/// [`TempFile::persist`] renamed it into place.
+pub struct TempFile {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl TempFile {
+    /// Creates `dir` (and parents) and a new temporary file in it.
+    pub fn create_in(dir: &Path) -> io::Result<TempFile> {
+        fs::create_dir_all(dir)?;
+        let mut raw = [0u8; 8];
+        getrandom::fill(&mut raw).map_err(|e| io::Error::other(e.to_string()))?;
+        let path = dir.join(format!("{TEMP_PREFIX}{}", crate::body::hex(&raw)));
+        let file = fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+        Ok(TempFile { path, file: Some(file) })
+    }
+
+    pub fn file(&mut self) -> &mut File {
+        self.file.as_mut().expect("temp file open until persisted")
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Flushes the data to disk and renames the file to `dest` (same
+    /// directory), then syncs the directory so the rename survives a crash.
+    pub fn persist(&mut self, dest: &Path) -> io::Result<()> {
+        let file = self.file.take().expect("persist once");
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&self.path, dest)?;
+        if let Some(dir) = dest.parent() {
+            File::open(dir)?.sync_all()?;
+        }
+        self.path = PathBuf::new();
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl Write for TempFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file().write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file().flush()
+    }
+}
+
+/// Where an uploaded tarball lives: `UPLOADS_DIR/<name>/<version>.tar.gz`.
+pub fn tarball_path(uploads_dir: &Path, name: &str, version: &str) -> PathBuf {
+    uploads_dir.join(name).join(format!("{version}.tar.gz"))
+}
+
+/// `PACKAGES_DIR/<name>/<version>`.
+pub fn version_dir(packages_dir: &Path, name: &str, version: &str) -> PathBuf {
+    packages_dir.join(name).join(version)
+}
+
+/// `<platform-id>.bin`.
+pub fn artifact_file_name(p: Platform) -> String {
+    format!("{}.bin", p.id())
+}
+
+/// One artifact in `manifest.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ManifestEntry {
+    pub filename: String,
+    pub size: u64,
+    pub sha256: String,
+    #[serde(rename = "storedAt")]
+    pub stored_at: String,
+}
+
+/// `manifest.json` (SPEC 5).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Manifest {
+    #[serde(rename = "pluginName")]
+    pub plugin_name: String,
+    pub version: String,
+    pub artifacts: BTreeMap<String, ManifestEntry>,
+}
+
+/// Adds (or replaces) one artifact in the version directory's
+/// `manifest.json`, rewriting it atomically. An unreadable old manifest is
+/// rebuilt from scratch (and logged).
+pub fn update_manifest(
+    dir: &Path,
+    name: &str,
+    version: &str,
+    platform: Platform,
+    entry: ManifestEntry,
+) -> io::Result<Manifest> {
+    let path = dir.join("manifest.json");
+    let mut manifest = match fs::read(&path) {
+        Ok(bytes) => match serde_json::from_slice::<Manifest>(&bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                log::warn!("{} is not a valid manifest ({e}); rewriting it", path.display());
+                Manifest { plugin_name: name.into(), version: version.into(), artifacts: BTreeMap::new() }
+            }
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Manifest { plugin_name: name.into(), version: version.into(), artifacts: BTreeMap::new() }
+        }
+        Err(e) => return Err(e),
+    };
+    manifest.artifacts.insert(platform.id().to_string(), entry);
+    let mut tmp = TempFile::create_in(dir)?;
+    serde_json::to_writer_pretty(&mut tmp, &manifest).map_err(io::Error::other)?;
+    tmp.write_all(b"\n")?;
+    tmp.persist(&path)?;
+    Ok(manifest)
+}
+
+/// RFC 3339 UTC, seconds precision.
+pub fn rfc3339_now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+/// Removes temporary files older than `max_age` left in `dir`'s
+/// subdirectories (two levels: `<name>/<version>/` and `<name>/`) by a crash.
+pub fn remove_stale_temps(root: &Path, max_age: std::time::Duration) {
+    fn walk(dir: &Path, depth: u32, max_age: std::time::Duration) {
+        let Ok(entries) = fs::read_dir(dir) else { return };
+        for e in entries.flatten() {
+            let path = e.path();
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() && depth > 0 {
+                walk(&path, depth - 1, max_age);
+            } else if meta.is_file()
+                && e.file_name().to_string_lossy().starts_with(TEMP_PREFIX)
+                && meta.modified().ok().and_then(|m| m.elapsed().ok()).is_some_and(|age| age >= max_age)
+            {
+                log::info!("removing stale temporary file {}", path.display());
+                let _ = fs::remove_file(&path);
+            }
+        }
+    }
+    walk(root, 2, max_age);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmpdir(tag: &str) -> PathBuf {
+        let mut r = [0u8; 6];
+        getrandom::fill(&mut r).unwrap();
+        let d = std::env::temp_dir().join(format!("hone-pkg-{tag}-{}", crate::body::hex(&r)));
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn temp_file_is_removed_unless_persisted() {
+        let d = tmpdir("temp");
+        let p = {
+            let mut t = TempFile::create_in(&d.join("a/b")).unwrap();
+            t.write_all(b"x").unwrap();
+            t.path().to_path_buf()
+        };
+        assert!(!p.exists());
+        let mut t = TempFile::create_in(&d).unwrap();
+        t.write_all(b"hello").unwrap();
+        t.persist(&d.join("final.bin")).unwrap();
+        drop(t);
+        assert_eq!(fs::read(d.join("final.bin")).unwrap(), b"hello");
+        assert_eq!(fs::read_dir(&d).unwrap().count(), 2, "a/ and final.bin only");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn manifest_accumulates_and_is_valid_json() {
+        let d = tmpdir("manifest");
+        let e = |s: &str| ManifestEntry {
+            filename: format!("{s}.bin"),
+            size: 3,
+            sha256: "ab".into(),
+            stored_at: rfc3339_now(),
+        };
+        update_manifest(&d, "p", "1.0.0", Platform::Linux, e("linux-x64")).unwrap();
+        let m = update_manifest(&d, "p", "1.0.0", Platform::Macos, e("darwin-arm64")).unwrap();
+        assert_eq!(m.artifacts.len(), 2);
+        let on_disk: serde_json::Value =
+            serde_json::from_slice(&fs::read(d.join("manifest.json")).unwrap()).unwrap();
+        assert_eq!(on_disk["pluginName"], "p");
+        assert_eq!(on_disk["artifacts"]["linux-x64"]["filename"], "linux-x64.bin");
+        assert!(on_disk["artifacts"]["darwin-arm64"]["storedAt"].as_str().unwrap().ends_with('Z'));
+        fs::write(d.join("manifest.json"), b"{broken").unwrap();
+        let m = update_manifest(&d, "p", "1.0.0", Platform::Windows, e("windows-x64")).unwrap();
+        assert_eq!(m.artifacts.len(), 1);
+        fs::remove_dir_all(&d).unwrap();
+    }
+}

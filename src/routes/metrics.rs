@@ -1,0 +1,10 @@
+//! `GET /metrics`: Prometheus text format.
+
+use crate::app::App;
+use crate::error::ApiError;
+use crate::router::{Ctx, Reply};
+
+pub fn get(app: &App, _ctx: &mut Ctx<'_>) -> Result<Reply, ApiError> {
+    let jobs = app.store.count_by_status().ok();
+    Ok(Reply::text(200, "text/plain; version=0.0.4", app.metrics.render(jobs.as_deref())))
+}

@@ -1,0 +1,170 @@
+//! The HTTP server: a listening socket whose accepted connections inherit
+//! read/write timeouts, tiny_http's accept loop, and two fixed pools of
+//! worker threads fed over bounded channels:
+//!
+//! - the *body* lane (WORKERS threads) takes requests that carry a body
+//!   (uploads, artifacts), which may take long to read;
+//! - the *light* lane takes everything else (`/health`, `/status`,
+//!   `/metrics`), so slow uploads can never starve health checks.
+//!
+//! A full lane answers `503` with `Retry-After` at once (from a small
+//! rejecter thread, so the accept loop never blocks on a client).
+
+use crate::app::App;
+use crate::router::{self, Reply};
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use socket2::{Domain, Protocol, Socket, Type};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long in-flight requests may run after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Binds the listening socket with `SO_RCVTIMEO`/`SO_SNDTIMEO` set, which
+/// every accepted connection inherits on Linux (tiny_http has no timeout
+/// setting of its own).
+pub fn bind(addr: SocketAddr, io_timeout: Duration) -> std::io::Result<TcpListener> {
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    sock.set_reuse_address(true)?;
+    sock.set_read_timeout(Some(io_timeout))?;
+    sock.set_write_timeout(Some(io_timeout))?;
+    sock.bind(&addr.into())?;
+    sock.listen(1024)?;
+    Ok(sock.into())
+}
+
+struct Lane {
+    tx: Sender<tiny_http::Request>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Lane {
+    fn start(name: &str, threads: usize, capacity: usize, app: &Arc<App>) -> Lane {
+        let (tx, rx) = bounded::<tiny_http::Request>(capacity);
+        let workers = (0..threads)
+            .map(|i| {
+                let rx: Receiver<tiny_http::Request> = rx.clone();
+                let app = Arc::clone(app);
+                std::thread::Builder::new()
+                    .name(format!("{name}-{i}"))
+                    .spawn(move || {
+                        for req in rx.iter() {
+                            handle(&app, req);
+                        }
+                    })
+                    .expect("spawn worker thread")
+            })
+            .collect();
+        Lane { tx, workers }
+    }
+}
+
+/// Does the request carry a body to read?
+fn has_body(req: &tiny_http::Request) -> bool {
+    req.body_length().is_some_and(|n| n > 0)
+        || req.headers().iter().any(|h| h.field.equiv("Transfer-Encoding"))
+}
+
+/// Serves until `stop` is set, then stops taking new work, lets in-flight
+/// requests finish (at most [`SHUTDOWN_GRACE`]) and returns.
+pub fn serve(app: Arc<App>, listener: TcpListener, stop: Arc<AtomicBool>) -> std::io::Result<()> {
+    let server = tiny_http::Server::from_listener(listener, None)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let workers = app.cfg.workers;
+    let body = Lane::start("body", workers, workers, &app);
+    let light_threads = (workers / 4).clamp(2, 8);
+    let light = Lane::start("light", light_threads, 64, &app);
+    let (reject_tx, reject_rx) = bounded::<tiny_http::Request>(256);
+    let rejecter = {
+        let app = Arc::clone(&app);
+        std::thread::Builder::new()
+            .name("rejecter".into())
+            .spawn(move || {
+                for req in reject_rx.iter() {
+                    app.metrics.rejected_overload.fetch_add(1, Ordering::Relaxed);
+                    respond_unavailable(&app, req, "the server is busy; try again shortly");
+                }
+            })
+            .expect("spawn rejecter thread")
+    };
+
+    while !stop.load(Ordering::Acquire) {
+        let req = match server.recv_timeout(Duration::from_millis(100)) {
+            Ok(Some(r)) => r,
+            Ok(None) => continue,
+            Err(e) => {
+                log::warn!("accept: {e}");
+                continue;
+            }
+        };
+        let lane = if has_body(&req) { &body } else { &light };
+        match lane.tx.try_send(req) {
+            Ok(()) => {}
+            Err(TrySendError::Full(req)) | Err(TrySendError::Disconnected(req)) => {
+                // Blocks only when even the rejecter is 256 requests behind.
+                let _ = reject_tx.send(req);
+            }
+        }
+    }
+
+    log::info!("shutting down: no new requests; waiting for in-flight ones");
+    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    drop(body.tx);
+    drop(light.tx);
+    let mut pending: Vec<JoinHandle<()>> = body.workers.into_iter().chain(light.workers).collect();
+    while !pending.is_empty() && Instant::now() < deadline {
+        // Meanwhile, requests still arriving are told to come back.
+        if let Ok(Some(req)) = server.recv_timeout(Duration::from_millis(50)) {
+            let _ = reject_tx.send(req);
+        }
+        pending.retain(|h| !h.is_finished());
+    }
+    if !pending.is_empty() {
+        log::warn!("{} request(s) still running after {:?}; exiting anyway", pending.len(), SHUTDOWN_GRACE);
+    }
+    drop(reject_tx);
+    let _ = rejecter.join();
+    Ok(())
+}
+
+fn respond_unavailable(app: &App, req: tiny_http::Request, why: &str) {
+    let start = Instant::now();
+    let e = crate::error::ApiError { retry_after: Some(1), ..crate::error::ApiError::unavailable(why) };
+    finish(app, req, "overload", Reply::error(&e), start);
+}
+
+/// Handles one request on a worker thread: route, respond, log, count.
+fn handle(app: &App, mut req: tiny_http::Request) {
+    let start = Instant::now();
+    let method = req.method().as_str().to_string();
+    let url = req.url().to_string();
+    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        router::dispatch(app, &mut req, &method, path, query)
+    }));
+    let (route, reply) = outcome.unwrap_or_else(|_| {
+        log::error!("handler panicked on {method} {}", router::loggable_target(path, ""));
+        ("panic", Reply::error(&crate::error::ApiError::internal("internal error")))
+    });
+    finish(app, req, route, reply, start);
+}
+
+/// Sends the reply, writes the access line (SPEC 8: method, path without
+/// secrets, status, bytes, milliseconds) and counts it.
+fn finish(app: &App, req: tiny_http::Request, route: &'static str, reply: Reply, start: Instant) {
+    let method = req.method().as_str().to_string();
+    let url = req.url().to_string();
+    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+    let target = router::loggable_target(path, query);
+    let status = reply.status;
+    let bytes = reply.body.len();
+    if let Err(e) = req.respond(reply.into_response()) {
+        log::debug!("writing response for {method} {target}: {e}");
+    }
+    let took = start.elapsed();
+    log::info!(target: "access", "{method} {target} {status} {bytes} {}ms", took.as_millis());
+    app.metrics.record_request(route, status, took);
+}
