@@ -2,6 +2,7 @@
 //! configuration, store, metrics. Built once in `main`, passed as `Arc<App>`.
 
 use crate::config::Config;
+use crate::hub::HubClient;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,13 +10,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub struct App {
     pub cfg: Config,
     pub store: Box<dyn Store>,
+    pub hub: HubClient,
     pub metrics: Metrics,
     migrated: AtomicBool,
 }
 
 impl App {
     pub fn new(cfg: Config, store: Box<dyn Store>) -> App {
-        App { cfg, store, metrics: Metrics::default(), migrated: AtomicBool::new(false) }
+        let hub = HubClient::new(
+            &cfg.perry_hub_url,
+            cfg.perry_hub_license_key.clone(),
+            std::time::Duration::from_secs(cfg.hub_timeout_secs),
+        );
+        App {
+            cfg,
+            store,
+            hub,
+            metrics: Metrics::default(),
+            migrated: AtomicBool::new(false),
+        }
     }
 
     pub fn is_migrated(&self) -> bool {

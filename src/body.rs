@@ -26,7 +26,11 @@ impl std::error::Error for TooLarge {}
 /// The `Content-Length` a request declares: 413 before reading when it
 /// exceeds `max`; 400 when it is not a number.
 pub fn check_declared_length(req: &tiny_http::Request, max: u64) -> Result<Option<u64>, ApiError> {
-    let Some(h) = req.headers().iter().find(|h| h.field.equiv("Content-Length")) else {
+    let Some(h) = req
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Content-Length"))
+    else {
         return Ok(None);
     };
     let n: u64 = h
@@ -49,7 +53,10 @@ pub struct Limited<R> {
 
 impl<R: Read> Limited<R> {
     pub fn new(inner: R, max: u64) -> Limited<R> {
-        Limited { inner, remaining: max }
+        Limited {
+            inner,
+            remaining: max,
+        }
     }
 }
 
@@ -76,7 +83,9 @@ pub struct SkipWhitespace<R> {
 
 impl<R: Read> SkipWhitespace<R> {
     pub fn new(inner: R) -> SkipWhitespace<R> {
-        SkipWhitespace { inner: BufReader::with_capacity(64 * 1024, inner) }
+        SkipWhitespace {
+            inner: BufReader::with_capacity(64 * 1024, inner),
+        }
     }
 }
 
@@ -160,22 +169,34 @@ fn copy_hashing(mut reader: impl Read, out: &mut impl Write) -> Result<Streamed,
         out.write_all(&buf[..n]).map_err(ApiError::from)?;
         size += n as u64;
     }
-    Ok(Streamed { size, sha256: hex(&hasher.finalize()), head })
+    Ok(Streamed {
+        size,
+        sha256: hex(&hasher.finalize()),
+        head,
+    })
 }
 
 /// Turns a read error into the client's answer.
 pub fn classify(e: io::Error) -> ApiError {
     if e.get_ref().is_some_and(|inner| inner.is::<TooLarge>()) {
-        return ApiError::new(413, "PAYLOAD_TOO_LARGE", "request body exceeds MAX_BODY_BYTES");
+        return ApiError::new(
+            413,
+            "PAYLOAD_TOO_LARGE",
+            "request body exceeds MAX_BODY_BYTES",
+        );
     }
     match e.kind() {
-        io::ErrorKind::InvalidData => ApiError::bad_request(format!("body is not valid base64: {e}")),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-            ApiError::new(408, "REQUEST_TIMEOUT", "request body was not received in time")
+        io::ErrorKind::InvalidData => {
+            ApiError::bad_request(format!("body is not valid base64: {e}"))
         }
-        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
-            ApiError::bad_request("request body ended early")
-        }
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ApiError::new(
+            408,
+            "REQUEST_TIMEOUT",
+            "request body was not received in time",
+        ),
+        io::ErrorKind::UnexpectedEof
+        | io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted => ApiError::bad_request("request body ended early"),
         _ => ApiError::bad_request(format!("cannot read request body: {e}")),
     }
 }
@@ -206,7 +227,10 @@ mod tests {
         let (s, out) = run(b"abc", Encoding::Raw, 10).unwrap();
         assert_eq!(out, b"abc");
         assert_eq!(s.size, 3);
-        assert_eq!(s.sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            s.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

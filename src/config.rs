@@ -39,7 +39,11 @@ impl fmt::Debug for Secret {
 
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() { "(empty)" } else { "********" })
+        f.write_str(if self.0.is_empty() {
+            "(empty)"
+        } else {
+            "********"
+        })
     }
 }
 
@@ -142,19 +146,23 @@ pub fn parse_file(text: &str, file: &str) -> RawFile {
             continue;
         }
         let Some((key, value)) = line.split_once('=') else {
-            raw.warnings
-                .push(format!("{file}:{lineno}: ignoring line without '=': no KEY=VALUE"));
+            raw.warnings.push(format!(
+                "{file}:{lineno}: ignoring line without '=': no KEY=VALUE"
+            ));
             continue;
         };
         let key = key.trim();
         if !KEYS.iter().any(|(k, _)| *k == key) {
-            raw.warnings
-                .push(format!("{file}:{lineno}: unknown key '{}' ignored", key.escape_debug()));
+            raw.warnings.push(format!(
+                "{file}:{lineno}: unknown key '{}' ignored",
+                key.escape_debug()
+            ));
             continue;
         }
         if raw.values.contains_key(key) {
-            raw.warnings
-                .push(format!("{file}:{lineno}: {key} set again; the last value wins"));
+            raw.warnings.push(format!(
+                "{file}:{lineno}: {key} set again; the last value wins"
+            ));
         }
         raw.values
             .insert(key.to_string(), (value.trim().to_string(), lineno));
@@ -195,7 +203,11 @@ impl Config {
             Some(t) => parse_file(t, &file),
             None => RawFile::default(),
         };
-        let source = if text.is_some() { file } else { "(defaults)".to_string() };
+        let source = if text.is_some() {
+            file
+        } else {
+            "(defaults)".to_string()
+        };
         let warnings = raw.warnings.clone();
         let cfg = Config::from_raw(&raw, &source, env)?;
         Ok((cfg, warnings))
@@ -210,7 +222,8 @@ impl Config {
         let lookup = Lookup { raw, source, env };
         // PORT=0 binds any free port (tests, smoke runs).
         let port: u16 = lookup.parse("PORT", |v| {
-            v.parse::<u16>().map_err(|_| "not a port number (0-65535)".to_string())
+            v.parse::<u16>()
+                .map_err(|_| "not a port number (0-65535)".to_string())
         })?;
         let upload_secret = Secret::new(lookup.get("UPLOAD_SECRET").0);
         let bind: Option<IpAddr> = lookup.parse_opt("BIND", |v| {
@@ -236,7 +249,11 @@ impl Config {
             v if v.is_empty() => format!("http://localhost:{port}"),
             v => {
                 if !(v.starts_with("http://") || v.starts_with("https://")) {
-                    return Err(lookup.invalid("PUBLIC_URL", &v, "must start with http:// or https://"));
+                    return Err(lookup.invalid(
+                        "PUBLIC_URL",
+                        &v,
+                        "must start with http:// or https://",
+                    ));
                 }
                 v.trim_end_matches('/').to_string()
             }
@@ -244,7 +261,11 @@ impl Config {
         let perry_hub_url = {
             let v = lookup.get("PERRY_HUB_URL").0;
             if !(v.starts_with("http://") || v.starts_with("https://")) {
-                return Err(lookup.invalid("PERRY_HUB_URL", &v, "must start with http:// or https://"));
+                return Err(lookup.invalid(
+                    "PERRY_HUB_URL",
+                    &v,
+                    "must start with http:// or https://",
+                ));
             }
             v.trim_end_matches('/').to_string()
         };
@@ -277,7 +298,8 @@ impl Config {
             db_name: lookup.parse("DB_NAME", |v| {
                 if !v.is_empty()
                     && v.len() <= 64
-                    && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+                    && v.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
                 {
                     Ok(v.to_string())
                 } else {
@@ -296,7 +318,11 @@ impl Config {
             platforms: lookup.parse("PLATFORMS", platform::parse_list)?,
             workers: lookup.parse("WORKERS", |v| {
                 positive::<usize>(v).and_then(|n| {
-                    if n <= 1024 { Ok(n) } else { Err("at most 1024".to_string()) }
+                    if n <= 1024 {
+                        Ok(n)
+                    } else {
+                        Err("at most 1024".to_string())
+                    }
                 })
             })?,
             max_body_bytes: lookup.parse("MAX_BODY_BYTES", positive::<u64>)?,
@@ -331,13 +357,20 @@ impl Config {
             ("BIND", self.bind.to_string()),
             ("PUBLIC_URL", self.public_url.clone()),
             ("PERRY_HUB_URL", self.perry_hub_url.clone()),
-            ("PERRY_HUB_LICENSE_KEY", self.perry_hub_license_key.to_string()),
+            (
+                "PERRY_HUB_LICENSE_KEY",
+                self.perry_hub_license_key.to_string(),
+            ),
             ("PACKAGES_DIR", p(&self.packages_dir)),
             ("UPLOADS_DIR", p(&self.uploads_dir)),
             ("UPLOAD_SECRET", self.upload_secret.to_string()),
             (
                 "PLATFORMS",
-                self.platforms.iter().map(|p| p.hub_name()).collect::<Vec<_>>().join(","),
+                self.platforms
+                    .iter()
+                    .map(|p| p.hub_name())
+                    .collect::<Vec<_>>()
+                    .join(","),
             ),
             ("WORKERS", self.workers.to_string()),
             ("MAX_BODY_BYTES", self.max_body_bytes.to_string()),
@@ -354,11 +387,15 @@ impl Config {
     /// Every secret value in use (non-empty), for log scrubbing tests and
     /// defensive checks.
     pub fn secrets(&self) -> Vec<&str> {
-        [&self.db_pass, &self.perry_hub_license_key, &self.upload_secret]
-            .into_iter()
-            .filter(|s| !s.is_empty())
-            .map(Secret::expose)
-            .collect()
+        [
+            &self.db_pass,
+            &self.perry_hub_license_key,
+            &self.upload_secret,
+        ]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .map(Secret::expose)
+        .collect()
     }
 }
 
@@ -381,12 +418,19 @@ impl Lookup<'_> {
     fn get(&self, key: &str) -> (String, String) {
         let env_key = format!("{ENV_PREFIX}{key}");
         if let Some(v) = (self.env)(&env_key) {
-            return (v.trim().to_string(), format!("environment variable {env_key}"));
+            return (
+                v.trim().to_string(),
+                format!("environment variable {env_key}"),
+            );
         }
         if let Some((v, line)) = self.raw.values.get(key) {
             return (v.clone(), format!("{}:{line}", self.source));
         }
-        let default = KEYS.iter().find(|(k, _)| *k == key).map(|(_, d)| *d).unwrap_or("");
+        let default = KEYS
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, d)| *d)
+            .unwrap_or("");
         (default.to_string(), "default".to_string())
     }
 
@@ -397,7 +441,9 @@ impl Lookup<'_> {
         } else {
             value.escape_debug().to_string()
         };
-        ConfigError(format!("invalid value for {key} in {from}: '{shown}': {why}"))
+        ConfigError(format!(
+            "invalid value for {key} in {from}: '{shown}': {why}"
+        ))
     }
 
     fn parse<T>(&self, key: &str, f: impl Fn(&str) -> Result<T, String>) -> Result<T, ConfigError> {
@@ -434,8 +480,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let env: HashMap<String, String> =
-            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let raw = parse_file(text, "build.conf");
         Config::from_raw(&raw, "build.conf", &move |k| env.get(k).cloned())
     }
@@ -453,9 +501,15 @@ mod tests {
         assert_eq!(c.bind.to_string(), "127.0.0.1", "no secret: loopback");
         assert_eq!(c.public_url, "http://localhost:8447");
         assert_eq!(c.perry_hub_url, "https://hub.perryts.com");
-        assert_eq!(c.packages_dir, PathBuf::from("../hone-marketplace/data/packages"));
+        assert_eq!(
+            c.packages_dir,
+            PathBuf::from("../hone-marketplace/data/packages")
+        );
         assert_eq!(c.uploads_dir, PathBuf::from("./data/uploads"));
-        assert_eq!(c.platforms, vec![Platform::Macos, Platform::Linux, Platform::Windows]);
+        assert_eq!(
+            c.platforms,
+            vec![Platform::Macos, Platform::Linux, Platform::Windows]
+        );
         assert_eq!(c.workers, 16);
         assert_eq!(c.max_body_bytes, 209_715_200);
         assert_eq!(c.hub_timeout_secs, 30);
@@ -519,11 +573,20 @@ mod tests {
     #[test]
     fn invalid_values_name_key_and_file() {
         let e = load("\nPORT=abc\n", &[]).unwrap_err().0;
-        assert!(e.contains("PORT") && e.contains("build.conf:2") && e.contains("'abc'"), "{e}");
+        assert!(
+            e.contains("PORT") && e.contains("build.conf:2") && e.contains("'abc'"),
+            "{e}"
+        );
         let e = load("PLATFORMS=macos,beos\n", &[]).unwrap_err().0;
-        assert!(e.contains("PLATFORMS") && e.contains("build.conf:1") && e.contains("beos"), "{e}");
+        assert!(
+            e.contains("PLATFORMS") && e.contains("build.conf:1") && e.contains("beos"),
+            "{e}"
+        );
         let e = load("", &[("HONE_BUILD_WORKERS", "zero")]).unwrap_err().0;
-        assert!(e.contains("WORKERS") && e.contains("HONE_BUILD_WORKERS"), "{e}");
+        assert!(
+            e.contains("WORKERS") && e.contains("HONE_BUILD_WORKERS"),
+            "{e}"
+        );
         for bad in [
             "PORT=-1",
             "PORT=70000",
@@ -543,16 +606,26 @@ mod tests {
         ] {
             let e = load(bad, &[]).unwrap_err().0;
             let key = bad.split('=').next().unwrap();
-            let key = if bad.starts_with("RETRY_BASE") { "RETRY_MAX_SECS" } else { key };
+            let key = if bad.starts_with("RETRY_BASE") {
+                "RETRY_MAX_SECS"
+            } else {
+                key
+            };
             assert!(e.contains(key), "{bad}: {e}");
         }
     }
 
     #[test]
     fn bind_follows_upload_secret() {
-        assert_eq!(load("UPLOAD_SECRET=s", &[]).unwrap().bind.to_string(), "0.0.0.0");
+        assert_eq!(
+            load("UPLOAD_SECRET=s", &[]).unwrap().bind.to_string(),
+            "0.0.0.0"
+        );
         assert_eq!(load("", &[]).unwrap().bind.to_string(), "127.0.0.1");
-        assert_eq!(load("BIND=127.0.0.2", &[]).unwrap().bind.to_string(), "127.0.0.2");
+        assert_eq!(
+            load("BIND=127.0.0.2", &[]).unwrap().bind.to_string(),
+            "127.0.0.2"
+        );
         assert_eq!(load("BIND=::1", &[]).unwrap().bind.to_string(), "::1");
         let e = load("BIND=0.0.0.0", &[]).unwrap_err().0;
         assert!(e.contains("UPLOAD_SECRET") && e.contains("refusing"), "{e}");
@@ -561,9 +634,14 @@ mod tests {
 
     #[test]
     fn public_url_defaults_to_port_and_drops_trailing_slash() {
-        assert_eq!(load("PORT=9000", &[]).unwrap().public_url, "http://localhost:9000");
         assert_eq!(
-            load("PUBLIC_URL=https://build.hone.codes/", &[]).unwrap().public_url,
+            load("PORT=9000", &[]).unwrap().public_url,
+            "http://localhost:9000"
+        );
+        assert_eq!(
+            load("PUBLIC_URL=https://build.hone.codes/", &[])
+                .unwrap()
+                .public_url,
             "https://build.hone.codes"
         );
     }
@@ -589,7 +667,11 @@ mod tests {
     #[test]
     fn invalid_secret_value_is_not_echoed() {
         let lookup_raw = parse_file("", "build.conf");
-        let l = Lookup { raw: &lookup_raw, source: "build.conf", env: &|_| None };
+        let l = Lookup {
+            raw: &lookup_raw,
+            source: "build.conf",
+            env: &|_| None,
+        };
         let e = l.invalid("DB_PASS", "hunter2", "bad").0;
         assert!(!e.contains("hunter2"), "{e}");
     }
@@ -597,7 +679,9 @@ mod tests {
     #[test]
     fn explicit_missing_file_is_an_error_default_missing_is_not() {
         let missing = Path::new("/nonexistent/hone/build.conf");
-        let e = Config::load(FileChoice::Explicit(missing), &|_| None).unwrap_err().0;
+        let e = Config::load(FileChoice::Explicit(missing), &|_| None)
+            .unwrap_err()
+            .0;
         assert!(e.contains("/nonexistent/hone/build.conf"), "{e}");
         let dir = std::env::temp_dir().join(format!("hone-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

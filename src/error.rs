@@ -16,7 +16,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), retry_after: None }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
     }
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(400, "BAD_REQUEST", message)
@@ -45,7 +50,10 @@ impl ApiError {
         )
     }
     pub fn unavailable(message: impl Into<String>) -> ApiError {
-        ApiError { retry_after: Some(5), ..ApiError::new(503, "UNAVAILABLE", message) }
+        ApiError {
+            retry_after: Some(5),
+            ..ApiError::new(503, "UNAVAILABLE", message)
+        }
     }
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(500, "INTERNAL", message)

@@ -4,7 +4,9 @@
 pub mod app;
 pub mod body;
 pub mod config;
+pub mod dispatcher;
 pub mod error;
+pub mod hub;
 pub mod metrics;
 pub mod packages;
 pub mod platform;

@@ -45,10 +45,16 @@ fn parse_args() -> Result<Option<Args>, String> {
                 return Ok(None);
             }
             "--config" | "-c" => {
-                config = Some(PathBuf::from(it.next().ok_or("--config needs a file path")?));
+                config = Some(PathBuf::from(
+                    it.next().ok_or("--config needs a file path")?,
+                ));
             }
-            s if s.starts_with("--config=") => config = Some(PathBuf::from(&s["--config=".len()..])),
-            s if s.starts_with('-') && command.is_empty() => return Err(format!("unknown option {s}")),
+            s if s.starts_with("--config=") => {
+                config = Some(PathBuf::from(&s["--config=".len()..]))
+            }
+            s if s.starts_with('-') && command.is_empty() => {
+                return Err(format!("unknown option {s}"));
+            }
             _ => command.push(a),
         }
     }
@@ -107,7 +113,10 @@ fn main() -> ExitCode {
         ["jobs", name, version] => jobs(&cfg, Some(name), Some(version)),
         ["retry", name, version] => retry(&cfg, name, version, None),
         ["retry", name, version, platform] => retry(&cfg, name, version, Some(platform)),
-        _ => Err(format!("unknown command '{}'\n\n{USAGE}", args.command.join(" "))),
+        _ => Err(format!(
+            "unknown command '{}'\n\n{USAGE}",
+            args.command.join(" ")
+        )),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -118,14 +127,18 @@ fn main() -> ExitCode {
     }
 }
 
-fn with_store(cfg: &Config, f: impl FnOnce(&dyn store::Store) -> Result<(), String>) -> Result<(), String> {
+fn with_store(
+    cfg: &Config,
+    f: impl FnOnce(&dyn store::Store) -> Result<(), String>,
+) -> Result<(), String> {
     let s = store::open(cfg).map_err(|e| e.to_string())?;
     f(s.as_ref())
 }
 
 fn serve(mut cfg: Config) -> Result<(), String> {
     for dir in [&cfg.data_dir, &cfg.uploads_dir, &cfg.packages_dir] {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     let addr = std::net::SocketAddr::new(cfg.bind, cfg.port);
     let listener = server::bind(addr, std::time::Duration::from_secs(cfg.read_timeout_secs))
@@ -150,7 +163,11 @@ fn serve(mut cfg: Config) -> Result<(), String> {
         app.store.kind(),
         app.cfg.source
     );
-    server::serve(Arc::clone(&app), listener, stop).map_err(|e| e.to_string())?;
+    let dispatcher = hone_build::dispatcher::start(Arc::clone(&app), Arc::clone(&stop));
+    let served = server::serve(Arc::clone(&app), listener, Arc::clone(&stop));
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let _ = dispatcher.join();
+    served.map_err(|e| e.to_string())?;
     log::info!("stopped");
     Ok(())
 }
@@ -169,7 +186,23 @@ fn check_config(cfg: &Config) -> Result<(), String> {
         }
     };
     println!("store: {store_line}");
-    if ok { Ok(()) } else { Err("some checks failed".into()) }
+    let hub = hone_build::hub::HubClient::new(
+        &cfg.perry_hub_url,
+        cfg.perry_hub_license_key.clone(),
+        std::time::Duration::from_secs(cfg.hub_timeout_secs.min(10)),
+    );
+    match hub.status() {
+        Ok(_) => println!("hub: ok ({})", cfg.perry_hub_url),
+        Err(e) => {
+            ok = false;
+            println!("hub: FAILED: {e}");
+        }
+    }
+    if ok {
+        Ok(())
+    } else {
+        Err("some checks failed".into())
+    }
 }
 
 fn jobs(cfg: &Config, name: Option<&str>, version: Option<&str>) -> Result<(), String> {
@@ -199,7 +232,9 @@ fn jobs(cfg: &Config, name: Option<&str>, version: Option<&str>) -> Result<(), S
 
 fn retry(cfg: &Config, name: &str, version: &str, platform: Option<&str>) -> Result<(), String> {
     with_store(cfg, |s| {
-        let n = s.retry_failed(name, version, platform, now_secs()).map_err(|e| e.to_string())?;
+        let n = s
+            .retry_failed(name, version, platform, now_secs())
+            .map_err(|e| e.to_string())?;
         println!("{n} failed job(s) of {name} {version} put back to pending");
         Ok(())
     })

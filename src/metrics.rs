@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the request duration histogram.
-const BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+const BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 #[derive(Default)]
 pub struct Metrics {
@@ -25,7 +27,12 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn record_request(&self, route: &'static str, status: u16, took: Duration) {
-        *self.requests.lock().unwrap_or_else(|p| p.into_inner()).entry((route, status)).or_default() += 1;
+        *self
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((route, status))
+            .or_default() += 1;
         let secs = took.as_secs_f64();
         for (i, b) in BUCKETS.iter().enumerate() {
             if secs <= *b {
@@ -33,24 +40,44 @@ impl Metrics {
             }
         }
         self.duration_count.fetch_add(1, Relaxed);
-        self.duration_sum_micros.fetch_add(took.as_micros() as u64, Relaxed);
+        self.duration_sum_micros
+            .fetch_add(took.as_micros() as u64, Relaxed);
     }
 
     /// `outcome`: accepted, retry, failed.
     pub fn record_submission(&self, outcome: &'static str) {
-        *self.hub_submissions.lock().unwrap_or_else(|p| p.into_inner()).entry(outcome).or_default() += 1;
+        *self
+            .hub_submissions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(outcome)
+            .or_default() += 1;
     }
 
     /// Renders everything; `jobs` is the store's count per state (None when
     /// the store did not answer).
     pub fn render(&self, jobs: Option<&[(String, i64)]>) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "# HELP hone_build_requests_total HTTP requests by route and status.");
+        let _ = writeln!(
+            s,
+            "# HELP hone_build_requests_total HTTP requests by route and status."
+        );
         let _ = writeln!(s, "# TYPE hone_build_requests_total counter");
-        for ((route, status), n) in self.requests.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ = writeln!(s, "hone_build_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+        for ((route, status), n) in self
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                s,
+                "hone_build_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+            );
         }
-        let _ = writeln!(s, "# HELP hone_build_request_duration_seconds HTTP request duration.");
+        let _ = writeln!(
+            s,
+            "# HELP hone_build_request_duration_seconds HTTP request duration."
+        );
         let _ = writeln!(s, "# TYPE hone_build_request_duration_seconds histogram");
         for (i, b) in BUCKETS.iter().enumerate() {
             let _ = writeln!(
@@ -60,7 +87,10 @@ impl Metrics {
             );
         }
         let count = self.duration_count.load(Relaxed);
-        let _ = writeln!(s, "hone_build_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            s,
+            "hone_build_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
         let _ = writeln!(
             s,
             "hone_build_request_duration_seconds_sum {}",
@@ -68,24 +98,58 @@ impl Metrics {
         );
         let _ = writeln!(s, "hone_build_request_duration_seconds_count {count}");
         for (name, help, v) in [
-            ("hone_build_uploads_total", "Uploads recorded.", &self.uploads),
-            ("hone_build_artifacts_stored_total", "Artifacts stored.", &self.artifacts_stored),
-            ("hone_build_artifact_bytes_total", "Bytes of artifacts stored.", &self.artifact_bytes),
-            ("hone_build_overload_rejections_total", "Requests answered 503 because the pool was full.", &self.rejected_overload),
+            (
+                "hone_build_uploads_total",
+                "Uploads recorded.",
+                &self.uploads,
+            ),
+            (
+                "hone_build_artifacts_stored_total",
+                "Artifacts stored.",
+                &self.artifacts_stored,
+            ),
+            (
+                "hone_build_artifact_bytes_total",
+                "Bytes of artifacts stored.",
+                &self.artifact_bytes,
+            ),
+            (
+                "hone_build_overload_rejections_total",
+                "Requests answered 503 because the pool was full.",
+                &self.rejected_overload,
+            ),
         ] {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Relaxed));
+            let _ = writeln!(
+                s,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Relaxed)
+            );
         }
-        let _ = writeln!(s, "# HELP hone_build_hub_submissions_total Perry Hub submissions by outcome.");
+        let _ = writeln!(
+            s,
+            "# HELP hone_build_hub_submissions_total Perry Hub submissions by outcome."
+        );
         let _ = writeln!(s, "# TYPE hone_build_hub_submissions_total counter");
-        for (outcome, n) in self.hub_submissions.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ = writeln!(s, "hone_build_hub_submissions_total{{outcome=\"{outcome}\"}} {n}");
+        for (outcome, n) in self
+            .hub_submissions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                s,
+                "hone_build_hub_submissions_total{{outcome=\"{outcome}\"}} {n}"
+            );
         }
         let _ = writeln!(s, "# HELP hone_build_jobs Build jobs by state.");
         let _ = writeln!(s, "# TYPE hone_build_jobs gauge");
         match jobs {
             Some(jobs) => {
                 for (state, n) in jobs {
-                    let state: String = state.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                    let state: String = state
+                        .chars()
+                        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
                     let _ = writeln!(s, "hone_build_jobs{{state=\"{state}\"}} {n}");
                 }
                 let _ = writeln!(s, "hone_build_store_up 1");

@@ -29,8 +29,14 @@ impl TempFile {
         let mut raw = [0u8; 8];
         getrandom::fill(&mut raw).map_err(|e| io::Error::other(e.to_string()))?;
         let path = dir.join(format!("{TEMP_PREFIX}{}", crate::body::hex(&raw)));
-        let file = fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
-        Ok(TempFile { path, file: Some(file) })
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        Ok(TempFile {
+            path,
+            file: Some(file),
+        })
     }
 
     pub fn file(&mut self) -> &mut File {
@@ -122,13 +128,22 @@ pub fn update_manifest(
         Ok(bytes) => match serde_json::from_slice::<Manifest>(&bytes) {
             Ok(m) => m,
             Err(e) => {
-                log::warn!("{} is not a valid manifest ({e}); rewriting it", path.display());
-                Manifest { plugin_name: name.into(), version: version.into(), artifacts: BTreeMap::new() }
+                log::warn!(
+                    "{} is not a valid manifest ({e}); rewriting it",
+                    path.display()
+                );
+                Manifest {
+                    plugin_name: name.into(),
+                    version: version.into(),
+                    artifacts: BTreeMap::new(),
+                }
             }
         },
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            Manifest { plugin_name: name.into(), version: version.into(), artifacts: BTreeMap::new() }
-        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Manifest {
+            plugin_name: name.into(),
+            version: version.into(),
+            artifacts: BTreeMap::new(),
+        },
         Err(e) => return Err(e),
     };
     manifest.artifacts.insert(platform.id().to_string(), entry);
@@ -148,7 +163,9 @@ pub fn rfc3339_now() -> String {
 /// subdirectories (two levels: `<name>/<version>/` and `<name>/`) by a crash.
 pub fn remove_stale_temps(root: &Path, max_age: std::time::Duration) {
     fn walk(dir: &Path, depth: u32, max_age: std::time::Duration) {
-        let Ok(entries) = fs::read_dir(dir) else { return };
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
         for e in entries.flatten() {
             let path = e.path();
             let Ok(meta) = e.metadata() else { continue };
@@ -156,7 +173,11 @@ pub fn remove_stale_temps(root: &Path, max_age: std::time::Duration) {
                 walk(&path, depth - 1, max_age);
             } else if meta.is_file()
                 && e.file_name().to_string_lossy().starts_with(TEMP_PREFIX)
-                && meta.modified().ok().and_then(|m| m.elapsed().ok()).is_some_and(|age| age >= max_age)
+                && meta
+                    .modified()
+                    .ok()
+                    .and_then(|m| m.elapsed().ok())
+                    .is_some_and(|age| age >= max_age)
             {
                 log::info!("removing stale temporary file {}", path.display());
                 let _ = fs::remove_file(&path);
@@ -192,7 +213,11 @@ mod tests {
         t.persist(&d.join("final.bin")).unwrap();
         drop(t);
         assert_eq!(fs::read(d.join("final.bin")).unwrap(), b"hello");
-        assert_eq!(fs::read_dir(&d).unwrap().count(), 2, "a/ and final.bin only");
+        assert_eq!(
+            fs::read_dir(&d).unwrap().count(),
+            2,
+            "a/ and final.bin only"
+        );
         fs::remove_dir_all(&d).unwrap();
     }
 
@@ -211,8 +236,16 @@ mod tests {
         let on_disk: serde_json::Value =
             serde_json::from_slice(&fs::read(d.join("manifest.json")).unwrap()).unwrap();
         assert_eq!(on_disk["pluginName"], "p");
-        assert_eq!(on_disk["artifacts"]["linux-x64"]["filename"], "linux-x64.bin");
-        assert!(on_disk["artifacts"]["darwin-arm64"]["storedAt"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(
+            on_disk["artifacts"]["linux-x64"]["filename"],
+            "linux-x64.bin"
+        );
+        assert!(
+            on_disk["artifacts"]["darwin-arm64"]["storedAt"]
+                .as_str()
+                .unwrap()
+                .ends_with('Z')
+        );
         fs::write(d.join("manifest.json"), b"{broken").unwrap();
         let m = update_manifest(&d, "p", "1.0.0", Platform::Windows, e("windows-x64")).unwrap();
         assert_eq!(m.artifacts.len(), 1);

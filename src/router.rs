@@ -17,7 +17,11 @@ pub struct Ctx<'a> {
 impl Ctx<'_> {
     /// A header's value (first occurrence), if present.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.req.headers().iter().find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
+        self.req
+            .headers()
+            .iter()
+            .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_str())
     }
 }
 
@@ -33,11 +37,21 @@ pub struct Reply {
 impl Reply {
     pub fn json(status: u16, value: &impl Serialize) -> Reply {
         let body = serde_json::to_vec(value).expect("JSON values serialize");
-        Reply { status, content_type: "application/json", body, headers: Vec::new() }
+        Reply {
+            status,
+            content_type: "application/json",
+            body,
+            headers: Vec::new(),
+        }
     }
 
     pub fn text(status: u16, content_type: &'static str, body: String) -> Reply {
-        Reply { status, content_type, body: body.into_bytes(), headers: Vec::new() }
+        Reply {
+            status,
+            content_type,
+            body: body.into_bytes(),
+            headers: Vec::new(),
+        }
     }
 
     /// The one place an [`ApiError`] becomes a response.
@@ -76,8 +90,36 @@ pub struct Route {
 }
 
 pub const ROUTES: &[Route] = &[
-    Route { method: "GET", pattern: "/health", name: "health", handler: routes::health::get },
-    Route { method: "GET", pattern: "/metrics", name: "metrics", handler: routes::metrics::get },
+    Route {
+        method: "GET",
+        pattern: "/health",
+        name: "health",
+        handler: routes::health::get,
+    },
+    Route {
+        method: "GET",
+        pattern: "/metrics",
+        name: "metrics",
+        handler: routes::metrics::get,
+    },
+    Route {
+        method: "POST",
+        pattern: "/upload",
+        name: "upload",
+        handler: routes::upload::post,
+    },
+    Route {
+        method: "POST",
+        pattern: "/artifact/:callbackId",
+        name: "artifact",
+        handler: routes::artifact::post,
+    },
+    Route {
+        method: "GET",
+        pattern: "/status/:name/:version",
+        name: "status",
+        handler: routes::status::get,
+    },
 ];
 
 /// Matches `path` against `pattern`; the raw (still encoded) parameters.
@@ -102,10 +144,18 @@ fn match_pattern<'p>(pattern: &str, path: &'p str) -> Option<Vec<&'p str>> {
 
 /// Routes a request: `(route name, reply)`. Unknown path 404; known path
 /// with another method 405 (with `Allow`).
-pub fn dispatch(app: &App, req: &mut tiny_http::Request, method: &str, path: &str, query: &str) -> (&'static str, Reply) {
+pub fn dispatch(
+    app: &App,
+    req: &mut tiny_http::Request,
+    method: &str,
+    path: &str,
+    query: &str,
+) -> (&'static str, Reply) {
     let mut allowed: Vec<&str> = Vec::new();
     for route in ROUTES {
-        let Some(raw) = match_pattern(route.pattern, path) else { continue };
+        let Some(raw) = match_pattern(route.pattern, path) else {
+            continue;
+        };
         let method_ok = route.method == method || (route.method == "GET" && method == "HEAD");
         if !method_ok {
             allowed.push(route.method);
@@ -149,8 +199,12 @@ pub fn loggable_target(path: &str, query: &str) -> String {
 }
 
 fn is_secret_param(k: &str) -> bool {
-    let k = crate::validate::url_decode(k, "").unwrap_or_default().to_ascii_lowercase();
-    ["token", "secret", "key", "password", "pass"].iter().any(|s| k.contains(s))
+    let k = crate::validate::url_decode(k, "")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    ["token", "secret", "key", "password", "pass"]
+        .iter()
+        .any(|s| k.contains(s))
 }
 
 #[cfg(test)]
@@ -161,15 +215,24 @@ mod tests {
     fn patterns() {
         assert_eq!(match_pattern("/health", "/health"), Some(vec![]));
         assert_eq!(match_pattern("/health", "/health/"), None);
-        assert_eq!(match_pattern("/status/:n/:v", "/status/a/1.0"), Some(vec!["a", "1.0"]));
+        assert_eq!(
+            match_pattern("/status/:n/:v", "/status/a/1.0"),
+            Some(vec!["a", "1.0"])
+        );
         assert_eq!(match_pattern("/status/:n/:v", "/status/a/"), None);
         assert_eq!(match_pattern("/status/:n/:v", "/status/a/b/c"), None);
     }
 
     #[test]
     fn tokens_are_redacted() {
-        assert_eq!(loggable_target("/artifact/3", "token=abc&x=1"), "/artifact/3?token=REDACTED&x=1");
-        assert_eq!(loggable_target("/upload", "name=a&%74oken=s"), "/upload?name=a&%74oken=REDACTED");
+        assert_eq!(
+            loggable_target("/artifact/3", "token=abc&x=1"),
+            "/artifact/3?token=REDACTED&x=1"
+        );
+        assert_eq!(
+            loggable_target("/upload", "name=a&%74oken=s"),
+            "/upload?name=a&%74oken=REDACTED"
+        );
         assert_eq!(loggable_target("/health", ""), "/health");
     }
 }

@@ -65,7 +65,10 @@ impl Lane {
 /// Does the request carry a body to read?
 fn has_body(req: &tiny_http::Request) -> bool {
     req.body_length().is_some_and(|n| n > 0)
-        || req.headers().iter().any(|h| h.field.equiv("Transfer-Encoding"))
+        || req
+            .headers()
+            .iter()
+            .any(|h| h.field.equiv("Transfer-Encoding"))
 }
 
 /// Serves until `stop` is set, then stops taking new work, lets in-flight
@@ -84,7 +87,9 @@ pub fn serve(app: Arc<App>, listener: TcpListener, stop: Arc<AtomicBool>) -> std
             .name("rejecter".into())
             .spawn(move || {
                 for req in reject_rx.iter() {
-                    app.metrics.rejected_overload.fetch_add(1, Ordering::Relaxed);
+                    app.metrics
+                        .rejected_overload
+                        .fetch_add(1, Ordering::Relaxed);
                     respond_unavailable(&app, req, "the server is busy; try again shortly");
                 }
             })
@@ -123,7 +128,11 @@ pub fn serve(app: Arc<App>, listener: TcpListener, stop: Arc<AtomicBool>) -> std
         pending.retain(|h| !h.is_finished());
     }
     if !pending.is_empty() {
-        log::warn!("{} request(s) still running after {:?}; exiting anyway", pending.len(), SHUTDOWN_GRACE);
+        log::warn!(
+            "{} request(s) still running after {:?}; exiting anyway",
+            pending.len(),
+            SHUTDOWN_GRACE
+        );
     }
     drop(reject_tx);
     let _ = rejecter.join();
@@ -132,7 +141,10 @@ pub fn serve(app: Arc<App>, listener: TcpListener, stop: Arc<AtomicBool>) -> std
 
 fn respond_unavailable(app: &App, req: tiny_http::Request, why: &str) {
     let start = Instant::now();
-    let e = crate::error::ApiError { retry_after: Some(1), ..crate::error::ApiError::unavailable(why) };
+    let e = crate::error::ApiError {
+        retry_after: Some(1),
+        ..crate::error::ApiError::unavailable(why)
+    };
     finish(app, req, "overload", Reply::error(&e), start);
 }
 
@@ -146,8 +158,14 @@ fn handle(app: &App, mut req: tiny_http::Request) {
         router::dispatch(app, &mut req, &method, path, query)
     }));
     let (route, reply) = outcome.unwrap_or_else(|_| {
-        log::error!("handler panicked on {method} {}", router::loggable_target(path, ""));
-        ("panic", Reply::error(&crate::error::ApiError::internal("internal error")))
+        log::error!(
+            "handler panicked on {method} {}",
+            router::loggable_target(path, "")
+        );
+        (
+            "panic",
+            Reply::error(&crate::error::ApiError::internal("internal error")),
+        )
     });
     finish(app, req, route, reply, start);
 }

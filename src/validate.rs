@@ -47,14 +47,26 @@ impl Query {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
 /// A value safe to quote in an error message: escaped, at most 64 characters.
 pub fn printable(s: &str) -> String {
-    let escaped: String = s.chars().take(64).collect::<String>().escape_debug().to_string();
-    if s.chars().count() > 64 { format!("{escaped}…") } else { escaped }
+    let escaped: String = s
+        .chars()
+        .take(64)
+        .collect::<String>()
+        .escape_debug()
+        .to_string();
+    if s.chars().count() > 64 {
+        format!("{escaped}…")
+    } else {
+        escaped
+    }
 }
 
 /// `name` and `version`: 1-128 of `[A-Za-z0-9._-]`, not starting with `.`
@@ -117,10 +129,17 @@ pub fn entry(value: &str) -> Result<(), ApiError> {
 /// (UTF-8 validity is checked by the decoder.)
 pub fn text(value: &str, field: &str, max: usize) -> Result<(), ApiError> {
     if value.chars().count() > max {
-        return Err(ApiError::bad_request(format!("{field} must be at most {max} characters")));
+        return Err(ApiError::bad_request(format!(
+            "{field} must be at most {max} characters"
+        )));
     }
-    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(ApiError::bad_request(format!("{field} must not contain control characters")));
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(ApiError::bad_request(format!(
+            "{field} must not contain control characters"
+        )));
     }
     Ok(())
 }
@@ -130,9 +149,33 @@ pub fn platforms(value: &str) -> Result<Vec<Platform>, ApiError> {
     platform::parse_list(value).map_err(|e| ApiError::bad_request(format!("platforms: {e}")))
 }
 
+/// Compares a presented secret with the expected one in constant time
+/// (SHA-256 of both, so not even the length leaks). An empty `expected`
+/// never matches.
+pub fn secret_matches(presented: &str, expected: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    if expected.is_empty() {
+        return false;
+    }
+    let a = Sha256::digest(presented.as_bytes());
+    let b = Sha256::digest(expected.as_bytes());
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_compare() {
+        assert!(secret_matches("s3cret", "s3cret"));
+        assert!(!secret_matches("s3cret ", "s3cret"));
+        assert!(!secret_matches("", ""));
+        assert!(!secret_matches("x", ""));
+    }
 
     #[test]
     fn decoding() {
@@ -141,7 +184,10 @@ mod tests {
         assert_eq!(url_decode("100%", "x").unwrap(), "100%", "stray % kept");
         assert_eq!(url_decode("%2B", "x").unwrap(), "+");
         let e = url_decode("%C0%AE", "query parameter 'name'").unwrap_err();
-        assert!(e.message.contains("'name'") && e.message.contains("UTF-8"), "{e}");
+        assert!(
+            e.message.contains("'name'") && e.message.contains("UTF-8"),
+            "{e}"
+        );
         assert_eq!(path_decode("a+b%2Fc", "x").unwrap(), "a+b/c");
     }
 
@@ -176,17 +222,40 @@ mod tests {
         ] {
             let e = name_like(bad, "version").unwrap_err();
             assert_eq!(e.status, 400);
-            assert!(e.message.starts_with("version ") && e.message.contains(why), "{bad}: {e}");
+            assert!(
+                e.message.starts_with("version ") && e.message.contains(why),
+                "{bad}: {e}"
+            );
         }
-        assert!(name_like(&"x".repeat(129), "name").unwrap_err().message.contains("128"));
+        assert!(
+            name_like(&"x".repeat(129), "name")
+                .unwrap_err()
+                .message
+                .contains("128")
+        );
     }
 
     #[test]
     fn entries() {
-        for ok in ["src/index.ts", "index.js", "a/b-c/d_e.f", "./x.ts", "a..b/c"] {
+        for ok in [
+            "src/index.ts",
+            "index.js",
+            "a/b-c/d_e.f",
+            "./x.ts",
+            "a..b/c",
+        ] {
             assert!(entry(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "/etc/passwd", "../x", "a/../b", "a/..", "a b", "a\\b", "$(id)"] {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../b",
+            "a/..",
+            "a b",
+            "a\\b",
+            "$(id)",
+        ] {
             assert!(entry(bad).is_err(), "{bad}");
         }
         assert!(entry(&"a".repeat(257)).unwrap_err().message.contains("256"));
@@ -194,11 +263,19 @@ mod tests {
 
     #[test]
     fn texts_and_platforms() {
-        assert!(text(&"é".repeat(256), "displayName", 256).is_ok(), "characters, not bytes");
+        assert!(
+            text(&"é".repeat(256), "displayName", 256).is_ok(),
+            "characters, not bytes"
+        );
         assert!(text(&"a".repeat(257), "displayName", 256).is_err());
         assert!(text("line\nbreak", "description", 4096).is_ok());
         assert!(text("bell\u{7}", "description", 4096).is_err());
         assert_eq!(platforms("linux,macos").unwrap().len(), 2);
-        assert!(platforms("linux,beos").unwrap_err().message.contains("'beos'"));
+        assert!(
+            platforms("linux,beos")
+                .unwrap_err()
+                .message
+                .contains("'beos'")
+        );
     }
 }

@@ -15,7 +15,11 @@ pub fn get(app: &App, _ctx: &mut Ctx<'_>) -> Result<Reply, ApiError> {
             false
         }
     };
-    let (code, status) = if ok { (200, "ok") } else { (503, "unavailable") };
+    let (code, status) = if ok {
+        (200, "ok")
+    } else {
+        (503, "unavailable")
+    };
     let mut r = Reply::json(
         code,
         &json!({

@@ -6,5 +6,9 @@ use crate::router::{Ctx, Reply};
 
 pub fn get(app: &App, _ctx: &mut Ctx<'_>) -> Result<Reply, ApiError> {
     let jobs = app.store.count_by_status().ok();
-    Ok(Reply::text(200, "text/plain; version=0.0.4", app.metrics.render(jobs.as_deref())))
+    Ok(Reply::text(
+        200,
+        "text/plain; version=0.0.4",
+        app.metrics.render(jobs.as_deref()),
+    ))
 }

@@ -180,7 +180,12 @@ pub fn version_artifacts(
                 sha256: sha.clone(),
             }
         }
-        None => VersionArtifacts { platforms_json, download_url: None, size_bytes: None, sha256: None },
+        None => VersionArtifacts {
+            platforms_json,
+            download_url: None,
+            size_bytes: None,
+            sha256: None,
+        },
     }
 }
 
@@ -204,7 +209,10 @@ pub enum AttemptResult {
     /// The hub accepted: the job becomes `queued`.
     Accepted { hub_job_id: String },
     /// Retryable: stays `pending`, next attempt at this Unix millisecond.
-    Retry { next_attempt_at_ms: i64, error: String },
+    Retry {
+        next_attempt_at_ms: i64,
+        error: String,
+    },
     /// Not retryable (or attempts exhausted): `failed`.
     Failed { error: String },
 }
@@ -242,7 +250,12 @@ pub trait Store: Send + Sync {
     /// `attempts` is incremented and its `nextAttemptAt` pushed to
     /// `now_ms + lease_ms`, so no other process claims it meanwhile. Only
     /// jobs created by hone-build (with a callback token) are claimed.
-    fn claim(&self, filter: ClaimFilter, now_ms: i64, lease_ms: i64) -> Result<Vec<Job>, StoreError>;
+    fn claim(
+        &self,
+        filter: ClaimFilter,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<Job>, StoreError>;
 
     /// Records the outcome of the submission claimed as attempt `attempt`.
     /// Ignored (returns false) if the job is no longer that pending claim.
@@ -282,7 +295,11 @@ pub trait Store: Send + Sync {
     ) -> Result<CompleteOutcome, StoreError>;
 
     /// The version row's artifact columns: `(platforms, downloadUrl, sizeBytes, sha256)`.
-    fn version_row(&self, name: &str, version: &str) -> Result<Option<VersionArtifacts>, StoreError>;
+    fn version_row(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<Option<VersionArtifacts>, StoreError>;
 
     /// Jobs, newest first, optionally of one plugin or version.
     fn list_jobs(&self, name: Option<&str>, version: Option<&str>) -> Result<Vec<Job>, StoreError>;
@@ -309,8 +326,16 @@ pub(crate) const JOB_COLUMNS: &str = "j.id, j.pluginId, p.name, j.version, j.pla
 /// Columns hone-build adds to `buildJobs` when missing: `(name, MySQL type, SQLite type)`.
 pub(crate) const ADDED_JOB_COLUMNS: &[(&str, &str, &str)] = &[
     ("callbackToken", "VARCHAR(64) NULL", "TEXT NULL"),
-    ("attempts", "INT NOT NULL DEFAULT 0", "INTEGER NOT NULL DEFAULT 0"),
-    ("nextAttemptAt", "BIGINT NOT NULL DEFAULT 0", "INTEGER NOT NULL DEFAULT 0"),
+    (
+        "attempts",
+        "INT NOT NULL DEFAULT 0",
+        "INTEGER NOT NULL DEFAULT 0",
+    ),
+    (
+        "nextAttemptAt",
+        "BIGINT NOT NULL DEFAULT 0",
+        "INTEGER NOT NULL DEFAULT 0",
+    ),
     ("submittedAt", "BIGINT NULL", "INTEGER NULL"),
     ("sizeBytes", "BIGINT NULL", "INTEGER NULL"),
     ("sha256", "VARCHAR(64) NULL", "TEXT NULL"),
@@ -325,7 +350,9 @@ pub fn open(cfg: &crate::config::Config) -> Result<Box<dyn Store>, StoreError> {
         let path = cfg.data_dir.join("hone-build.sqlite3");
         Ok(Box::new(sqlite::SqliteStore::open(&path)?))
     } else {
-        Ok(Box::new(mysql::MysqlStore::open(&mysql::MysqlSettings::from_config(cfg))?))
+        Ok(Box::new(mysql::MysqlStore::open(
+            &mysql::MysqlSettings::from_config(cfg),
+        )?))
     }
 }
 
@@ -335,12 +362,17 @@ mod tests {
     use Platform::*;
 
     fn ex(rows: &[(&str, &str)]) -> Vec<(String, String)> {
-        rows.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        rows.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
     fn plan_new_version_builds_requested() {
-        assert_eq!(plan_upload(&[], &[Windows, Macos]).unwrap(), vec![Macos, Windows]);
+        assert_eq!(
+            plan_upload(&[], &[Windows, Macos]).unwrap(),
+            vec![Macos, Windows]
+        );
     }
 
     #[test]
@@ -349,14 +381,21 @@ mod tests {
         assert_eq!(plan_upload(&done, &[Ios]), Err(Refusal::VersionExists));
         for s in ["pending", "queued", "building"] {
             let rows = ex(&[("macos", "failed"), ("linux", s)]);
-            assert_eq!(plan_upload(&rows, &[Macos]), Err(Refusal::BuildInProgress), "{s}");
+            assert_eq!(
+                plan_upload(&rows, &[Macos]),
+                Err(Refusal::BuildInProgress),
+                "{s}"
+            );
         }
     }
 
     #[test]
     fn plan_rebuilds_failed_and_never_built_keeps_completed() {
         let rows = ex(&[("macos", "completed"), ("linux", "failed")]);
-        assert_eq!(plan_upload(&rows, &[Macos, Windows]).unwrap(), vec![Linux, Windows]);
+        assert_eq!(
+            plan_upload(&rows, &[Macos, Windows]).unwrap(),
+            vec![Linux, Windows]
+        );
     }
 
     #[test]
@@ -367,7 +406,10 @@ mod tests {
         ];
         let v = version_artifacts("p", "1.0.0", &c);
         assert_eq!(v.platforms_json, r#"["linux-x64","windows-x64"]"#);
-        assert_eq!(v.download_url.as_deref(), Some("/api/v1/pkg/p/1.0.0?platform=linux-x64"));
+        assert_eq!(
+            v.download_url.as_deref(),
+            Some("/api/v1/pkg/p/1.0.0?platform=linux-x64")
+        );
         assert_eq!(v.size_bytes, Some(2));
         assert_eq!(v.sha256.as_deref(), Some("l"));
         let none = version_artifacts("p", "1", &[]);

@@ -47,7 +47,9 @@ macro_rules! p {
 fn err(e: ::mysql::Error) -> StoreError {
     use ::mysql::Error as E;
     match &e {
-        E::IoError(_) | E::CodecError(_) | E::DriverError(_) => StoreError::Unavailable(e.to_string()),
+        E::IoError(_) | E::CodecError(_) | E::DriverError(_) => {
+            StoreError::Unavailable(e.to_string())
+        }
         // Too many connections, lock wait timeout, deadlock, server shutting down.
         E::MySqlError(m) if matches!(m.code, 1040 | 1205 | 1213 | 1053) => {
             StoreError::Unavailable(e.to_string())
@@ -93,13 +95,20 @@ fn select_jobs(where_clause: &str) -> String {
     )
 }
 
-fn jobs<Q: Queryable>(q: &mut Q, where_clause: &str, params: Params) -> Result<Vec<Job>, StoreError> {
+fn jobs<Q: Queryable>(
+    q: &mut Q,
+    where_clause: &str,
+    params: Params,
+) -> Result<Vec<Job>, StoreError> {
     let rows: Vec<Row> = q.exec(select_jobs(where_clause), params).map_err(err)?;
     rows.into_iter().map(job_from_row).collect()
 }
 
 fn id_list(ids: &[i64]) -> String {
-    ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+    ids.iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 const SCHEMA: &[&str] = &[
@@ -166,7 +175,10 @@ impl MysqlStore {
         self.pool.try_get_conn(Duration::from_secs(10)).map_err(err)
     }
 
-    fn tx<T>(&self, f: impl FnOnce(&mut Transaction<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn tx<T>(
+        &self,
+        f: impl FnOnce(&mut Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let mut conn = self.conn()?;
         let opts = TxOpts::default().set_isolation_level(Some(IsolationLevel::ReadCommitted));
         let mut tx = conn.start_transaction(opts).map_err(err)?;
@@ -176,7 +188,12 @@ impl MysqlStore {
     }
 
     /// Locks the version row (creating it if absent) and returns the plugin id.
-    fn lock_version(tx: &mut Transaction<'_>, plugin_id: i64, version: &str, now: i64) -> Result<(), StoreError> {
+    fn lock_version(
+        tx: &mut Transaction<'_>,
+        plugin_id: i64,
+        version: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
         tx.exec_drop(
             "INSERT IGNORE INTO pluginVersions (pluginId, version, platforms, publishedAt) VALUES (?, ?, '[]', ?)",
             p![plugin_id, version, now],
@@ -214,7 +231,8 @@ impl Store for MysqlStore {
         for (col, ty, _) in ADDED_JOB_COLUMNS {
             if !existing.iter().any(|e| e.eq_ignore_ascii_case(col)) {
                 log::info!("migrate: adding buildJobs.{col}");
-                c.query_drop(format!("ALTER TABLE buildJobs ADD COLUMN {col} {ty}")).map_err(err)?;
+                c.query_drop(format!("ALTER TABLE buildJobs ADD COLUMN {col} {ty}"))
+                    .map_err(err)?;
             }
         }
         let indexes: Vec<String> = c
@@ -226,14 +244,19 @@ impl Store for MysqlStore {
         for (name, cols) in INDEXES {
             if !indexes.iter().any(|i| i == name) {
                 log::info!("migrate: adding index {name} on buildJobs");
-                c.query_drop(format!("CREATE INDEX {name} ON buildJobs {cols}")).map_err(err)?;
+                c.query_drop(format!("CREATE INDEX {name} ON buildJobs {cols}"))
+                    .map_err(err)?;
             }
         }
         Ok(())
     }
 
     fn version_jobs(&self, name: &str, version: &str) -> Result<Vec<Job>, StoreError> {
-        jobs(&mut self.conn()?, "p.name = ? AND j.version = ? ORDER BY j.platform, j.id", p![name, version])
+        jobs(
+            &mut self.conn()?,
+            "p.name = ? AND j.version = ? ORDER BY j.platform, j.id",
+            p![name, version],
+        )
     }
 
     fn record_upload(
@@ -328,7 +351,12 @@ impl Store for MysqlStore {
         })
     }
 
-    fn claim(&self, filter: ClaimFilter, now_ms: i64, lease_ms: i64) -> Result<Vec<Job>, StoreError> {
+    fn claim(
+        &self,
+        filter: ClaimFilter,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<Job>, StoreError> {
         self.tx(|tx| {
             let ids: Vec<i64> = match &filter {
                 ClaimFilter::Due(limit) => tx
@@ -395,7 +423,12 @@ impl Store for MysqlStore {
         Ok(c.affected_rows() == 1)
     }
 
-    fn fail_timed_out(&self, submitted_before: i64, message: &str, now: i64) -> Result<Vec<Job>, StoreError> {
+    fn fail_timed_out(
+        &self,
+        submitted_before: i64,
+        message: &str,
+        now: i64,
+    ) -> Result<Vec<Job>, StoreError> {
         self.tx(|tx| {
             let ids: Vec<i64> = tx
                 .exec(
@@ -419,7 +452,9 @@ impl Store for MysqlStore {
     }
 
     fn job_by_id(&self, id: i64) -> Result<Option<Job>, StoreError> {
-        Ok(jobs(&mut self.conn()?, "j.id = ?", p![id])?.into_iter().next())
+        Ok(jobs(&mut self.conn()?, "j.id = ?", p![id])?
+            .into_iter()
+            .next())
     }
 
     fn job_by_legacy_callback(&self, callback_id: &str) -> Result<Option<Job>, StoreError> {
@@ -482,7 +517,11 @@ impl Store for MysqlStore {
         })
     }
 
-    fn version_row(&self, name: &str, version: &str) -> Result<Option<VersionArtifacts>, StoreError> {
+    fn version_row(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<Option<VersionArtifacts>, StoreError> {
         let row: Option<(Option<String>, Option<String>, Option<i64>, Option<String>)> = self
             .conn()?
             .exec_first(
@@ -491,12 +530,14 @@ impl Store for MysqlStore {
                 p![name, version],
             )
             .map_err(err)?;
-        Ok(row.map(|(platforms, download_url, size_bytes, sha256)| VersionArtifacts {
-            platforms_json: platforms.unwrap_or_default(),
-            download_url,
-            size_bytes,
-            sha256,
-        }))
+        Ok(row.map(
+            |(platforms, download_url, size_bytes, sha256)| VersionArtifacts {
+                platforms_json: platforms.unwrap_or_default(),
+                download_url,
+                size_bytes,
+                sha256,
+            },
+        ))
     }
 
     fn list_jobs(&self, name: Option<&str>, version: Option<&str>) -> Result<Vec<Job>, StoreError> {
@@ -507,7 +548,13 @@ impl Store for MysqlStore {
         )
     }
 
-    fn retry_failed(&self, name: &str, version: &str, platform: Option<&str>, now: i64) -> Result<usize, StoreError> {
+    fn retry_failed(
+        &self,
+        name: &str,
+        version: &str,
+        platform: Option<&str>,
+        now: i64,
+    ) -> Result<usize, StoreError> {
         let mut c = self.conn()?;
         c.exec_drop(
             "UPDATE buildJobs j JOIN plugins p ON p.id = j.pluginId

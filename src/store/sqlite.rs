@@ -85,23 +85,34 @@ impl SqliteStore {
     /// Opens (creating) the database file; its directory is created too.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Other(format!("cannot create {}: {e}", dir.display()))
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Other(format!("cannot create {}: {e}", dir.display())))?;
         }
         let conn = Connection::open(path).map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
-        Ok(SqliteStore { conn: Mutex::new(conn) })
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut conn).map_err(err)
     }
 
-    fn jobs(conn: &Connection, where_clause: &str, p: impl rusqlite::Params) -> rusqlite::Result<Vec<Job>> {
+    fn jobs(
+        conn: &Connection,
+        where_clause: &str,
+        p: impl rusqlite::Params,
+    ) -> rusqlite::Result<Vec<Job>> {
         let mut st = conn.prepare_cached(&select_jobs(where_clause))?;
         st.query_map(p, job_from_row)?.collect()
     }
@@ -139,7 +150,11 @@ impl Store for SqliteStore {
 
     fn version_jobs(&self, name: &str, version: &str) -> Result<Vec<Job>, StoreError> {
         self.with(|c| {
-            Self::jobs(c, "p.name = ?1 AND j.version = ?2 ORDER BY j.platform, j.id", params![name, version])
+            Self::jobs(
+                c,
+                "p.name = ?1 AND j.version = ?2 ORDER BY j.platform, j.id",
+                params![name, version],
+            )
         })
     }
 
@@ -150,15 +165,19 @@ impl Store for SqliteStore {
         commit_file: &mut dyn FnMut() -> std::io::Result<()>,
     ) -> Result<UploadOutcome, StoreError> {
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
         let existing = Self::jobs(
             &tx,
             "p.name = ?1 AND j.version = ?2 ORDER BY j.platform, j.id",
             params![up.name, up.version],
         )
         .map_err(err)?;
-        let pairs: Vec<(String, String)> =
-            existing.iter().map(|j| (j.platform.clone(), j.status.clone())).collect();
+        let pairs: Vec<(String, String)> = existing
+            .iter()
+            .map(|j| (j.platform.clone(), j.status.clone()))
+            .collect();
         let to_build = match plan_upload(&pairs, &up.platforms) {
             Ok(p) => p,
             Err(r) => return Ok(UploadOutcome::Refused(r)),
@@ -177,7 +196,9 @@ impl Store for SqliteStore {
         )
         .map_err(err)?;
         let plugin_id: i64 = tx
-            .query_row("SELECT id FROM plugins WHERE name = ?1", [&up.name], |r| r.get(0))
+            .query_row("SELECT id FROM plugins WHERE name = ?1", [&up.name], |r| {
+                r.get(0)
+            })
             .map_err(err)?;
         tx.execute(
             "INSERT OR IGNORE INTO pluginVersions (pluginId, version, platforms, publishedAt)
@@ -206,7 +227,15 @@ impl Store for SqliteStore {
                         "INSERT INTO buildJobs (pluginId, version, platform, status, createdAt,
                            callbackToken, attempts, nextAttemptAt, entry, updatedAt)
                          VALUES (?1, ?2, ?3, 'pending', ?4, ?5, 0, ?6, ?7, ?4)",
-                        params![plugin_id, up.version, p.hub_name(), now, token, now_ms, up.entry],
+                        params![
+                            plugin_id,
+                            up.version,
+                            p.hub_name(),
+                            now,
+                            token,
+                            now_ms,
+                            up.entry
+                        ],
                     )
                     .map_err(err)?;
                     ids.push(tx.last_insert_rowid());
@@ -214,14 +243,23 @@ impl Store for SqliteStore {
             }
         }
         let jobs = {
-            let list = ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+            let list = ids
+                .iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(",");
             Self::jobs(&tx, &format!("j.id IN ({list}) ORDER BY j.platform"), []).map_err(err)?
         };
         tx.commit().map_err(err)?;
         Ok(UploadOutcome::Recorded(jobs))
     }
 
-    fn claim(&self, filter: ClaimFilter, now_ms: i64, lease_ms: i64) -> Result<Vec<Job>, StoreError> {
+    fn claim(
+        &self,
+        filter: ClaimFilter,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<Job>, StoreError> {
         self.with(|c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let due = match &filter {
@@ -294,7 +332,12 @@ impl Store for SqliteStore {
         })
     }
 
-    fn fail_timed_out(&self, submitted_before: i64, message: &str, now: i64) -> Result<Vec<Job>, StoreError> {
+    fn fail_timed_out(
+        &self,
+        submitted_before: i64,
+        message: &str,
+        now: i64,
+    ) -> Result<Vec<Job>, StoreError> {
         self.with(|c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let jobs = Self::jobs(
@@ -319,7 +362,11 @@ impl Store for SqliteStore {
 
     fn job_by_legacy_callback(&self, callback_id: &str) -> Result<Option<Job>, StoreError> {
         let jobs = self.with(|c| {
-            Self::jobs(c, "(p.name || '-' || j.version || '-' || j.platform) = ?1", [callback_id])
+            Self::jobs(
+                c,
+                "(p.name || '-' || j.version || '-' || j.platform) = ?1",
+                [callback_id],
+            )
         })?;
         match jobs.len() {
             0 | 1 => Ok(jobs.into_iter().next()),
@@ -334,8 +381,14 @@ impl Store for SqliteStore {
         commit_file: &mut dyn FnMut() -> std::io::Result<()>,
     ) -> Result<CompleteOutcome, StoreError> {
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
-        let Some(job) = Self::jobs(&tx, "j.id = ?1", [job_id]).map_err(err)?.into_iter().next() else {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let Some(job) = Self::jobs(&tx, "j.id = ?1", [job_id])
+            .map_err(err)?
+            .into_iter()
+            .next()
+        else {
             return Ok(CompleteOutcome::NotFound);
         };
         if job.status == status::COMPLETED {
@@ -359,10 +412,12 @@ impl Store for SqliteStore {
                      WHERE pluginId = ?1 AND version = ?2 AND status = 'completed'",
                 )
                 .map_err(err)?;
-            st.query_map(params![job.plugin_id, job.version], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .map_err(err)?
-                .collect::<rusqlite::Result<_>>()
-                .map_err(err)?
+            st.query_map(params![job.plugin_id, job.version], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .map_err(err)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(err)?
         };
         let v = version_artifacts(&job.plugin_name, &job.version, &completed);
         tx.execute(
@@ -381,7 +436,11 @@ impl Store for SqliteStore {
         Ok(CompleteOutcome::Completed)
     }
 
-    fn version_row(&self, name: &str, version: &str) -> Result<Option<VersionArtifacts>, StoreError> {
+    fn version_row(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<Option<VersionArtifacts>, StoreError> {
         self.with(|c| {
             c.query_row(
                 "SELECT v.platforms, v.downloadUrl, v.sizeBytes, v.sha256 FROM pluginVersions v
@@ -432,7 +491,9 @@ impl Store for SqliteStore {
 
     fn count_by_status(&self) -> Result<Vec<(String, i64)>, StoreError> {
         self.with(|c| {
-            let mut st = c.prepare("SELECT status, COUNT(*) FROM buildJobs GROUP BY status ORDER BY status")?;
+            let mut st = c.prepare(
+                "SELECT status, COUNT(*) FROM buildJobs GROUP BY status ORDER BY status",
+            )?;
             st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
         })
     }

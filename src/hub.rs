@@ -1,0 +1,380 @@
+//! The Perry Hub client (SPEC 4): one `POST /api/v1/build` per job, as
+//! `multipart/form-data` whose `tarball_b64` part is base64-encoded on the
+//! fly from the tarball file (memory does not grow with the tarball), with
+//! an exact `Content-Length`. Every outcome is classified as accepted,
+//! retryable, or permanent (with the hub's own message).
+
+use crate::body::BASE64;
+use crate::config::Secret;
+use crate::platform::Platform;
+use base64::Engine;
+use std::fs::File;
+use std::io::{self, Cursor, Read};
+use std::path::Path;
+use std::time::Duration;
+
+/// What the hub made of a submission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Accepted: the hub's job id.
+    Accepted(String),
+    /// Worth trying again later (connection errors, timeouts, 5xx, 429 RATE_LIMITED).
+    Retryable(String),
+    /// Will not succeed by retrying (400, 401, 403, 429 PUBLISH_LIMIT_REACHED, …).
+    Permanent(String),
+}
+
+/// One job's submission.
+pub struct Submission<'a> {
+    pub name: &'a str,
+    pub version: &'a str,
+    pub entry: &'a str,
+    pub platform: Platform,
+    pub tarball: &'a Path,
+    pub callback_url: &'a str,
+}
+
+impl Submission<'_> {
+    /// The `manifest` field (SPEC 4).
+    pub fn manifest(&self) -> String {
+        serde_json::json!({
+            "app_name": self.name,
+            "bundle_id": format!("codes.hone.plugin.{}", self.name),
+            "version": self.version,
+            "entry": self.entry,
+            "targets": [self.platform.hub_name()],
+            "build_type": "plugin",
+        })
+        .to_string()
+    }
+}
+
+#[derive(Clone)]
+pub struct HubClient {
+    agent: ureq::Agent,
+    base_url: String,
+    license_key: Secret,
+}
+
+impl HubClient {
+    /// `timeout` (HUB_TIMEOUT_SECS) bounds connecting, each write of the
+    /// body, and the wait for the hub's answer: a hub that hangs is cut off
+    /// after it, while a large tarball that keeps flowing is not.
+    pub fn new(base_url: &str, license_key: Secret, timeout: Duration) -> HubClient {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(timeout.min(Duration::from_secs(10))))
+            .timeout_per_write(Some(timeout))
+            .timeout_recv_response(Some(timeout))
+            .timeout_recv_body(Some(timeout))
+            .user_agent(concat!("hone-build/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .new_agent();
+        HubClient {
+            agent,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            license_key,
+        }
+    }
+
+    /// Submits one job and classifies the outcome. Never returns the
+    /// license key or the callback token in a message.
+    pub fn submit(&self, s: &Submission<'_>) -> Outcome {
+        let file = match File::open(s.tarball) {
+            Ok(f) => f,
+            Err(e) => return Outcome::Permanent(format!("cannot read the uploaded tarball: {e}")),
+        };
+        let size = match file.metadata() {
+            Ok(m) => m.len(),
+            Err(e) => return Outcome::Permanent(format!("cannot read the uploaded tarball: {e}")),
+        };
+        let form = MultipartBody::new(
+            &[
+                ("license_key", self.license_key.expose().to_string()),
+                ("manifest", s.manifest()),
+                ("credentials", "{}".to_string()),
+                ("artifact_upload_url", s.callback_url.to_string()),
+            ],
+            "tarball_b64",
+            file,
+            size,
+        );
+        let url = format!("{}/api/v1/build", self.base_url);
+        let content_type = form.content_type();
+        let len = form.len;
+        let resp = self
+            .agent
+            .post(&url)
+            .header("Content-Type", &content_type)
+            .header("Content-Length", &len.to_string())
+            .send(ureq::SendBody::from_owned_reader(form));
+        match resp {
+            Ok(mut resp) => {
+                let status = resp.status().as_u16();
+                let text = resp
+                    .body_mut()
+                    .with_config()
+                    .limit(64 * 1024)
+                    .read_to_string()
+                    .unwrap_or_default();
+                classify(status, &text)
+            }
+            Err(e) => Outcome::Retryable(format!("Perry Hub unreachable: {}", describe(&e))),
+        }
+    }
+
+    /// `GET /api/v1/status`: the hub's own status text, for check-config.
+    pub fn status(&self) -> Result<String, String> {
+        let url = format!("{}/api/v1/status", self.base_url);
+        match self.agent.get(&url).call() {
+            Ok(mut r) if r.status().is_success() => Ok(r
+                .body_mut()
+                .with_config()
+                .limit(64 * 1024)
+                .read_to_string()
+                .unwrap_or_default()),
+            Ok(r) => Err(format!("Perry Hub answered {}", r.status())),
+            Err(e) => Err(format!("Perry Hub unreachable: {}", describe(&e))),
+        }
+    }
+}
+
+fn describe(e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::Timeout(t) => format!("timed out ({t})"),
+        ureq::Error::Io(io) => io.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Classifies the hub's answer (SPEC 3): 2xx with a job id is accepted;
+/// 5xx, 408 and 429 RATE_LIMITED are retryable; 400, 401, 403, 429
+/// PUBLISH_LIMIT_REACHED and other 4xx are permanent.
+pub fn classify(status: u16, body: &str) -> Outcome {
+    let json: Option<serde_json::Value> = serde_json::from_str(body).ok();
+    if (200..300).contains(&status) {
+        let id = json
+            .as_ref()
+            .and_then(|j| j.get("job_id"))
+            .and_then(|v| v.as_str());
+        return match id {
+            Some(id) if !id.is_empty() && id.len() <= 128 => Outcome::Accepted(id.to_string()),
+            _ => Outcome::Retryable(format!("Perry Hub answered {status} without a job id")),
+        };
+    }
+    let err = json.as_ref().and_then(|j| j.get("error"));
+    let code = err
+        .and_then(|e| e.get("code"))
+        .and_then(|c| c.as_str())
+        .unwrap_or("");
+    let message = err
+        .and_then(|e| {
+            e.get("message")
+                .and_then(|m| m.as_str())
+                .or_else(|| e.as_str())
+        })
+        .unwrap_or("");
+    let text = match (code.is_empty(), message.is_empty()) {
+        (false, false) => format!("Perry Hub: {code}: {message}"),
+        (false, true) => format!("Perry Hub: {code} (HTTP {status})"),
+        (true, false) => format!("Perry Hub: {message} (HTTP {status})"),
+        (true, true) => format!("Perry Hub answered HTTP {status}"),
+    };
+    let text: String = text.chars().take(1000).collect();
+    match status {
+        429 if code == "PUBLISH_LIMIT_REACHED" => Outcome::Permanent(text),
+        429 | 408 | 500..=599 => Outcome::Retryable(text),
+        _ => Outcome::Permanent(text),
+    }
+}
+
+/// A `multipart/form-data` body: text fields, then one file part whose
+/// content is base64-encoded while it is read. Its length is known up front.
+pub struct MultipartBody {
+    boundary: String,
+    head: Cursor<Vec<u8>>,
+    file: Base64Encoder<File>,
+    tail: Cursor<Vec<u8>>,
+    /// Total length in bytes.
+    pub len: u64,
+}
+
+impl MultipartBody {
+    pub fn new(
+        fields: &[(&str, String)],
+        file_field: &str,
+        file: File,
+        file_size: u64,
+    ) -> MultipartBody {
+        let mut raw = [0u8; 12];
+        let _ = getrandom::fill(&mut raw);
+        let boundary = format!("----hone-build-{}", crate::body::hex(&raw));
+        let mut head = Vec::new();
+        for (name, value) in fields {
+            head.extend_from_slice(
+                format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n")
+                    .as_bytes(),
+            );
+            head.extend_from_slice(value.as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
+        head.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{file_field}\"\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        let tail = format!("\r\n--{boundary}--\r\n").into_bytes();
+        let b64_len = file_size.div_ceil(3) * 4;
+        let len = head.len() as u64 + b64_len + tail.len() as u64;
+        MultipartBody {
+            boundary,
+            head: Cursor::new(head),
+            file: Base64Encoder::new(file),
+            tail: Cursor::new(tail),
+            len,
+        }
+    }
+
+    pub fn content_type(&self) -> String {
+        format!("multipart/form-data; boundary={}", self.boundary)
+    }
+}
+
+impl Read for MultipartBody {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.head.read(buf)?;
+        if n > 0 {
+            return Ok(n);
+        }
+        let n = self.file.read(buf)?;
+        if n > 0 {
+            return Ok(n);
+        }
+        self.tail.read(buf)
+    }
+}
+
+/// Reads `inner` and yields its standard base64 encoding (with padding).
+pub struct Base64Encoder<R> {
+    inner: R,
+    raw: Vec<u8>,
+    out: Vec<u8>,
+    pos: usize,
+    eof: bool,
+}
+
+impl<R: Read> Base64Encoder<R> {
+    pub fn new(inner: R) -> Base64Encoder<R> {
+        Base64Encoder {
+            inner,
+            raw: vec![0; 48 * 1024],
+            out: Vec::with_capacity(64 * 1024),
+            pos: 0,
+            eof: false,
+        }
+    }
+
+    /// Refills `out` with the encoding of the next block (a multiple of 3
+    /// bytes, except at the end).
+    fn refill(&mut self) -> io::Result<()> {
+        let mut filled = 0;
+        while filled < self.raw.len() {
+            match self.inner.read(&mut self.raw[filled..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    break;
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let len = base64::encoded_len(filled, true).expect("block length fits");
+        self.out.resize(len, 0);
+        self.pos = 0;
+        let written = BASE64
+            .encode_slice(&self.raw[..filled], &mut self.out)
+            .map_err(io::Error::other)?;
+        self.out.truncate(written);
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for Base64Encoder<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.out.len() {
+            if self.eof {
+                return Ok(0);
+            }
+            self.refill()?;
+            if self.out.is_empty() {
+                return Ok(0);
+            }
+        }
+        let n = (self.out.len() - self.pos).min(buf.len());
+        buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        assert_eq!(
+            classify(200, r#"{"job_id":"abc","ws_url":"/ws","position":1}"#),
+            Outcome::Accepted("abc".into())
+        );
+        assert!(matches!(classify(200, "{}"), Outcome::Retryable(_)));
+        assert!(matches!(classify(500, "oops"), Outcome::Retryable(_)));
+        assert!(matches!(classify(503, ""), Outcome::Retryable(_)));
+        let rl = r#"{"error":{"code":"RATE_LIMITED","message":"slow down"}}"#;
+        assert!(matches!(classify(429, rl), Outcome::Retryable(m) if m.contains("slow down")));
+        let pl = r#"{"error":{"code":"PUBLISH_LIMIT_REACHED","message":"limit reached"}}"#;
+        assert_eq!(
+            classify(429, pl),
+            Outcome::Permanent("Perry Hub: PUBLISH_LIMIT_REACHED: limit reached".into())
+        );
+        let li = r#"{"error":{"code":"LICENSE_INVALID","message":"invalid license key"}}"#;
+        assert!(
+            matches!(classify(401, li), Outcome::Permanent(m) if m.contains("invalid license key"))
+        );
+        assert!(matches!(
+            classify(
+                403,
+                r#"{"error":{"code":"ACCOUNT_REQUIRED","message":"x"}}"#
+            ),
+            Outcome::Permanent(_)
+        ));
+        assert!(matches!(
+            classify(400, r#"{"error":{"code":"BAD_REQUEST","message":"x"}}"#),
+            Outcome::Permanent(_)
+        ));
+    }
+
+    #[test]
+    fn encoder_matches_engine_for_all_tail_lengths() {
+        for n in [
+            0usize,
+            1,
+            2,
+            3,
+            4,
+            5,
+            48 * 1024 - 1,
+            48 * 1024,
+            48 * 1024 + 1,
+            200_000,
+        ] {
+            let data: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8).collect();
+            let mut enc = Base64Encoder::new(&data[..]);
+            let mut out = Vec::new();
+            enc.read_to_end(&mut out).unwrap();
+            assert_eq!(out, BASE64.encode(&data).into_bytes(), "n={n}");
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! `GET /status/:name/:version` (SPEC 2): a version's builds.
+
+use crate::app::App;
+use crate::error::ApiError;
+use crate::router::{Ctx, Reply};
+use crate::store::status;
+use crate::validate;
+use serde_json::{Map, Value, json};
+
+pub fn get(app: &App, ctx: &mut Ctx<'_>) -> Result<Reply, ApiError> {
+    let (name, version) = (&ctx.params[0], &ctx.params[1]);
+    validate::name_like(name, "name")?;
+    validate::name_like(version, "version")?;
+    let jobs = app.store.version_jobs(name, version)?;
+    if jobs.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "no builds for {name} {version}"
+        )));
+    }
+    let builds: Vec<Value> = jobs
+        .iter()
+        .map(|j| {
+            let mut b = Map::new();
+            b.insert("platform".into(), json!(j.platform));
+            b.insert("hubJobId".into(), json!(j.hub_job_id));
+            b.insert("status".into(), json!(j.status));
+            b.insert("createdAt".into(), json!(j.created_at));
+            if let Some(t) = j.completed_at {
+                b.insert("completedAt".into(), json!(t));
+            }
+            if let Some(m) = &j.error_message {
+                b.insert("errorMessage".into(), json!(m));
+            }
+            if let Some(s) = j.size_bytes {
+                b.insert("size".into(), json!(s));
+            }
+            if let Some(s) = &j.sha256 {
+                b.insert("sha256".into(), json!(s));
+            }
+            b.insert("attempts".into(), json!(j.attempts));
+            Value::Object(b)
+        })
+        .collect();
+    let overall = if jobs.iter().any(|j| j.status == status::FAILED) {
+        "failed"
+    } else if jobs.iter().all(|j| j.status == status::COMPLETED) {
+        "completed"
+    } else {
+        "building"
+    };
+    Ok(Reply::json(
+        200,
+        &json!({"pluginName": name, "version": version, "builds": builds, "overall": overall}),
+    ))
+}
