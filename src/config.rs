@@ -677,6 +677,20 @@ mod tests {
     }
 
     #[test]
+    fn example_file_names_every_key_and_parses_cleanly() {
+        let raw = parse_file(include_str!("../build.conf.example"), "build.conf.example");
+        assert!(raw.warnings.is_empty(), "{:?}", raw.warnings);
+        for (key, _) in KEYS {
+            assert!(
+                raw.values.contains_key(*key),
+                "build.conf.example lacks {key}"
+            );
+        }
+        let c = Config::from_raw(&raw, "build.conf.example", &|_| None).unwrap();
+        assert_eq!(c.port, 8447);
+    }
+
+    #[test]
     fn explicit_missing_file_is_an_error_default_missing_is_not() {
         let missing = Path::new("/nonexistent/hone/build.conf");
         let e = Config::load(FileChoice::Explicit(missing), &|_| None)
