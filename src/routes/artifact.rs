@@ -80,13 +80,14 @@ pub fn post(app: &App, ctx: &mut Ctx<'_>) -> Result<Reply, ApiError> {
                 job.id, e.message
             ))
         })?;
-    if let Some(target) = ctx.header("x-artifact-target") {
-        if target != platform.hub_name() && target != platform.id() {
-            log::warn!(
-                "job {}: x-artifact-target {target:?} differs from the job's platform {platform}",
-                job.id
-            );
-        }
+    if let Some(target) = ctx.header("x-artifact-target")
+        && target != platform.hub_name()
+        && target != platform.id()
+    {
+        log::warn!(
+            "job {}: x-artifact-target {target:?} differs from the job's platform {platform}",
+            job.id
+        );
     }
     let expected_sha = ctx
         .header("x-artifact-sha256")
@@ -105,23 +106,23 @@ pub fn post(app: &App, ctx: &mut Ctx<'_>) -> Result<Reply, ApiError> {
     if streamed.size == 0 {
         return Err(ApiError::bad_request("artifact body is empty"));
     }
-    if let Some(expected) = &expected_sha {
-        if *expected != streamed.sha256 {
-            log::warn!(
-                "job {}: artifact checksum mismatch (header {}, received {})",
-                job.id,
-                validate::printable(expected),
+    if let Some(expected) = &expected_sha
+        && *expected != streamed.sha256
+    {
+        log::warn!(
+            "job {}: artifact checksum mismatch (header {}, received {})",
+            job.id,
+            validate::printable(expected),
+            streamed.sha256
+        );
+        return Err(ApiError::new(
+            422,
+            "CHECKSUM_MISMATCH",
+            format!(
+                "x-artifact-sha256 does not match the received bytes (sha256 {})",
                 streamed.sha256
-            );
-            return Err(ApiError::new(
-                422,
-                "CHECKSUM_MISMATCH",
-                format!(
-                    "x-artifact-sha256 does not match the received bytes (sha256 {})",
-                    streamed.sha256
-                ),
-            ));
-        }
+            ),
+        ));
     }
 
     let filename = packages::artifact_file_name(platform);

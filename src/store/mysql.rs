@@ -522,7 +522,8 @@ impl Store for MysqlStore {
         name: &str,
         version: &str,
     ) -> Result<Option<VersionArtifacts>, StoreError> {
-        let row: Option<(Option<String>, Option<String>, Option<i64>, Option<String>)> = self
+        type VersionColumns = (Option<String>, Option<String>, Option<i64>, Option<String>);
+        let row: Option<VersionColumns> = self
             .conn()?
             .exec_first(
                 "SELECT v.platforms, v.downloadUrl, v.sizeBytes, v.sha256 FROM pluginVersions v
