@@ -2,11 +2,17 @@
 CARGO   ?= cargo
 PREFIX  ?= /usr/local
 DESTDIR ?=
-BINDIR   = $(DESTDIR)$(PREFIX)/bin
-UNITDIR  = $(DESTDIR)$(PREFIX)/lib/systemd/system
-CONFDIR  = $(DESTDIR)$(PREFIX)/etc/hone-build
+# Where the installed service keeps its files (written into the unit).
+SERVICE_USER ?= hone-build
+DATA_DIR     ?= /var/lib/hone-build
+UPLOADS_DIR  ?= $(DATA_DIR)/uploads
+PACKAGES_DIR ?= /srv/hone-marketplace/data/packages
+CONFDIR      ?= /etc/hone-build
+UNITDIR      ?= /etc/systemd/system
+BINDIR        = $(PREFIX)/bin
+DOCDIR        = $(PREFIX)/share/doc/hone-build
 
-.PHONY: help build run test lint unit bench smoke clean install uninstall
+.PHONY: help build run test lint bench smoke clean install uninstall
 
 help:
 	@echo "make run      build (release) and start hone-build on the embedded store"
@@ -14,6 +20,9 @@ help:
 	@echo "make lint     cargo fmt --check and clippy only"
 	@echo "make bench    benchmarks (release build): memory and speed figures"
 	@echo "make build    release binaries in target/release"
+	@echo "make smoke    start perry-hub-sim and hone-build on loopback and run scripts/smoke.sh"
+	@echo "make install  binary, systemd unit, example configuration (PREFIX, DESTDIR, DATA_DIR, PACKAGES_DIR)"
+	@echo "make uninstall"
 	@echo "make clean    remove build output"
 
 build:
@@ -35,3 +44,25 @@ bench: build
 
 clean:
 	$(CARGO) clean
+
+smoke:
+	$(CARGO) build --bins
+	bash scripts/smoke-local.sh target/debug
+
+install: build
+	install -D -m 0755 target/release/hone-build $(DESTDIR)$(BINDIR)/hone-build
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(CONFDIR) $(DESTDIR)$(DOCDIR)
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@CONFDIR@|$(CONFDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' \
+	    -e 's|@USER@|$(SERVICE_USER)|g' -e 's|@DATA_DIR@|$(DATA_DIR)|g' \
+	    -e 's|@UPLOADS_DIR@|$(UPLOADS_DIR)|g' -e 's|@PACKAGES_DIR@|$(PACKAGES_DIR)|g' \
+	    scripts/hone-build.service.in > $(DESTDIR)$(UNITDIR)/hone-build.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/hone-build.service
+	install -m 0644 build.conf.example $(DESTDIR)$(CONFDIR)/build.conf.example
+	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	@echo "installed; see README.md, 'Deploying on the web server'"
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/hone-build $(DESTDIR)$(UNITDIR)/hone-build.service
+	rm -f $(DESTDIR)$(CONFDIR)/build.conf.example $(DESTDIR)$(DOCDIR)/README.md
+	-rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null
+	@echo "left in place: $(CONFDIR)/build.conf and the data directories"

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# `make smoke`: starts perry-hub-sim and hone-build (embedded store, temporary
+# directories, loopback ports chosen by the system), runs scripts/smoke.sh
+# against them, and stops both.   Usage: scripts/smoke-local.sh BIN_DIR
+set -euo pipefail
+bin=${1:-target/debug}
+here=$(cd "$(dirname "$0")" && pwd)
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+wait_for_line() { # file pattern
+  for _ in $(seq 1 100); do
+    grep -o "$2" "$1" 2>/dev/null | head -n1 && return 0
+    sleep 0.1
+  done
+  echo "smoke-local: no '$2' in $1:" >&2; cat "$1" >&2; return 1
+}
+
+"$bin/perry-hub-sim" --port 0 --license-key smoke-license --build-delay-ms 100 >"$work/sim.out" 2>"$work/sim.err" &
+pids+=($!)
+sim=$(wait_for_line "$work/sim.out" 'http://127.0.0.1:[0-9]*')
+
+secret="smoke-$RANDOM$RANDOM"
+hone_build=$(cd "$bin" && pwd)/hone-build
+(
+  cd "$work"
+  exec env HONE_BUILD_PORT=0 HONE_BUILD_BIND=127.0.0.1 HONE_BUILD_UPLOAD_SECRET="$secret" \
+    HONE_BUILD_PERRY_HUB_URL="$sim" HONE_BUILD_PERRY_HUB_LICENSE_KEY=smoke-license \
+    HONE_BUILD_DATA_DIR="$work/data" HONE_BUILD_UPLOADS_DIR="$work/uploads" \
+    HONE_BUILD_PACKAGES_DIR="$work/packages" \
+    "$hone_build"
+) 2>"$work/hone-build.log" &
+pids+=($!)
+base=$(wait_for_line "$work/hone-build.log" 'http://127.0.0.1:[0-9]*')
+# PUBLIC_URL follows the bound port ("localhost"), which the simulator reaches.
+echo "smoke-local: perry-hub-sim at $sim, hone-build at $base"
+
+if SMOKE_PLATFORMS=macos,linux,windows SMOKE_TIMEOUT=60 bash "$here/smoke.sh" "$base" "$secret"; then
+  ls -l "$work/packages"/*/*/
+  if grep -q "$secret" "$work/hone-build.log"; then
+    echo "smoke-local: FAIL: the upload secret appears in hone-build's log" >&2; exit 1
+  fi
+else
+  echo "--- hone-build log" >&2; tail -n 40 "$work/hone-build.log" >&2
+  exit 1
+fi
