@@ -1,0 +1,448 @@
+//! Operating hone-build (SPEC 8, issue "Operations"): the command line, graceful
+//! shutdown, `/metrics`, and secrets kept out of every log line.
+
+mod common;
+
+use common::{Service, Sim, TestDb, http, wait_until};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A small body that passes the gzip check.
+fn tarball() -> Vec<u8> {
+    let mut t = vec![0x1f, 0x8b, 0x08, 0x00];
+    t.extend((0..2000u32).map(|i| (i * 31 % 251) as u8));
+    t
+}
+
+/// Runs `hone-build ARGS` to completion in `dir` with `HONE_BUILD_*` env;
+/// returns (exit code, stdout, stderr).
+fn run(dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hone-build"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("HONE_BUILD_") || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.current_dir(dir)
+        .env("HONE_BUILD_DATA_DIR", dir.join("data"))
+        .env("HONE_BUILD_UPLOADS_DIR", dir.join("uploads"))
+        .env("HONE_BUILD_PACKAGES_DIR", dir.join("packages"));
+    for (k, v) in env {
+        cmd.env(format!("HONE_BUILD_{k}"), v);
+    }
+    let out = cmd.args(args).output().expect("run hone-build");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn version_and_help() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, _) = run(dir.path(), &[], &["--version"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        out.trim(),
+        format!("hone-build {}", env!("CARGO_PKG_VERSION"))
+    );
+    let (code, out, _) = run(dir.path(), &[], &["--help"]);
+    assert_eq!(code, 0);
+    for word in [
+        "check-config",
+        "migrate",
+        "jobs",
+        "retry",
+        "--config",
+        "--version",
+    ] {
+        assert!(out.contains(word), "--help lacks {word}: {out}");
+    }
+    let (code, out, _) = run(dir.path(), &[], &["jobs", "--help"]);
+    assert_eq!(code, 0, "--help after a subcommand");
+    assert!(out.contains("Usage"));
+    let (code, _, err) = run(dir.path(), &[], &["frobnicate"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown command 'frobnicate'"), "{err}");
+    let (code, _, err) = run(dir.path(), &[], &["--frob"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown option --frob"), "{err}");
+    let (code, _, err) = run(
+        dir.path(),
+        &[],
+        &["--config", "/nonexistent/build.conf", "check-config"],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent/build.conf"), "{err}");
+}
+
+#[test]
+fn check_config_masks_secrets_and_reports_reachability() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = [
+        ("UPLOAD_SECRET", "upload-secret-CHK-1"),
+        ("PERRY_HUB_LICENSE_KEY", "license-CHK-2"),
+        ("DB_PASS", "dbpass-CHK-3"),
+    ];
+    // Hub unreachable: non-zero exit, and it says so.
+    let mut env = secrets.to_vec();
+    env.push(("PERRY_HUB_URL", "http://127.0.0.1:9"));
+    let (code, out, err) = run(dir.path(), &env, &["check-config"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("store: ok (sqlite)"), "{out}");
+    assert!(out.contains("hub: FAILED"), "{out}");
+    assert!(
+        out.contains("UPLOAD_SECRET") && out.contains("********"),
+        "{out}"
+    );
+    for (_, s) in secrets {
+        assert!(
+            !out.contains(s) && !err.contains(s),
+            "check-config leaks {s}"
+        );
+    }
+    // Hub answering: exit 0.
+    let sim = Sim::start(&[]);
+    let url = sim.url();
+    let (code, out, err) = run(dir.path(), &[("PERRY_HUB_URL", &url)], &["check-config"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("hub: ok"), "{out}");
+    // Store unreachable: non-zero.
+    let (code, out, _) = run(
+        dir.path(),
+        &[
+            ("PERRY_HUB_URL", &url),
+            ("DB_HOST", "127.0.0.1"),
+            ("DB_PORT", "9"),
+        ],
+        &["check-config"],
+    );
+    assert_eq!(code, 1);
+    assert!(out.contains("store: FAILED"), "{out}");
+}
+
+#[test]
+fn migrate_creates_the_tables() {
+    let db = TestDb::new();
+    let dir = tempfile::tempdir().unwrap();
+    let env: Vec<(String, String)> = db.service_env("127.0.0.1", common::mysql_server().1);
+    let env: Vec<(&str, &str)> = env
+        .iter()
+        .map(|(k, v)| (k.strip_prefix("HONE_BUILD_").unwrap_or(k), v.as_str()))
+        .collect();
+    for _ in 0..2 {
+        let (code, out, err) = run(dir.path(), &env, &["migrate"]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.contains("mysql store is up to date"), "{out}");
+    }
+    let tables = db.rows("SHOW TABLES");
+    for t in ["buildJobs", "pluginVersions", "plugins"] {
+        assert!(
+            tables.iter().any(|r| r[0].as_deref() == Some(t)),
+            "{t} missing: {tables:?}"
+        );
+    }
+}
+
+#[test]
+fn jobs_lists_and_retry_resubmits_failed_jobs() {
+    let sim = Sim::start(&["--build-delay-ms", "60000"]);
+    sim.set(serde_json::json!({"fail_next": 1, "fail_kind": "publish_limit"}));
+    let svc = Service::builder()
+        .set("PERRY_HUB_URL", sim.url())
+        .set("PERRY_HUB_LICENSE_KEY", "sim-license")
+        .set("RETRY_BASE_SECS", "1")
+        .start();
+    let r = http(
+        "POST",
+        &svc.url("/upload?name=ops-plugin&version=2.0.0-rc.1&platforms=linux"),
+        &[],
+        Some(&tarball()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["builds"][0]["status"], "failed");
+
+    let env = [("LOG_LEVEL", "warn")];
+    let (code, out, err) = run(svc.dir(), &env, &["jobs"]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].contains("PLUGIN") && lines[0].contains("STATUS"),
+        "{out}"
+    );
+    let row = lines
+        .iter()
+        .find(|l| l.contains("ops-plugin"))
+        .expect("job listed");
+    assert!(
+        row.contains("2.0.0-rc.1") && row.contains("linux") && row.contains("failed"),
+        "{row}"
+    );
+    assert!(row.contains("PUBLISH_LIMIT_REACHED"), "error shown: {row}");
+    assert!(out.contains("1 job(s)"));
+    let (_, out, _) = run(svc.dir(), &env, &["jobs", "other-plugin"]);
+    assert!(out.contains("0 job(s)"), "filter by name: {out}");
+    let (_, out, _) = run(svc.dir(), &env, &["jobs", "ops-plugin", "9.9.9"]);
+    assert!(out.contains("0 job(s)"), "filter by version: {out}");
+
+    let (code, out, err) = run(
+        svc.dir(),
+        &env,
+        &["retry", "ops-plugin", "2.0.0-rc.1", "linux"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1 failed job(s)"), "{out}");
+    // The running service's dispatcher submits it again.
+    let queued = wait_until(Duration::from_secs(15), || {
+        let s = http("GET", &svc.url("/status/ops-plugin/2.0.0-rc.1"), &[], None).json();
+        s["builds"][0]["status"] == "queued"
+    });
+    assert!(queued, "retried job not queued; log:\n{}", svc.log());
+    assert_eq!(sim.submissions().len(), 2);
+    let (_, out, _) = run(svc.dir(), &env, &["retry", "ops-plugin", "2.0.0-rc.1"]);
+    assert!(
+        out.contains("0 failed job(s)"),
+        "nothing left to retry: {out}"
+    );
+}
+
+#[test]
+fn sigterm_lets_an_inflight_upload_finish_then_exits_zero() {
+    let sim = Sim::start(&["--build-delay-ms", "60000"]);
+    let mut svc = Service::builder()
+        .set("PERRY_HUB_URL", sim.url())
+        .set("PERRY_HUB_LICENSE_KEY", "sim-license")
+        .start();
+    let body = tarball();
+    let mut conn = TcpStream::connect(svc.addr()).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        conn,
+        "POST /upload?name=slow-plugin&version=1.0.0&platforms=linux HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    conn.write_all(&body[..100]).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    svc.terminate();
+    std::thread::sleep(Duration::from_millis(500));
+    // Still running: the upload is in flight.
+    assert!(svc.is_running(), "exited with a request in flight");
+    for chunk in body[100..].chunks(500) {
+        conn.write_all(chunk).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut resp = Vec::new();
+    let mut buf = [0u8; 4096];
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        match conn.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                resp.extend_from_slice(&buf[..n]);
+                if String::from_utf8_lossy(&resp).contains("\"success\":true") {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    let resp = String::from_utf8_lossy(&resp);
+    assert!(
+        resp.starts_with("HTTP/1.1 200"),
+        "in-flight upload answered: {resp}"
+    );
+    assert!(resp.contains("\"status\":\"queued\""), "{resp}");
+    let status = svc
+        .wait_exit(Duration::from_secs(15))
+        .expect("exits after SIGTERM");
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        svc.log()
+    );
+    assert!(svc.log().contains("stopped"));
+    assert_eq!(sim.submissions().len(), 1);
+}
+
+#[test]
+fn sigint_on_an_idle_server_exits_zero_quickly() {
+    let mut svc = Service::builder().start();
+    let st = Command::new("kill")
+        .arg("-INT")
+        .arg(svc.pid().to_string())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let status = svc
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits within 5 s");
+    assert!(status.success(), "{status}");
+}
+
+/// `name{labels} value` → value, from Prometheus text.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn metrics_are_prometheus_text_and_move() {
+    let sim = Sim::start(&["--build-delay-ms", "100"]);
+    let svc = Service::builder()
+        .set("PERRY_HUB_URL", sim.url())
+        .set("PERRY_HUB_LICENSE_KEY", "sim-license")
+        .start();
+    let m = http("GET", &svc.url("/metrics"), &[], None);
+    assert_eq!(m.status, 200);
+    assert!(m.header("content-type").unwrap().starts_with("text/plain"));
+    let before = m.text();
+    // Every non-comment line is `series value`.
+    for l in before
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (series, value) = l.rsplit_once(' ').unwrap_or_else(|| panic!("bad line {l}"));
+        assert!(series.starts_with("hone_build_"), "{l}");
+        assert!(value.parse::<f64>().is_ok(), "{l}");
+    }
+    let health = r#"hone_build_requests_total{route="health",status="200"}"#;
+    let h0 = metric(&before, health).unwrap_or(0.0);
+    for _ in 0..3 {
+        http("GET", &svc.url("/health"), &[], None);
+    }
+    http("GET", &svc.url("/nope"), &[], None);
+    let r = http(
+        "POST",
+        &svc.url("/upload?name=m-plugin&version=1.0.0&platforms=linux"),
+        &[],
+        Some(&tarball()),
+    );
+    assert_eq!(r.status, 200);
+    assert!(wait_until(Duration::from_secs(10), || {
+        http("GET", &svc.url("/status/m-plugin/1.0.0"), &[], None).json()["overall"] == "completed"
+    }));
+    let after = http("GET", &svc.url("/metrics"), &[], None).text();
+    assert_eq!(metric(&after, health), Some(h0 + 3.0), "{after}");
+    assert_eq!(
+        metric(
+            &after,
+            r#"hone_build_requests_total{route="unknown",status="404"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(metric(&after, "hone_build_uploads_total"), Some(1.0));
+    assert_eq!(
+        metric(&after, "hone_build_artifacts_stored_total"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&after, "hone_build_artifact_bytes_total"),
+        Some(4096.0)
+    );
+    assert_eq!(
+        metric(
+            &after,
+            r#"hone_build_hub_submissions_total{outcome="accepted"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&after, r#"hone_build_jobs{state="completed"}"#),
+        Some(1.0)
+    );
+    let count = metric(&after, "hone_build_request_duration_seconds_count").unwrap();
+    let inf = metric(
+        &after,
+        r#"hone_build_request_duration_seconds_bucket{le="+Inf"}"#,
+    )
+    .unwrap();
+    assert_eq!(count, inf);
+    assert!(count >= 6.0);
+}
+
+#[test]
+fn a_full_publish_with_every_secret_set_logs_none_of_them() {
+    let db = TestDb::new();
+    let password = "db-pass-SECRET-771";
+    let user = db.add_user(password);
+    let license = "license-SECRET-772";
+    let upload_secret = "upload-SECRET-773";
+    let sim = Sim::start(&["--license-key", license, "--build-delay-ms", "100"]);
+    let (_, port, _, _) = common::mysql_server();
+    let svc = Service::builder()
+        .envs(db.service_env("127.0.0.1", port))
+        .set("DB_USER", user)
+        .set("DB_PASS", password)
+        .set("PERRY_HUB_URL", sim.url())
+        .set("PERRY_HUB_LICENSE_KEY", license)
+        .set("UPLOAD_SECRET", upload_secret)
+        .set("BIND", "127.0.0.1")
+        .set("LOG_LEVEL", "trace")
+        .start();
+    let auth = format!("Bearer {upload_secret}");
+    let r = http(
+        "POST",
+        &svc.url("/upload?name=secret-plugin&version=1.0.0&platforms=macos,linux"),
+        &[("Authorization", &auth)],
+        Some(&tarball()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The old ?token= form too.
+    let r = http(
+        "POST",
+        &svc.url(&format!(
+            "/upload?name=secret-plugin2&version=1.0.0&platforms=linux&token={upload_secret}"
+        )),
+        &[],
+        Some(&tarball()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(wait_until(Duration::from_secs(15), || {
+        http("GET", &svc.url("/status/secret-plugin/1.0.0"), &[], None).json()["overall"]
+            == "completed"
+    }));
+    // A wrong secret, logged as a failure, must not echo what was sent either.
+    let r = http(
+        "POST",
+        &svc.url("/upload?name=x&version=1&token=wrong-SECRET-774"),
+        &[],
+        Some(&tarball()),
+    );
+    assert_eq!(r.status, 401);
+    let log = svc.log();
+    let tokens: Vec<String> = sim
+        .submissions()
+        .iter()
+        .filter_map(|s| s["artifact_upload_url"].as_str())
+        .filter_map(|u| u.split("token=").nth(1).map(str::to_string))
+        .collect();
+    assert_eq!(tokens.len(), 3);
+    assert!(log.contains("POST /upload"), "access lines present");
+    for secret in [password, license, upload_secret, "wrong-SECRET-774"]
+        .into_iter()
+        .map(str::to_string)
+        .chain(tokens)
+    {
+        assert!(
+            !log.contains(&secret),
+            "log contains a secret {secret}:\n{log}"
+        );
+        assert!(!r.text().contains(&secret));
+    }
+    for s in sim.submissions() {
+        assert!(
+            !s.to_string().contains(upload_secret),
+            "UPLOAD_SECRET reached the hub"
+        );
+    }
+}
