@@ -2,6 +2,12 @@
 CARGO   ?= cargo
 PREFIX  ?= /usr/local
 DESTDIR ?=
+# Release binaries are linked statically (glibc's crt-static) for the host
+# target, so the binary runs on the web server without matching libraries.
+TARGET       ?= $(shell rustc -vV | sed -n 's/^host: //p')
+RELEASE_DIR   = target/$(TARGET)/release
+STATIC_FLAGS ?= -C target-feature=+crt-static
+
 # Where the installed service keeps its files (written into the unit).
 SERVICE_USER ?= hone-build
 DATA_DIR     ?= /var/lib/hone-build
@@ -12,24 +18,26 @@ UNITDIR      ?= /etc/systemd/system
 BINDIR        = $(PREFIX)/bin
 DOCDIR        = $(PREFIX)/share/doc/hone-build
 
-.PHONY: help build run test lint bench smoke clean install uninstall
+.PHONY: help build run test lint bench smoke clean install uninstall check-install
 
 help:
 	@echo "make run      build (release) and start hone-build on the embedded store"
 	@echo "make test     formatting, clippy, and every test (needs MariaDB on 127.0.0.1:3306)"
 	@echo "make lint     cargo fmt --check and clippy only"
 	@echo "make bench    benchmarks (release build): memory and speed figures"
-	@echo "make build    release binaries in target/release"
+	@echo "make build    release binaries (static) in target/<host>/release"
 	@echo "make smoke    start perry-hub-sim and hone-build on loopback and run scripts/smoke.sh"
 	@echo "make install  binary, systemd unit, example configuration (PREFIX, DESTDIR, DATA_DIR, PACKAGES_DIR)"
 	@echo "make uninstall"
+	@echo "make check-install  install into a temporary DESTDIR, verify the files and the unit"
 	@echo "make clean    remove build output"
 
 build:
-	$(CARGO) build --release --bins
+	RUSTFLAGS="$(STATIC_FLAGS)" $(CARGO) build --release --bins --target $(TARGET)
+	@ls -l $(RELEASE_DIR)/hone-build
 
-run:
-	$(CARGO) run --release --bin hone-build
+run: build
+	$(RELEASE_DIR)/hone-build
 
 lint:
 	$(CARGO) fmt --check
@@ -39,8 +47,8 @@ test: lint
 	$(CARGO) test
 
 bench: build
-	bash scripts/bench-upload.sh
-	bash scripts/bench-artifact.sh
+	BIN_DIR=$(RELEASE_DIR) bash scripts/bench-upload.sh
+	BIN_DIR=$(RELEASE_DIR) bash scripts/bench-artifact.sh
 
 clean:
 	$(CARGO) clean
@@ -50,7 +58,7 @@ smoke:
 	bash scripts/smoke-local.sh target/debug
 
 install: build
-	install -D -m 0755 target/release/hone-build $(DESTDIR)$(BINDIR)/hone-build
+	install -D -m 0755 $(RELEASE_DIR)/hone-build $(DESTDIR)$(BINDIR)/hone-build
 	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(CONFDIR) $(DESTDIR)$(DOCDIR)
 	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@CONFDIR@|$(CONFDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' \
 	    -e 's|@USER@|$(SERVICE_USER)|g' -e 's|@DATA_DIR@|$(DATA_DIR)|g' \
@@ -60,6 +68,9 @@ install: build
 	install -m 0644 build.conf.example $(DESTDIR)$(CONFDIR)/build.conf.example
 	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
 	@echo "installed; see README.md, 'Deploying on the web server'"
+
+check-install:
+	bash scripts/check-install.sh
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/hone-build $(DESTDIR)$(UNITDIR)/hone-build.service

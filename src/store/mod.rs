@@ -268,7 +268,8 @@ pub trait Store: Send + Sync {
     ) -> Result<bool, StoreError>;
 
     /// Fails queued/building jobs submitted before `submitted_before` (Unix
-    /// seconds) with `message`. Returns the jobs it failed.
+    /// seconds) with `message`. Rows of the old server have no submission
+    /// time; their creation time counts. Returns the jobs it failed.
     fn fail_timed_out(
         &self,
         submitted_before: i64,

@@ -162,6 +162,11 @@ impl MysqlStore {
             .user(Some(s.user.clone()))
             .pass(Some(s.pass.expose().to_string()))
             .db_name(Some(s.db_name.clone()))
+            // Connect where DB_HOST/DB_PORT say. With the default (true) the driver,
+            // having reached a loopback address, reconnects through the Unix socket
+            // the server reports, bypassing DB_PORT (a tunnel or forwarded port may
+            // then end up on another, local server).
+            .prefer_socket(false)
             .tcp_connect_timeout(Some(Duration::from_secs(3)))
             .read_timeout(Some(Duration::from_secs(15)))
             .write_timeout(Some(Duration::from_secs(15)))
@@ -433,7 +438,7 @@ impl Store for MysqlStore {
             let ids: Vec<i64> = tx
                 .exec(
                     "SELECT id FROM buildJobs WHERE status IN ('queued', 'building')
-                     AND submittedAt IS NOT NULL AND submittedAt < ? FOR UPDATE SKIP LOCKED",
+                     AND COALESCE(submittedAt, createdAt) < ? FOR UPDATE SKIP LOCKED",
                     p![submitted_before],
                 )
                 .map_err(err)?;

@@ -187,10 +187,10 @@ impl Store for SqliteStore {
         let now_ms = now * 1000;
         tx.execute(
             "INSERT INTO plugins (name, displayName, description, publishedAt, updatedAt)
-             VALUES (?1, ?2, ?3, ?4, ?4)
+             VALUES (?1, COALESCE(?2, ?1), COALESCE(?3, ''), ?4, ?4)
              ON CONFLICT(name) DO UPDATE SET
-               displayName = COALESCE(excluded.displayName, plugins.displayName),
-               description = COALESCE(excluded.description, plugins.description),
+               displayName = COALESCE(?2, plugins.displayName),
+               description = COALESCE(?3, plugins.description),
                updatedAt = excluded.updatedAt",
             params![up.name, up.display_name, up.description, now],
         )
@@ -342,7 +342,7 @@ impl Store for SqliteStore {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let jobs = Self::jobs(
                 &tx,
-                "j.status IN ('queued', 'building') AND j.submittedAt IS NOT NULL AND j.submittedAt < ?1",
+                "j.status IN ('queued', 'building') AND COALESCE(j.submittedAt, j.createdAt) < ?1",
                 params![submitted_before],
             )?;
             for j in &jobs {

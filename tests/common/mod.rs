@@ -3,19 +3,19 @@
 //! Every helper here is bounded in time: nothing waits forever, so a broken
 //! service makes a test fail, never hang.
 //!
-//! - [`TestDb`]: a uniquely named database on a real MySQL/MariaDB server,
+//! - [`TestDb`] — a uniquely named database on a real MySQL/MariaDB server,
 //!   dropped again when the guard drops (also when the test panics).
 //!   Server from `HONE_TEST_MYSQL_HOST` / `_PORT` / `_USER` / `_PASS`
 //!   (defaults `127.0.0.1` / `3306` / `root` / empty).
-//! - [`sqlite_store`]: the embedded store in a directory.
-//! - [`Service`]: the real `hone-build` binary in its own working directory,
+//! - [`sqlite_store`] — the embedded store in a directory.
+//! - [`Service`] — the real `hone-build` binary in its own working directory,
 //!   configured only through `HONE_BUILD_*` environment variables.
-//! - [`Sim`]: the `perry-hub-sim` binary (a local Perry Hub).
-//! - [`http`] / [`try_http`] / [`raw_request`]: HTTP clients (ureq, and raw TCP
+//! - [`Sim`] — the `perry-hub-sim` binary (a local Perry Hub).
+//! - [`http`] / [`try_http`] / [`raw_request`] — HTTP clients (ureq, and raw TCP
 //!   for malformed requests).
-//! - [`TcpProxy`]: a TCP proxy whose connections can be cut and restored
+//! - [`TcpProxy`] — a TCP proxy whose connections can be cut and restored
 //!   (database or hub outages).
-//! - [`wait_until`]: polling.
+//! - [`wait_until`] — polling.
 //!
 //! Declare guards so that they drop in the right order: locals drop in
 //! reverse order of declaration, so declare the `TestDb` first and the
@@ -362,8 +362,10 @@ pub fn sqlite_rows(conn: &rusqlite::Connection, sql: &str) -> Vec<Vec<Option<Str
 
 /// How to start a [`Service`]. Defaults: a fresh temporary working directory,
 /// `PORT=0`, `LOG_LEVEL=debug`, DATA_DIR/UPLOADS_DIR/PACKAGES_DIR as
-/// `data`, `uploads`, `packages` inside the working directory, embedded
-/// store. Inherited `HONE_BUILD_*` and `RUST_LOG` variables are removed.
+/// `data`, `uploads`, `packages` inside the working directory (absolute
+/// paths), `PERRY_HUB_URL=http://127.0.0.1:9` (nothing listens there: set
+/// it to a [`Sim`]'s URL), embedded store. Inherited `HONE_BUILD_*` and
+/// `RUST_LOG` variables are removed, so only what the builder sets applies.
 pub struct ServiceBuilder {
     /// Environment variables to set (`Some`) or leave unset (`None`).
     env: BTreeMap<String, Option<String>>,
@@ -439,6 +441,8 @@ impl ServiceBuilder {
             ("DATA_DIR", dir.join("data").display().to_string()),
             ("UPLOADS_DIR", dir.join("uploads").display().to_string()),
             ("PACKAGES_DIR", dir.join("packages").display().to_string()),
+            // Never the real hub by accident: the discard port refuses connections.
+            ("PERRY_HUB_URL", "http://127.0.0.1:9".to_string()),
         ];
         let mut env: BTreeMap<String, String> = defaults
             .into_iter()
@@ -462,10 +466,8 @@ impl ServiceBuilder {
         let (tx, rx) = std::sync::mpsc::channel();
         let err_reader =
             spawn_line_reader(child.stderr.take().unwrap(), Arc::clone(&log), move |l| {
-                if l.contains("hone-build") {
-                    if let Some(a) = parse_listening(l) {
-                        let _ = tx.send(a);
-                    }
+                if let Some(a) = parse_listening(l).filter(|_| l.contains("hone-build")) {
+                    let _ = tx.send(a);
                 }
             });
         let out_reader =

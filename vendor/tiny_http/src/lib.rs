@@ -339,6 +339,22 @@ impl Server {
                         }));
                     }
 
+                    // hone-build patch: hone-build sets SO_RCVTIMEO on the listening
+                    // socket (accepted sockets inherit it), and on Linux accept()
+                    // itself then fails with EAGAIN after that long without a new
+                    // connection. Upstream ended the accept thread on any error,
+                    // closing the listener for good: retry on transient errors.
+                    Err(ref e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock
+                                | std::io::ErrorKind::TimedOut
+                                | std::io::ErrorKind::Interrupted
+                                | std::io::ErrorKind::ConnectionAborted
+                        ) =>
+                    {
+                        continue;
+                    }
                     Err(e) => {
                         log::error!("Error accepting new client: {}", e);
                         inside_messages.push(e.into());

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Checks `make install` into a temporary DESTDIR: the files it must produce,
+# and (where systemd-analyze exists) that systemd accepts the unit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dest=$(mktemp -d)
+trap 'rm -rf "$dest"' EXIT
+make --no-print-directory install DESTDIR="$dest" >/dev/null
+for f in usr/local/bin/hone-build etc/systemd/system/hone-build.service \
+         etc/hone-build/build.conf.example usr/local/share/doc/hone-build/README.md; do
+  [ -f "$dest/$f" ] || { echo "check-install: missing $f" >&2; exit 1; }
+  echo "check-install: $f"
+done
+"$dest/usr/local/bin/hone-build" --version
+unit="$dest/etc/systemd/system/hone-build.service"
+for k in NoNewPrivileges=yes ProtectSystem=strict Restart=on-failure User=hone-build ReadWritePaths=; do
+  grep -q "^$k" "$unit" || { echo "check-install: unit lacks $k" >&2; exit 1; }
+done
+if command -v systemd-analyze >/dev/null; then
+  # Verify a copy whose ExecStart points at the binary inside DESTDIR.
+  sed "s|/usr/local/bin/hone-build|$dest/usr/local/bin/hone-build|" "$unit" >"$dest/hone-build.service"
+  systemd-analyze verify "$dest/hone-build.service"
+  echo "check-install: systemd-analyze verify accepts the unit"
+fi
+make --no-print-directory uninstall DESTDIR="$dest" >/dev/null
+[ ! -e "$dest/usr/local/bin/hone-build" ] || { echo "check-install: uninstall left the binary" >&2; exit 1; }
+echo "check-install: PASS"

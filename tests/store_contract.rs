@@ -1,0 +1,1263 @@
+//! The `Store` contract, written once and run against both implementations:
+//! `sqlite::<test>` on a temporary SQLite file and `mysql::<test>` on a
+//! database of its own on the real MySQL/MariaDB server (see
+//! `tests/common`). Every trait method is covered.
+
+mod common;
+
+use common::{TestDb, sqlite_rows, sqlite_store};
+use hone_build::platform::Platform::{self, *};
+use hone_build::store::{
+    Artifact, AttemptResult, ClaimFilter, CompleteOutcome, Job, NewUpload, Refusal, Store,
+    UploadOutcome,
+};
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+
+/// Rows of a raw query, values as text (`None` = NULL).
+type Rows = Vec<Vec<Option<String>>>;
+
+/// What a contract test gets: a migrated store, a way to open more stores
+/// on the same database (other "processes"), and raw SQL access for set-up
+/// and checks (SQL common to both dialects only).
+struct Env {
+    store: Box<dyn Store>,
+    open: Box<dyn Fn() -> Box<dyn Store>>,
+    exec: Box<dyn Fn(&str)>,
+    rows: Box<dyn Fn(&str) -> Rows>,
+    /// Keeps the database (TestDb or TempDir) alive; dropped last.
+    _keep: Box<dyn std::any::Any>,
+}
+
+impl Env {
+    fn sqlite() -> Env {
+        let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+        let store = sqlite_store(dir.path());
+        store.migrate().expect("migrate");
+        let connect = {
+            let dir = Arc::clone(&dir);
+            move || {
+                let c = rusqlite::Connection::open(dir.path().join(common::SQLITE_FILE)).unwrap();
+                c.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+                c
+            }
+        };
+        let c1 = connect.clone();
+        let d2 = Arc::clone(&dir);
+        Env {
+            store: Box::new(store),
+            open: Box::new(move || Box::new(sqlite_store(d2.path()))),
+            exec: Box::new(move |sql| {
+                c1().execute_batch(sql)
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            }),
+            rows: Box::new(move |sql| sqlite_rows(&connect(), sql)),
+            _keep: Box::new(dir),
+        }
+    }
+
+    fn mysql() -> Env {
+        let db = Arc::new(TestDb::new());
+        let store = db.store();
+        store.migrate().expect("migrate");
+        let (d1, d2, d3) = (Arc::clone(&db), Arc::clone(&db), Arc::clone(&db));
+        Env {
+            store: Box::new(store),
+            open: Box::new(move || Box::new(d1.store())),
+            exec: Box::new(move |sql| d2.exec(sql)),
+            rows: Box::new(move |sql| d3.rows(sql)),
+            _keep: Box::new(db),
+        }
+    }
+
+    fn s(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    /// One value of a query (first row, first column).
+    fn one(&self, sql: &str) -> Option<String> {
+        let rows = (self.rows)(sql);
+        assert_eq!(rows.len(), 1, "{sql}: expected one row, got {rows:?}");
+        rows[0][0].clone()
+    }
+
+    fn count(&self, sql: &str) -> i64 {
+        self.one(sql).expect("a count").parse().expect("a number")
+    }
+
+    fn job(&self, id: i64) -> Job {
+        self.s()
+            .job_by_id(id)
+            .expect("job_by_id")
+            .expect("job exists")
+    }
+
+    /// The plugin's id, by name.
+    fn plugin_id(&self, name: &str) -> i64 {
+        self.count(&format!("SELECT id FROM plugins WHERE name = '{name}'"))
+    }
+}
+
+fn new_upload(name: &str, version: &str, platforms: &[Platform], now: i64) -> NewUpload {
+    NewUpload {
+        name: name.to_string(),
+        version: version.to_string(),
+        display_name: None,
+        description: None,
+        entry: "src/index.ts".to_string(),
+        platforms: platforms.to_vec(),
+        now,
+    }
+}
+
+/// A token generator handing out `tok-<n>` and remembering what it gave.
+fn tokens() -> (
+    impl FnMut() -> String,
+    std::rc::Rc<std::cell::RefCell<Vec<String>>>,
+) {
+    let given = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let g = std::rc::Rc::clone(&given);
+    let f = move || {
+        let t = format!("tok-{}-{}", g.borrow().len(), common::random_hex());
+        g.borrow_mut().push(t.clone());
+        t
+    };
+    (f, given)
+}
+
+fn try_upload(env: &Env, up: &NewUpload) -> UploadOutcome {
+    let (mut tok, _) = tokens();
+    env.s()
+        .record_upload(up, &mut tok, &mut || Ok(()))
+        .expect("record_upload")
+}
+
+/// Records an upload that must not be refused; returns its jobs.
+fn upload(env: &Env, name: &str, version: &str, platforms: &[Platform], now: i64) -> Vec<Job> {
+    match try_upload(env, &new_upload(name, version, platforms, now)) {
+        UploadOutcome::Recorded(jobs) => jobs,
+        UploadOutcome::Refused(r) => panic!("upload {name} {version} refused: {r:?}"),
+    }
+}
+
+/// Claims the job and records the hub's acceptance at `now` (seconds).
+fn accept(env: &Env, id: i64, now: i64) {
+    let claimed = env
+        .s()
+        .claim(ClaimFilter::Ids(vec![id]), now * 1000, 60_000)
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "job {id} claimable");
+    let hub_job_id = format!("hub-{id}");
+    assert!(
+        env.s()
+            .record_attempt(
+                id,
+                claimed[0].attempts,
+                &AttemptResult::Accepted { hub_job_id },
+                now
+            )
+            .unwrap()
+    );
+}
+
+/// Claims the job and records a non-retryable failure.
+fn fail(env: &Env, id: i64, now: i64) {
+    let claimed = env
+        .s()
+        .claim(ClaimFilter::Ids(vec![id]), now * 1000, 60_000)
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "job {id} claimable");
+    let error = "hub said no".to_string();
+    assert!(
+        env.s()
+            .record_attempt(
+                id,
+                claimed[0].attempts,
+                &AttemptResult::Failed { error },
+                now
+            )
+            .unwrap()
+    );
+}
+
+fn complete(env: &Env, id: i64, size: i64, sha: &str, now: i64) -> CompleteOutcome {
+    let a = Artifact {
+        size,
+        sha256: sha.to_string(),
+        now,
+    };
+    env.s()
+        .complete_job(id, &a, &mut || Ok(()))
+        .expect("complete_job")
+}
+
+fn by_platform<'a>(jobs: &'a [Job], p: &str) -> &'a Job {
+    jobs.iter()
+        .find(|j| j.platform == p)
+        .unwrap_or_else(|| panic!("no {p} job in {jobs:?}"))
+}
+
+fn platforms_of(v: &hone_build::store::VersionArtifacts) -> Vec<String> {
+    serde_json::from_str(&v.platforms_json)
+        .unwrap_or_else(|e| panic!("platforms not a JSON array ({e}): {}", v.platforms_json))
+}
+
+/// Inserts a job as the old server wrote it: spec columns only, no token.
+fn insert_old_job(env: &Env, plugin_id: i64, version: &str, platform: &str, status: &str) -> i64 {
+    (env.exec)(&format!(
+        "INSERT INTO buildJobs (pluginId, version, platform, hubJobId, status, createdAt)
+         VALUES ({plugin_id}, '{version}', '{platform}', 'old-hub-id', '{status}', 50)"
+    ));
+    env.count(&format!(
+        "SELECT MAX(id) FROM buildJobs WHERE pluginId = {plugin_id} AND version = '{version}' AND platform = '{platform}'"
+    ))
+}
+
+// ---------------------------------------------------------------------------
+// The contract
+// ---------------------------------------------------------------------------
+
+fn kind_and_ping(env: &Env, kind: &str) {
+    assert_eq!(env.s().kind(), kind);
+    env.s().ping().expect("ping");
+}
+
+fn migrate_is_idempotent(env: &Env) {
+    // Env already migrated once.
+    env.s().migrate().expect("second migrate");
+    let jobs = upload(env, "idem", "1.0.0", &[Linux], 100);
+    env.s().migrate().expect("third migrate");
+    (env.open)()
+        .migrate()
+        .expect("migrate from another store instance");
+    let again = env.s().version_jobs("idem", "1.0.0").unwrap();
+    assert_eq!(again, jobs, "data survives migrations");
+    assert_eq!(env.count("SELECT COUNT(*) FROM buildJobs"), 1);
+}
+
+fn upload_creates_pending_jobs_in_platform_order(env: &Env) {
+    let mut up = new_upload("alpha", "1.0.0", &[Windows, Macos, Linux], 1_000);
+    up.entry = "lib/main.ts".into();
+    let (mut tok, given) = tokens();
+    let mut commits = 0;
+    let out = env
+        .s()
+        .record_upload(&up, &mut tok, &mut || {
+            commits += 1;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(commits, 1, "commit_file called once");
+    let UploadOutcome::Recorded(jobs) = out else {
+        panic!("refused: {out:?}")
+    };
+    let platforms: Vec<&str> = jobs.iter().map(|j| j.platform.as_str()).collect();
+    assert_eq!(
+        platforms,
+        ["linux", "macos", "windows"],
+        "ordered by platform"
+    );
+    let given = given.borrow();
+    assert_eq!(given.len(), 3, "one token per job");
+    let job_tokens: HashSet<String> = jobs
+        .iter()
+        .map(|j| j.callback_token.clone().expect("token"))
+        .collect();
+    assert_eq!(job_tokens.len(), 3, "tokens are distinct");
+    assert_eq!(
+        job_tokens,
+        given.iter().cloned().collect::<HashSet<_>>(),
+        "tokens come from new_token"
+    );
+    let ids: HashSet<i64> = jobs.iter().map(|j| j.id).collect();
+    assert_eq!(ids.len(), 3);
+    for j in &jobs {
+        assert_eq!(j.plugin_name, "alpha");
+        assert_eq!(j.version, "1.0.0");
+        assert_eq!(j.status, "pending");
+        assert_eq!(j.attempts, 0);
+        assert_eq!(j.next_attempt_at_ms, 1_000_000, "due at once");
+        assert_eq!(j.created_at, 1_000);
+        assert_eq!(j.entry.as_deref(), Some("lib/main.ts"));
+        assert_eq!(j.hub_job_id, None);
+        assert_eq!(j.completed_at, None);
+        assert_eq!(j.error_message, None);
+        assert_eq!(j.size_bytes, None);
+        assert_eq!(j.sha256, None);
+    }
+    assert_eq!(
+        env.s().version_jobs("alpha", "1.0.0").unwrap(),
+        jobs,
+        "version_jobs sees the same jobs"
+    );
+    assert!(env.s().version_jobs("alpha", "9.9.9").unwrap().is_empty());
+    assert!(env.s().version_jobs("nobody", "1.0.0").unwrap().is_empty());
+    let v = env
+        .s()
+        .version_row("alpha", "1.0.0")
+        .unwrap()
+        .expect("version row inserted");
+    assert!(platforms_of(&v).is_empty(), "no platform built yet: {v:?}");
+    assert_eq!(v.download_url, None);
+}
+
+fn upload_inserts_then_updates_plugin_row(env: &Env) {
+    let row = |env: &Env| {
+        (env.rows)(
+            "SELECT displayName, description, publishedAt, updatedAt FROM plugins WHERE name = 'beta'",
+        )
+    };
+    let mut up = new_upload("beta", "1.0.0", &[Linux], 1_000);
+    up.display_name = Some("Beta Plugin".into());
+    up.description = Some("first description".into());
+    assert!(matches!(try_upload(env, &up), UploadOutcome::Recorded(_)));
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(
+        row(env),
+        vec![vec![
+            s("Beta Plugin"),
+            s("first description"),
+            s("1000"),
+            s("1000")
+        ]]
+    );
+
+    // Another version: displayName given, description not → kept.
+    let mut up2 = new_upload("beta", "2.0.0", &[Linux], 2_000);
+    up2.display_name = Some("Beta Renamed".into());
+    assert!(matches!(try_upload(env, &up2), UploadOutcome::Recorded(_)));
+    assert_eq!(
+        row(env),
+        vec![vec![
+            s("Beta Renamed"),
+            s("first description"),
+            s("1000"),
+            s("2000")
+        ]]
+    );
+
+    // Neither given: both kept, updatedAt moves.
+    assert!(matches!(
+        try_upload(env, &new_upload("beta", "3.0.0", &[Linux], 3_000)),
+        UploadOutcome::Recorded(_)
+    ));
+    assert_eq!(
+        row(env),
+        vec![vec![
+            s("Beta Renamed"),
+            s("first description"),
+            s("1000"),
+            s("3000")
+        ]]
+    );
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM plugins WHERE name = 'beta'"),
+        1
+    );
+    assert_eq!(env.count("SELECT COUNT(*) FROM pluginVersions"), 3);
+}
+
+fn upload_without_display_name_defaults_like_mysql(env: &Env) {
+    // A first upload without displayName/description: both stores record the
+    // same row (displayName falls back to the name, description to empty).
+    upload(env, "gamma", "1.0.0", &[Linux], 10);
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(
+        (env.rows)("SELECT displayName, description FROM plugins WHERE name = 'gamma'"),
+        vec![vec![s("gamma"), s("")]]
+    );
+}
+
+fn upload_inserts_version_row_once(env: &Env) {
+    let jobs = upload(env, "delta", "1.0.0", &[Linux, Macos], 100);
+    fail(env, by_platform(&jobs, "linux").id, 110);
+    fail(env, by_platform(&jobs, "macos").id, 110);
+    let again = upload(env, "delta", "1.0.0", &[Linux, Macos], 200);
+    assert_eq!(again.len(), 2);
+    let pid = env.plugin_id("delta");
+    assert_eq!(
+        (env.rows)(&format!(
+            "SELECT version, publishedAt FROM pluginVersions WHERE pluginId = {pid}"
+        )),
+        vec![vec![Some("1.0.0".to_string()), Some("100".to_string())]],
+        "one version row, first publishedAt kept"
+    );
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM buildJobs"),
+        2,
+        "failed rows reused, not duplicated"
+    );
+}
+
+fn upload_refusals(env: &Env) {
+    let plugin_row =
+        |env: &Env| (env.rows)("SELECT displayName, updatedAt FROM plugins WHERE name = 'eps'");
+    let refused = |env: &Env, version: &str, want: Refusal| {
+        let before_jobs = (env.rows)("SELECT * FROM buildJobs ORDER BY id");
+        let before_plugin = plugin_row(env);
+        let mut up = new_upload("eps", version, &[Linux, Macos, Windows], 9_999);
+        up.display_name = Some("Changed".into());
+        let (mut tok, given) = tokens();
+        let mut commits = 0;
+        let out = env
+            .s()
+            .record_upload(&up, &mut tok, &mut || {
+                commits += 1;
+                Ok(())
+            })
+            .unwrap();
+        assert!(
+            matches!(out, UploadOutcome::Refused(r) if r == want),
+            "{version}: want {want:?}, got {out:?}"
+        );
+        assert_eq!(
+            commits, 0,
+            "{version}: the tarball is not stored when refused"
+        );
+        assert!(given.borrow().is_empty(), "{version}: no token drawn");
+        assert_eq!(
+            (env.rows)("SELECT * FROM buildJobs ORDER BY id"),
+            before_jobs,
+            "{version}: jobs unchanged"
+        );
+        assert_eq!(
+            plugin_row(env),
+            before_plugin,
+            "{version}: plugin row unchanged"
+        );
+    };
+
+    // Every platform completed: VERSION_EXISTS.
+    let done = upload(env, "eps", "1.0.0", &[Linux, Macos], 100);
+    for j in &done {
+        accept(env, j.id, 101);
+        assert_eq!(
+            complete(env, j.id, 10, "aa", 102),
+            CompleteOutcome::Completed
+        );
+    }
+    refused(env, "1.0.0", Refusal::VersionExists);
+
+    // Any pending / queued / building: BUILD_IN_PROGRESS (even if others failed).
+    let p = upload(env, "eps", "2.0.0", &[Linux, Macos], 200);
+    fail(env, by_platform(&p, "linux").id, 201);
+    refused(env, "2.0.0", Refusal::BuildInProgress);
+    accept(env, by_platform(&p, "macos").id, 202);
+    refused(env, "2.0.0", Refusal::BuildInProgress);
+    (env.exec)(&format!(
+        "UPDATE buildJobs SET status = 'building' WHERE id = {}",
+        by_platform(&p, "macos").id
+    ));
+    refused(env, "2.0.0", Refusal::BuildInProgress);
+    // One completed, one in progress: still in progress.
+    let q = upload(env, "eps", "3.0.0", &[Linux, Macos], 300);
+    accept(env, q[0].id, 301);
+    assert_eq!(
+        complete(env, q[0].id, 1, "bb", 302),
+        CompleteOutcome::Completed
+    );
+    refused(env, "3.0.0", Refusal::BuildInProgress);
+}
+
+fn upload_rebuilds_failed_keeps_completed(env: &Env) {
+    let first = upload(env, "zeta", "1.0.0", &[Macos, Linux], 100);
+    let mac = by_platform(&first, "macos").clone();
+    let lin = by_platform(&first, "linux").clone();
+    accept(env, mac.id, 101);
+    assert_eq!(
+        complete(env, mac.id, 42, "sha-mac", 150),
+        CompleteOutcome::Completed
+    );
+    accept(env, lin.id, 101);
+    env.s().fail_timed_out(102, "build timed out", 103).unwrap();
+    let lin_failed = env.job(lin.id);
+    assert_eq!(lin_failed.status, "failed");
+    assert!(lin_failed.hub_job_id.is_some());
+
+    let mut up = new_upload("zeta", "1.0.0", &[Macos, Linux, Windows], 500);
+    up.entry = "src/new.ts".into();
+    let (mut tok, _) = tokens();
+    let out = env
+        .s()
+        .record_upload(&up, &mut tok, &mut || Ok(()))
+        .unwrap();
+    let UploadOutcome::Recorded(rebuilt) = out else {
+        panic!("refused: {out:?}")
+    };
+    let platforms: Vec<&str> = rebuilt.iter().map(|j| j.platform.as_str()).collect();
+    assert_eq!(
+        platforms,
+        ["linux", "windows"],
+        "failed and never-built platforms only"
+    );
+    let lin2 = by_platform(&rebuilt, "linux");
+    assert_eq!(lin2.id, lin.id, "the failed row is reset, not duplicated");
+    assert_eq!(lin2.status, "pending");
+    assert_eq!(lin2.attempts, 0);
+    assert_eq!(lin2.hub_job_id, None);
+    assert_eq!(lin2.error_message, None);
+    assert_eq!(lin2.created_at, 500);
+    assert_eq!(lin2.next_attempt_at_ms, 500_000);
+    assert_eq!(lin2.entry.as_deref(), Some("src/new.ts"));
+    assert_ne!(lin2.callback_token, lin.callback_token, "a fresh token");
+    assert!(lin2.callback_token.is_some());
+    // The completed build is untouched.
+    let mac_now = env.job(mac.id);
+    assert_eq!(mac_now.status, "completed");
+    assert_eq!(mac_now.sha256.as_deref(), Some("sha-mac"));
+    assert_eq!(mac_now.size_bytes, Some(42));
+    assert_eq!(mac_now.completed_at, Some(150));
+    assert_eq!(mac_now.callback_token, mac.callback_token);
+    assert_eq!(env.s().version_jobs("zeta", "1.0.0").unwrap().len(), 3);
+    let v = env.s().version_row("zeta", "1.0.0").unwrap().unwrap();
+    assert_eq!(
+        platforms_of(&v),
+        ["darwin-arm64"],
+        "version row keeps the completed platform"
+    );
+}
+
+fn upload_commit_failure_writes_nothing(env: &Env) {
+    let dump = |env: &Env| {
+        (
+            (env.rows)("SELECT * FROM plugins ORDER BY id"),
+            (env.rows)("SELECT * FROM pluginVersions ORDER BY id"),
+            (env.rows)("SELECT * FROM buildJobs ORDER BY id"),
+        )
+    };
+    let failing = |env: &Env, up: &NewUpload| {
+        let (mut tok, _) = tokens();
+        let r = env.s().record_upload(up, &mut tok, &mut || {
+            Err(std::io::Error::other("disk full"))
+        });
+        assert!(r.is_err(), "commit_file failure is an error, got {r:?}");
+    };
+    // A new plugin: nothing at all is written.
+    let empty = dump(env);
+    let mut up = new_upload("eta", "1.0.0", &[Linux, Macos], 100);
+    up.display_name = Some("Eta".into());
+    failing(env, &up);
+    assert_eq!(dump(env), empty);
+    assert!(env.s().version_jobs("eta", "1.0.0").unwrap().is_empty());
+    assert_eq!(env.s().version_row("eta", "1.0.0").unwrap(), None);
+
+    // A re-upload over a failed build: the failed job stays as it was.
+    let jobs = upload(env, "eta", "1.0.0", &[Linux], 200);
+    fail(env, jobs[0].id, 201);
+    let before = dump(env);
+    let mut up = new_upload("eta", "1.0.0", &[Linux, Windows], 300);
+    up.display_name = Some("Eta 2".into());
+    failing(env, &up);
+    assert_eq!(dump(env), before);
+    assert_eq!(env.job(jobs[0].id).status, "failed");
+}
+
+fn claim_due_respects_time_limit_and_lease(env: &Env) {
+    let jobs = upload(env, "theta", "1.0.0", &[Linux, Macos, Windows], 1_000);
+    let pid = env.plugin_id("theta");
+    // An old-server pending row (no callback token) is never claimed.
+    let old = insert_old_job(env, pid, "0.9.0", "linux", "pending");
+    assert!(
+        env.s()
+            .claim(ClaimFilter::Due(10), 999_999, 60_000)
+            .unwrap()
+            .is_empty(),
+        "not due yet"
+    );
+
+    let first = env
+        .s()
+        .claim(ClaimFilter::Due(2), 1_000_000, 60_000)
+        .unwrap();
+    assert_eq!(first.len(), 2, "limit respected");
+    for j in &first {
+        assert_eq!(j.attempts, 1, "attempts incremented in the returned job");
+        assert_eq!(j.next_attempt_at_ms, 1_060_000, "lease in the returned job");
+        let stored = env.job(j.id);
+        assert_eq!(stored.attempts, 1);
+        assert_eq!(stored.next_attempt_at_ms, 1_060_000, "lease stored");
+        assert_eq!(stored.status, "pending");
+    }
+    let second = env
+        .s()
+        .claim(ClaimFilter::Due(10), 1_000_000, 60_000)
+        .unwrap();
+    assert_eq!(second.len(), 1, "only the unclaimed one");
+    assert!(
+        env.s()
+            .claim(ClaimFilter::Due(10), 1_059_999, 60_000)
+            .unwrap()
+            .is_empty(),
+        "leased"
+    );
+
+    let mut all: Vec<i64> = first.iter().chain(&second).map(|j| j.id).collect();
+    all.sort();
+    let mut want: Vec<i64> = jobs.iter().map(|j| j.id).collect();
+    want.sort();
+    assert_eq!(all, want);
+
+    // The lease expires: claimable again, attempts 2. Queued ones are not.
+    accept(env, second[0].id, 1_001);
+    let again = env
+        .s()
+        .claim(ClaimFilter::Due(10), 1_060_000, 60_000)
+        .unwrap();
+    let ids: BTreeSet<i64> = again.iter().map(|j| j.id).collect();
+    assert_eq!(ids, first.iter().map(|j| j.id).collect::<BTreeSet<_>>());
+    assert!(again.iter().all(|j| j.attempts == 2), "{again:?}");
+    assert!(!ids.contains(&old));
+    assert!(
+        env.s()
+            .claim(ClaimFilter::Due(100), i64::MAX / 4, 1)
+            .unwrap()
+            .iter()
+            .all(|j| j.id != old)
+    );
+    assert_eq!(env.job(old).attempts, 0, "old row untouched");
+}
+
+fn claim_ids_only_pending_with_token(env: &Env) {
+    let jobs = upload(env, "iota", "1.0.0", &[Linux, Macos, Windows], 100);
+    let pid = env.plugin_id("iota");
+    let old = insert_old_job(env, pid, "0.1.0", "linux", "pending");
+    let (a, b, c) = (jobs[0].id, jobs[1].id, jobs[2].id);
+    accept(env, c, 100); // queued: not claimable
+    assert!(
+        env.s()
+            .claim(ClaimFilter::Ids(vec![]), 0, 1)
+            .unwrap()
+            .is_empty()
+    );
+    // Not due yet does not matter for Ids.
+    let got = env
+        .s()
+        .claim(ClaimFilter::Ids(vec![a, b, c, old, 987_654]), 0, 5_000)
+        .unwrap();
+    let ids: BTreeSet<i64> = got.iter().map(|j| j.id).collect();
+    assert_eq!(ids, BTreeSet::from([a, b]));
+    assert!(
+        got.iter()
+            .all(|j| j.attempts == 1 && j.next_attempt_at_ms == 5_000),
+        "{got:?}"
+    );
+    assert_eq!(env.job(a).next_attempt_at_ms, 5_000);
+    assert_eq!(env.job(old).attempts, 0);
+    assert_eq!(env.job(c).status, "queued");
+}
+
+fn claim_is_exclusive(env: &Env) {
+    for i in 0..10 {
+        upload(env, &format!("conc{i}"), "1.0.0", &Platform::ALL, 100);
+    }
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM buildJobs WHERE status = 'pending'"),
+        50
+    );
+    let stores: Vec<Box<dyn Store>> = (0..8).map(|_| (env.open)()).collect();
+    let barrier = Arc::new(std::sync::Barrier::new(stores.len()));
+    let handles: Vec<_> = stores
+        .into_iter()
+        .map(|store| {
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                barrier.wait();
+                let mut mine = Vec::new();
+                loop {
+                    let got = store
+                        .claim(ClaimFilter::Due(3), 200_000, 600_000)
+                        .expect("claim");
+                    if got.is_empty() {
+                        break;
+                    }
+                    mine.extend(got.iter().map(|j| j.id));
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.join().expect("claimer thread"));
+    }
+    let unique: HashSet<i64> = all.iter().copied().collect();
+    assert_eq!(
+        all.len(),
+        50,
+        "every job claimed exactly once (claims: {})",
+        all.len()
+    );
+    assert_eq!(unique.len(), 50);
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM buildJobs WHERE attempts = 1"),
+        50
+    );
+    assert!(
+        env.s()
+            .claim(ClaimFilter::Due(100), 200_000, 1)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+fn record_attempt_outcomes_and_guard(env: &Env) {
+    let jobs = upload(env, "kappa", "1.0.0", &[Linux, Macos], 100);
+    let (id, other) = (jobs[0].id, jobs[1].id);
+    let claimed = env
+        .s()
+        .claim(ClaimFilter::Ids(vec![id]), 100_000, 60_000)
+        .unwrap();
+    assert_eq!(claimed[0].attempts, 1);
+
+    let stale = AttemptResult::Accepted {
+        hub_job_id: "stale".into(),
+    };
+    assert!(
+        !env.s().record_attempt(id, 0, &stale, 101).unwrap(),
+        "stale attempt number"
+    );
+    assert!(
+        !env.s().record_attempt(987_654, 1, &stale, 101).unwrap(),
+        "unknown job"
+    );
+    assert_eq!(env.job(id).status, "pending");
+    assert_eq!(env.job(id).hub_job_id, None);
+
+    let retry = AttemptResult::Retry {
+        next_attempt_at_ms: 5_000_000,
+        error: "hub answered 503".into(),
+    };
+    assert!(env.s().record_attempt(id, 1, &retry, 102).unwrap());
+    let j = env.job(id);
+    assert_eq!(
+        (j.status.as_str(), j.attempts, j.next_attempt_at_ms),
+        ("pending", 1, 5_000_000)
+    );
+    assert_eq!(j.error_message.as_deref(), Some("hub answered 503"));
+    assert_eq!(j.updated_at, Some(102));
+    assert!(
+        env.s()
+            .claim(ClaimFilter::Due(10), 4_999_999, 1)
+            .unwrap()
+            .iter()
+            .all(|j| j.id != id)
+    );
+
+    let second = env
+        .s()
+        .claim(ClaimFilter::Due(10), 5_000_000, 60_000)
+        .unwrap();
+    assert!(
+        second.iter().any(|j| j.id == id && j.attempts == 2),
+        "{second:?}"
+    );
+    let late = AttemptResult::Failed {
+        error: "late answer of attempt 1".into(),
+    };
+    assert!(
+        !env.s().record_attempt(id, 1, &late, 103).unwrap(),
+        "attempt 1 is stale now"
+    );
+    assert_eq!(env.job(id).status, "pending");
+
+    let ok = AttemptResult::Accepted {
+        hub_job_id: "hub-job-uuid".into(),
+    };
+    assert!(env.s().record_attempt(id, 2, &ok, 104).unwrap());
+    let j = env.job(id);
+    assert_eq!(j.status, "queued");
+    assert_eq!(j.hub_job_id.as_deref(), Some("hub-job-uuid"));
+    assert_eq!(j.error_message, None, "the retry's error is cleared");
+    assert_eq!(j.submitted_at, Some(104));
+    assert!(
+        !env.s().record_attempt(id, 2, &late, 105).unwrap(),
+        "no longer pending"
+    );
+    assert_eq!(env.job(id).status, "queued");
+
+    // Failed.
+    let c = env
+        .s()
+        .claim(ClaimFilter::Ids(vec![other]), 100_000, 60_000)
+        .unwrap();
+    let failed = AttemptResult::Failed {
+        error: "LICENSE_INVALID: bad key".into(),
+    };
+    assert!(
+        env.s()
+            .record_attempt(other, c[0].attempts, &failed, 106)
+            .unwrap()
+    );
+    let j = env.job(other);
+    assert_eq!(j.status, "failed");
+    assert_eq!(j.error_message.as_deref(), Some("LICENSE_INVALID: bad key"));
+    assert_eq!(j.completed_at, None);
+}
+
+fn fail_timed_out_fails_old_submissions(env: &Env) {
+    let jobs = upload(env, "lambda", "1.0.0", &[Linux, Macos, Windows], 50);
+    let (a, b, c) = (jobs[0].id, jobs[1].id, jobs[2].id);
+    accept(env, a, 100);
+    accept(env, b, 200);
+    let pid = env.plugin_id("lambda");
+    // An old server's row: no submittedAt, createdAt 50 counts instead.
+    let old = insert_old_job(env, pid, "0.1.0", "linux", "building");
+    assert!(
+        env.s()
+            .fail_timed_out(50, "build timed out", 300)
+            .unwrap()
+            .is_empty(),
+        "strictly before"
+    );
+
+    let got = env.s().fail_timed_out(150, "build timed out", 300).unwrap();
+    let mut ids = got.iter().map(|j| j.id).collect::<Vec<_>>();
+    ids.sort_unstable();
+    assert_eq!(ids, [a, old]);
+    assert_eq!(env.job(old).status, "failed");
+    let ja = env.job(a);
+    assert_eq!(ja.status, "failed");
+    assert_eq!(ja.error_message.as_deref(), Some("build timed out"));
+    assert_eq!(ja.updated_at, Some(300));
+    assert_eq!(env.job(b).status, "queued");
+
+    // `building` counts like queued.
+    (env.exec)(&format!(
+        "UPDATE buildJobs SET status = 'building' WHERE id = {b}"
+    ));
+    let got = env.s().fail_timed_out(10_000, "too slow", 400).unwrap();
+    assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), [b]);
+    assert_eq!(env.job(b).status, "failed");
+    assert_eq!(env.job(b).error_message.as_deref(), Some("too slow"));
+    assert_eq!(
+        env.job(a).error_message.as_deref(),
+        Some("build timed out"),
+        "failed jobs untouched"
+    );
+    assert_eq!(
+        env.job(c).status,
+        "pending",
+        "pending jobs are not timed out"
+    );
+    assert_eq!(
+        env.job(old).error_message.as_deref(),
+        Some("build timed out"),
+        "the old row was timed out once, by its creation time"
+    );
+}
+
+fn job_by_id_finds_one(env: &Env) {
+    let jobs = upload(env, "mu", "1.0.0", &[Linux, Ios], 70);
+    for j in &jobs {
+        assert_eq!(&env.job(j.id), j);
+    }
+    assert_eq!(env.s().job_by_id(987_654).unwrap(), None);
+}
+
+fn legacy_callback_with_dashes(env: &Env) {
+    let beta = upload(env, "my-plugin", "1.0.0-beta.1", &[Linux, Macos], 100);
+    let plain = upload(env, "my-plugin", "1.0.0", &[Linux], 100);
+    let lookup = |id: &str| env.s().job_by_legacy_callback(id);
+    let found = lookup("my-plugin-1.0.0-beta.1-linux")
+        .unwrap()
+        .expect("found");
+    assert_eq!(found.id, by_platform(&beta, "linux").id);
+    assert_eq!(
+        (
+            found.plugin_name.as_str(),
+            found.version.as_str(),
+            found.platform.as_str()
+        ),
+        ("my-plugin", "1.0.0-beta.1", "linux")
+    );
+    assert_eq!(
+        lookup("my-plugin-1.0.0-beta.1-macos").unwrap().unwrap().id,
+        by_platform(&beta, "macos").id
+    );
+    assert_eq!(
+        lookup("my-plugin-1.0.0-linux").unwrap().unwrap().id,
+        plain[0].id
+    );
+    assert_eq!(lookup("my-plugin-1.0.0-beta.1-windows").unwrap(), None);
+    assert_eq!(lookup("my-plugin-1.0.0").unwrap(), None);
+    assert_eq!(lookup("").unwrap(), None);
+    assert_eq!(lookup("x' OR '1'='1").unwrap(), None);
+
+    // A decoy whose name-version-platform spells the same id: plugin `my`,
+    // version `plugin-1.0.0-beta.1`. The trait documents: more than one match is an error.
+    let decoy = upload(env, "my", "plugin-1.0.0-beta.1", &[Linux], 100);
+    let r = lookup("my-plugin-1.0.0-beta.1-linux");
+    assert!(
+        r.is_err(),
+        "ambiguous legacy id must be an error, got {r:?}"
+    );
+    // Ids only one job spells still resolve.
+    assert_eq!(
+        lookup("my-plugin-1.0.0-beta.1-macos").unwrap().unwrap().id,
+        by_platform(&beta, "macos").id
+    );
+    assert_eq!(
+        lookup("my-plugin-1.0.0-linux").unwrap().unwrap().id,
+        plain[0].id
+    );
+    assert_ne!(decoy[0].id, found.id);
+}
+
+fn complete_job_outcomes_and_version_row(env: &Env) {
+    let jobs = upload(env, "nu", "1.0.0-rc.1", &[Macos, Linux, Windows], 100);
+    let (mac, lin, win) = (
+        by_platform(&jobs, "macos").id,
+        by_platform(&jobs, "linux").id,
+        by_platform(&jobs, "windows").id,
+    );
+    for id in [lin, win] {
+        accept(env, id, 101);
+    }
+    fail(env, mac, 102);
+
+    let mut commits = 0;
+    let mut commit = || -> std::io::Result<()> {
+        commits += 1;
+        Ok(())
+    };
+    let a = |size, sha: &str, now| Artifact {
+        size,
+        sha256: sha.to_string(),
+        now,
+    };
+    assert_eq!(
+        env.s()
+            .complete_job(win, &a(300, "sha-win", 200), &mut commit)
+            .unwrap(),
+        CompleteOutcome::Completed
+    );
+    assert_eq!(commits, 1);
+    let j = env.job(win);
+    assert_eq!(
+        (
+            j.status.as_str(),
+            j.size_bytes,
+            j.sha256.as_deref(),
+            j.completed_at
+        ),
+        ("completed", Some(300), Some("sha-win"), Some(200))
+    );
+    let v = env.s().version_row("nu", "1.0.0-rc.1").unwrap().unwrap();
+    assert_eq!(platforms_of(&v), ["windows-x64"]);
+    assert_eq!(
+        v.download_url.as_deref(),
+        Some("/api/v1/pkg/nu/1.0.0-rc.1?platform=windows-x64")
+    );
+    assert_eq!(
+        (v.size_bytes, v.sha256.as_deref()),
+        (Some(300), Some("sha-win"))
+    );
+
+    // Linux precedes windows as primary.
+    assert_eq!(
+        complete(env, lin, 200, "sha-lin", 210),
+        CompleteOutcome::Completed
+    );
+    let v = env.s().version_row("nu", "1.0.0-rc.1").unwrap().unwrap();
+    assert_eq!(platforms_of(&v), ["linux-x64", "windows-x64"]);
+    assert_eq!(
+        v.download_url.as_deref(),
+        Some("/api/v1/pkg/nu/1.0.0-rc.1?platform=linux-x64")
+    );
+    assert_eq!(
+        (v.size_bytes, v.sha256.as_deref()),
+        (Some(200), Some("sha-lin"))
+    );
+
+    // A failed job (for example timed out) is accepted; darwin-arm64 becomes primary.
+    assert_eq!(env.job(mac).status, "failed");
+    assert_eq!(
+        complete(env, mac, 100, "sha-mac", 220),
+        CompleteOutcome::Completed
+    );
+    let j = env.job(mac);
+    assert_eq!(j.status, "completed");
+    assert_eq!(j.error_message, None);
+    let v = env.s().version_row("nu", "1.0.0-rc.1").unwrap().unwrap();
+    assert_eq!(
+        platforms_of(&v),
+        ["darwin-arm64", "linux-x64", "windows-x64"],
+        "sorted platform ids"
+    );
+    assert_eq!(
+        v.download_url.as_deref(),
+        Some("/api/v1/pkg/nu/1.0.0-rc.1?platform=darwin-arm64")
+    );
+    assert_eq!(
+        (v.size_bytes, v.sha256.as_deref()),
+        (Some(100), Some("sha-mac"))
+    );
+
+    // Repeated deliveries: same bytes → AlreadyCompleted, other bytes → Conflict;
+    // neither stores the file nor changes anything.
+    let before = (env.rows)("SELECT * FROM buildJobs ORDER BY id");
+    let before_v = env.s().version_row("nu", "1.0.0-rc.1").unwrap();
+    let mut commits = 0;
+    let mut commit = || -> std::io::Result<()> {
+        commits += 1;
+        Ok(())
+    };
+    assert_eq!(
+        env.s()
+            .complete_job(lin, &a(200, "sha-lin", 900), &mut commit)
+            .unwrap(),
+        CompleteOutcome::AlreadyCompleted
+    );
+    assert_eq!(
+        env.s()
+            .complete_job(lin, &a(999, "sha-other", 900), &mut commit)
+            .unwrap(),
+        CompleteOutcome::Conflict
+    );
+    assert_eq!(
+        env.s()
+            .complete_job(987_654, &a(1, "x", 900), &mut commit)
+            .unwrap(),
+        CompleteOutcome::NotFound
+    );
+    assert_eq!(
+        commits, 0,
+        "nothing stored for repeated, conflicting or unknown deliveries"
+    );
+    assert_eq!((env.rows)("SELECT * FROM buildJobs ORDER BY id"), before);
+    assert_eq!(env.s().version_row("nu", "1.0.0-rc.1").unwrap(), before_v);
+}
+
+fn complete_job_commit_failure_changes_nothing(env: &Env) {
+    let jobs = upload(env, "xi", "1.0.0", &[Linux], 100);
+    accept(env, jobs[0].id, 101);
+    let before = (env.rows)("SELECT * FROM buildJobs ORDER BY id");
+    let before_v = env.s().version_row("xi", "1.0.0").unwrap();
+    let a = Artifact {
+        size: 5,
+        sha256: "abc".into(),
+        now: 200,
+    };
+    let r = env.s().complete_job(jobs[0].id, &a, &mut || {
+        Err(std::io::Error::other("disk full"))
+    });
+    assert!(r.is_err(), "{r:?}");
+    assert_eq!((env.rows)("SELECT * FROM buildJobs ORDER BY id"), before);
+    assert_eq!(env.s().version_row("xi", "1.0.0").unwrap(), before_v);
+    // And it can be completed afterwards.
+    assert_eq!(
+        complete(env, jobs[0].id, 5, "abc", 201),
+        CompleteOutcome::Completed
+    );
+}
+
+fn primary_platform_among_mobile(env: &Env) {
+    let jobs = upload(env, "omicron", "2.0.0", &[Android, Ios], 100);
+    let (and, ios) = (
+        by_platform(&jobs, "android").id,
+        by_platform(&jobs, "ios").id,
+    );
+    accept(env, and, 101);
+    accept(env, ios, 101);
+    assert_eq!(
+        complete(env, and, 7, "sha-and", 110),
+        CompleteOutcome::Completed
+    );
+    let v = env.s().version_row("omicron", "2.0.0").unwrap().unwrap();
+    assert_eq!(platforms_of(&v), ["android-arm64"]);
+    assert_eq!(
+        v.download_url.as_deref(),
+        Some("/api/v1/pkg/omicron/2.0.0?platform=android-arm64")
+    );
+    assert_eq!(
+        complete(env, ios, 8, "sha-ios", 111),
+        CompleteOutcome::Completed
+    );
+    let v = env.s().version_row("omicron", "2.0.0").unwrap().unwrap();
+    assert_eq!(platforms_of(&v), ["android-arm64", "ios-arm64"]);
+    assert_eq!(
+        v.download_url.as_deref(),
+        Some("/api/v1/pkg/omicron/2.0.0?platform=ios-arm64")
+    );
+    assert_eq!(
+        (v.size_bytes, v.sha256.as_deref()),
+        (Some(8), Some("sha-ios"))
+    );
+}
+
+fn version_row_unknown_is_none(env: &Env) {
+    assert_eq!(env.s().version_row("nobody", "1.0.0").unwrap(), None);
+    upload(env, "pi", "1.0.0", &[Linux], 100);
+    assert_eq!(env.s().version_row("pi", "2.0.0").unwrap(), None);
+    assert!(env.s().version_row("pi", "1.0.0").unwrap().is_some());
+}
+
+fn list_jobs_filters_newest_first(env: &Env) {
+    let a1 = upload(env, "rho", "1.0.0", &[Linux, Macos], 100);
+    let a2 = upload(env, "rho", "2.0.0", &[Linux], 200);
+    let b1 = upload(env, "sigma", "1.0.0", &[Windows], 300);
+    let ids = |jobs: Vec<Job>| jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
+    let (l1, m1) = (by_platform(&a1, "linux").id, by_platform(&a1, "macos").id);
+    let (hi, lo) = (l1.max(m1), l1.min(m1));
+    assert_eq!(
+        ids(env.s().list_jobs(None, None).unwrap()),
+        [b1[0].id, a2[0].id, hi, lo],
+        "createdAt DESC, id DESC"
+    );
+    assert_eq!(
+        ids(env.s().list_jobs(Some("rho"), None).unwrap()),
+        [a2[0].id, hi, lo]
+    );
+    assert_eq!(
+        ids(env.s().list_jobs(Some("rho"), Some("1.0.0")).unwrap()),
+        [hi, lo]
+    );
+    assert_eq!(
+        ids(env.s().list_jobs(None, Some("1.0.0")).unwrap()),
+        [b1[0].id, hi, lo]
+    );
+    assert!(env.s().list_jobs(Some("nobody"), None).unwrap().is_empty());
+    assert!(
+        env.s()
+            .list_jobs(Some("rho"), Some("3.0.0"))
+            .unwrap()
+            .is_empty()
+    );
+    let listed = env.s().list_jobs(Some("sigma"), None).unwrap();
+    assert_eq!(listed, b1, "full jobs");
+}
+
+fn retry_failed_resets_failed_jobs(env: &Env) {
+    let jobs = upload(env, "tau", "1.0.0", &[Linux, Macos, Windows], 100);
+    let (lin, mac, win) = (
+        by_platform(&jobs, "linux").id,
+        by_platform(&jobs, "macos").id,
+        by_platform(&jobs, "windows").id,
+    );
+    fail(env, lin, 101);
+    fail(env, mac, 101);
+    accept(env, win, 101);
+    assert_eq!(complete(env, win, 1, "w", 102), CompleteOutcome::Completed);
+    let pid = env.plugin_id("tau");
+    let old = insert_old_job(env, pid, "1.0.0", "ios", "failed");
+    let other = upload(env, "upsilon", "1.0.0", &[Linux], 100);
+    fail(env, other[0].id, 101);
+
+    assert_eq!(
+        env.s()
+            .retry_failed("tau", "1.0.0", Some("macos"), 500)
+            .unwrap(),
+        1
+    );
+    let j = env.job(mac);
+    assert_eq!(
+        (j.status.as_str(), j.attempts, j.next_attempt_at_ms),
+        ("pending", 0, 500_000)
+    );
+    assert_eq!(
+        (
+            j.error_message.as_deref(),
+            j.hub_job_id.as_deref(),
+            j.submitted_at
+        ),
+        (None, None, None)
+    );
+    assert_eq!(j.updated_at, Some(500));
+    assert_eq!(env.job(lin).status, "failed", "platform filter respected");
+
+    assert_eq!(
+        env.s().retry_failed("tau", "1.0.0", None, 600).unwrap(),
+        1,
+        "only linux is left (old rows without token are not retried)"
+    );
+    assert_eq!(env.job(lin).status, "pending");
+    assert_eq!(env.job(win).status, "completed", "completed untouched");
+    assert_eq!(env.job(old).status, "failed");
+    assert_eq!(
+        env.job(other[0].id).status,
+        "failed",
+        "other plugins untouched"
+    );
+    assert_eq!(env.s().retry_failed("tau", "1.0.0", None, 700).unwrap(), 0);
+    assert_eq!(
+        env.s().retry_failed("nobody", "1.0.0", None, 700).unwrap(),
+        0
+    );
+    // Retried jobs are claimable.
+    let due = env.s().claim(ClaimFilter::Due(10), 600_000, 1_000).unwrap();
+    assert_eq!(
+        due.iter().map(|j| j.id).collect::<BTreeSet<_>>(),
+        BTreeSet::from([lin, mac])
+    );
+}
+
+fn count_by_status_counts(env: &Env) {
+    assert!(env.s().count_by_status().unwrap().is_empty());
+    let jobs = upload(env, "phi", "1.0.0", &Platform::ALL, 100);
+    accept(env, jobs[0].id, 101);
+    accept(env, jobs[1].id, 101);
+    assert_eq!(
+        complete(env, jobs[1].id, 1, "x", 102),
+        CompleteOutcome::Completed
+    );
+    fail(env, jobs[2].id, 101);
+    let pid = env.plugin_id("phi");
+    insert_old_job(env, pid, "0.1.0", "linux", "building");
+    let counts = env.s().count_by_status().unwrap();
+    let want: Vec<(String, i64)> = [
+        ("building", 1),
+        ("completed", 1),
+        ("failed", 1),
+        ("pending", 2),
+        ("queued", 1),
+    ]
+    .into_iter()
+    .map(|(s, n)| (s.to_string(), n))
+    .collect();
+    assert_eq!(counts, want);
+}
+
+/// Generates `sqlite::<name>` and `mysql::<name>` for every contract test.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            #[test]
+            fn kind_and_ping() {
+                super::kind_and_ping(&super::Env::sqlite(), "sqlite");
+            }
+            $(#[test] fn $name() { super::$name(&super::Env::sqlite()); })*
+        }
+        mod mysql {
+            #[test]
+            fn kind_and_ping() {
+                super::kind_and_ping(&super::Env::mysql(), "mysql");
+            }
+            $(#[test] fn $name() { super::$name(&super::Env::mysql()); })*
+        }
+    };
+}
+
+contract!(
+    migrate_is_idempotent,
+    upload_creates_pending_jobs_in_platform_order,
+    upload_inserts_then_updates_plugin_row,
+    upload_without_display_name_defaults_like_mysql,
+    upload_inserts_version_row_once,
+    upload_refusals,
+    upload_rebuilds_failed_keeps_completed,
+    upload_commit_failure_writes_nothing,
+    claim_due_respects_time_limit_and_lease,
+    claim_ids_only_pending_with_token,
+    claim_is_exclusive,
+    record_attempt_outcomes_and_guard,
+    fail_timed_out_fails_old_submissions,
+    job_by_id_finds_one,
+    legacy_callback_with_dashes,
+    complete_job_outcomes_and_version_row,
+    complete_job_commit_failure_changes_nothing,
+    primary_platform_among_mobile,
+    version_row_unknown_is_none,
+    list_jobs_filters_newest_first,
+    retry_failed_resets_failed_jobs,
+    count_by_status_counts,
+);
