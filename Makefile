@@ -18,12 +18,13 @@ UNITDIR      ?= /etc/systemd/system
 BINDIR        = $(PREFIX)/bin
 DOCDIR        = $(PREFIX)/share/doc/hone-build
 
-.PHONY: help build run test lint bench smoke clean install uninstall check-install
+.PHONY: help build run test lint fuzz bench smoke clean install uninstall check-install
 
 help:
 	@echo "make run      build (release) and start hone-build on the embedded store"
 	@echo "make test     formatting, clippy, and every test (needs MariaDB on 127.0.0.1:3306)"
 	@echo "make lint     cargo fmt --check and clippy only"
+	@echo "make fuzz     the property tests with FUZZ_CASES (20000) cases each"
 	@echo "make bench    benchmarks (release build): memory and speed figures"
 	@echo "make build    release binaries (static) in target/<host>/release"
 	@echo "make smoke    start perry-hub-sim and hone-build on loopback and run scripts/smoke.sh"
@@ -45,6 +46,11 @@ lint:
 
 test: lint
 	$(CARGO) test
+
+# The property tests with many more cases than `make test` runs.
+FUZZ_CASES ?= 20000
+fuzz:
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release --test properties
 
 bench: build
 	BIN_DIR=$(RELEASE_DIR) bash scripts/bench-upload.sh
