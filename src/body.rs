@@ -13,12 +13,12 @@ pub const BASE64: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-/// Marker carried inside an `io::Error` when the body passes the limit.
+/// Marker carried inside an `io::Error` when the body passes the limit (the limit).
 #[derive(Debug)]
-struct TooLarge;
+struct TooLarge(u64);
 impl std::fmt::Display for TooLarge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("body too large")
+        write!(f, "body larger than {} bytes", self.0)
     }
 }
 impl std::error::Error for TooLarge {}
@@ -49,6 +49,7 @@ pub fn check_declared_length(req: &tiny_http::Request, max: u64) -> Result<Optio
 pub struct Limited<R> {
     inner: R,
     remaining: u64,
+    max: u64,
 }
 
 impl<R: Read> Limited<R> {
@@ -56,6 +57,7 @@ impl<R: Read> Limited<R> {
         Limited {
             inner,
             remaining: max,
+            max,
         }
     }
 }
@@ -69,7 +71,7 @@ impl<R: Read> Read for Limited<R> {
         let cap = (self.remaining.saturating_add(1)).min(buf.len() as u64) as usize;
         let n = self.inner.read(&mut buf[..cap])?;
         if n as u64 > self.remaining {
-            return Err(io::Error::other(TooLarge));
+            return Err(io::Error::other(TooLarge(self.max)));
         }
         self.remaining -= n as u64;
         Ok(n)
@@ -178,12 +180,8 @@ fn copy_hashing(mut reader: impl Read, out: &mut impl Write) -> Result<Streamed,
 
 /// Turns a read error into the client's answer.
 pub fn classify(e: io::Error) -> ApiError {
-    if e.get_ref().is_some_and(|inner| inner.is::<TooLarge>()) {
-        return ApiError::new(
-            413,
-            "PAYLOAD_TOO_LARGE",
-            "request body exceeds MAX_BODY_BYTES",
-        );
+    if let Some(TooLarge(max)) = e.get_ref().and_then(|i| i.downcast_ref::<TooLarge>()) {
+        return ApiError::too_large(*max);
     }
     match e.kind() {
         io::ErrorKind::InvalidData => {

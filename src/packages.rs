@@ -20,22 +20,44 @@ pub const TEMP_PREFIX: &str = ".tmp-";
 pub struct TempFile {
     path: PathBuf,
     file: Option<File>,
+    /// Directories `create_in` had to create, deepest first: removed again
+    /// (when still empty) if the file is not persisted, so a refused request
+    /// leaves no trace.
+    created_dirs: Vec<PathBuf>,
 }
 
 impl TempFile {
     /// Creates `dir` (and parents) and a new temporary file in it.
     pub fn create_in(dir: &Path) -> io::Result<TempFile> {
-        fs::create_dir_all(dir)?;
+        let mut created_dirs = Vec::new();
+        let mut d = dir;
+        while !d.exists() {
+            created_dirs.push(d.to_path_buf());
+            match d.parent() {
+                Some(p) => d = p,
+                None => break,
+            }
+        }
         let mut raw = [0u8; 8];
         getrandom::fill(&mut raw).map_err(|e| io::Error::other(e.to_string()))?;
         let path = dir.join(format!("{TEMP_PREFIX}{}", crate::body::hex(&raw)));
-        let file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
+        let open = || {
+            fs::create_dir_all(dir)?;
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+        };
+        // A concurrent refused request may remove an empty directory between
+        // our create_dir_all and open: try once more.
+        let file = match open() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => open()?,
+            other => other?,
+        };
         Ok(TempFile {
             path,
             file: Some(file),
+            created_dirs,
         })
     }
 
@@ -58,6 +80,7 @@ impl TempFile {
             File::open(dir)?.sync_all()?;
         }
         self.path = PathBuf::new();
+        self.created_dirs.clear();
         Ok(())
     }
 }
@@ -66,6 +89,9 @@ impl Drop for TempFile {
     fn drop(&mut self) {
         if !self.path.as_os_str().is_empty() {
             let _ = fs::remove_file(&self.path);
+            for d in &self.created_dirs {
+                let _ = fs::remove_dir(d); // only succeeds while empty
+            }
         }
     }
 }
@@ -208,6 +234,11 @@ mod tests {
             t.path().to_path_buf()
         };
         assert!(!p.exists());
+        assert!(
+            !d.join("a").exists(),
+            "directories it created are removed too"
+        );
+        fs::create_dir_all(d.join("a")).unwrap();
         let mut t = TempFile::create_in(&d).unwrap();
         t.write_all(b"hello").unwrap();
         t.persist(&d.join("final.bin")).unwrap();

@@ -84,6 +84,7 @@ fn upload(name: &str, version: &str, platforms: &[Platform], now: i64) -> NewUpl
         entry: "src/index.ts".into(),
         platforms: platforms.to_vec(),
         now,
+        reserved_until_ms: now * 1000,
     }
 }
 

@@ -189,6 +189,7 @@ proptest! {
                 entry: "src/index.ts".into(),
                 platforms: vec![Platform::Linux],
                 now: 1,
+                reserved_until_ms: 1000,
             };
             let mut t = 0;
             // A repeated (name, version) is refused as in progress: fine here.

@@ -107,6 +107,7 @@ fn new_upload(name: &str, version: &str, platforms: &[Platform], now: i64) -> Ne
         entry: "src/index.ts".to_string(),
         platforms: platforms.to_vec(),
         now,
+        reserved_until_ms: now * 1000,
     }
 }
 
@@ -140,22 +141,24 @@ fn upload(env: &Env, name: &str, version: &str, platforms: &[Platform], now: i64
     }
 }
 
-/// Claims the job and records the hub's acceptance at `now` (seconds).
+/// Claims the job (unless the test already holds a claim on it) and
+/// records the hub's acceptance at `now` (seconds).
 fn accept(env: &Env, id: i64, now: i64) {
-    let claimed = env
-        .s()
-        .claim(ClaimFilter::Ids(vec![id]), now * 1000, 60_000)
-        .unwrap();
-    assert_eq!(claimed.len(), 1, "job {id} claimable");
+    let held = env.job(id).attempts;
+    let attempt = if held > 0 {
+        held
+    } else {
+        let claimed = env
+            .s()
+            .claim(ClaimFilter::Ids(vec![id]), now * 1000, 60_000)
+            .unwrap();
+        assert_eq!(claimed.len(), 1, "job {id} claimable");
+        claimed[0].attempts
+    };
     let hub_job_id = format!("hub-{id}");
     assert!(
         env.s()
-            .record_attempt(
-                id,
-                claimed[0].attempts,
-                &AttemptResult::Accepted { hub_job_id },
-                now
-            )
+            .record_attempt(id, attempt, &AttemptResult::Accepted { hub_job_id }, now)
             .unwrap()
     );
 }
@@ -700,6 +703,43 @@ fn claim_is_exclusive(env: &Env) {
     );
 }
 
+/// An `Ids` claim (an upload's own first submission) takes only jobs never
+/// attempted: a job another process claimed meanwhile is left to it.
+fn claim_ids_takes_only_unattempted_jobs(env: &Env) {
+    let jobs = upload(env, "nu", "1.0.0", &[Linux, Macos], 100);
+    let (a, b) = (jobs[0].id, jobs[1].id);
+    let other = env.s().claim(ClaimFilter::Due(1), 100_000, 60_000).unwrap();
+    assert_eq!(other.len(), 1);
+    let taken = other[0].id;
+    let mine = env
+        .s()
+        .claim(ClaimFilter::Ids(vec![a, b]), 100_001, 60_000)
+        .unwrap();
+    let mine: Vec<i64> = mine.iter().map(|j| j.id).collect();
+    assert!(!mine.contains(&taken), "claimed twice: {mine:?}");
+    assert_eq!(mine.len(), 1);
+}
+
+/// New jobs are reserved for the uploading request until `reserved_until_ms`.
+fn new_jobs_are_reserved_for_the_upload(env: &Env) {
+    let mut up = new_upload("xi", "1.0.0", &[Linux], 100);
+    up.reserved_until_ms = 500_000;
+    let UploadOutcome::Recorded(jobs) = try_upload(env, &up) else {
+        panic!("refused")
+    };
+    assert!(
+        env.s()
+            .claim(ClaimFilter::Due(10), 499_999, 1)
+            .unwrap()
+            .is_empty()
+    );
+    let ids = env
+        .s()
+        .claim(ClaimFilter::Ids(vec![jobs[0].id]), 200_000, 1)
+        .unwrap();
+    assert_eq!(ids.len(), 1, "the upload itself may take it at once");
+}
+
 fn record_attempt_outcomes_and_guard(env: &Env) {
     let jobs = upload(env, "kappa", "1.0.0", &[Linux, Macos], 100);
     let (id, other) = (jobs[0].id, jobs[1].id);
@@ -775,19 +815,13 @@ fn record_attempt_outcomes_and_guard(env: &Env) {
     );
     assert_eq!(env.job(id).status, "queued");
 
-    // Failed.
-    let c = env
-        .s()
-        .claim(ClaimFilter::Ids(vec![other]), 100_000, 60_000)
-        .unwrap();
+    // Failed (`other` is held by the Due claims above).
+    let held = env.job(other).attempts;
+    assert!(held > 0);
     let failed = AttemptResult::Failed {
         error: "LICENSE_INVALID: bad key".into(),
     };
-    assert!(
-        env.s()
-            .record_attempt(other, c[0].attempts, &failed, 106)
-            .unwrap()
-    );
+    assert!(env.s().record_attempt(other, held, &failed, 106).unwrap());
     let j = env.job(other);
     assert_eq!(j.status, "failed");
     assert_eq!(j.error_message.as_deref(), Some("LICENSE_INVALID: bad key"));
@@ -1249,6 +1283,8 @@ contract!(
     claim_due_respects_time_limit_and_lease,
     claim_ids_only_pending_with_token,
     claim_is_exclusive,
+    claim_ids_takes_only_unattempted_jobs,
+    new_jobs_are_reserved_for_the_upload,
     record_attempt_outcomes_and_guard,
     fail_timed_out_fails_old_submissions,
     job_by_id_finds_one,

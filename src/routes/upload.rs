@@ -2,7 +2,7 @@
 //! conflict, stream the tarball to a temporary file, record it and its jobs
 //! in one transaction, then attempt each platform's first submission.
 
-use crate::app::{App, now_secs};
+use crate::app::{App, now_millis, now_secs};
 use crate::body::{self, Encoding, Limited};
 use crate::dispatcher;
 use crate::error::ApiError;
@@ -156,6 +156,8 @@ pub fn post(app: &App, ctx: &mut Ctx<'_>) -> Result<Reply, ApiError> {
         entry: p.entry,
         platforms: p.platforms,
         now: now_secs(),
+        // Reserved for this request's own first submission (below).
+        reserved_until_ms: now_millis() + dispatcher::lease_ms(app),
     };
     let mut new_token = new_token;
     let outcome = app

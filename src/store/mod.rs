@@ -74,6 +74,11 @@ pub struct NewUpload {
     pub platforms: Vec<Platform>,
     /// Unix seconds.
     pub now: i64,
+    /// Unix milliseconds from which the dispatcher may submit the new jobs:
+    /// until then they are reserved for the upload request, which submits
+    /// them itself (an `Ids` claim). If that request dies, the dispatcher
+    /// takes them after this time.
+    pub reserved_until_ms: i64,
 }
 
 /// Why an upload is refused (SPEC 2, both 409 rules).
@@ -199,7 +204,9 @@ pub fn download_url(name: &str, version: &str, platform: Platform) -> String {
 pub enum ClaimFilter {
     /// Due jobs (nextAttemptAt <= now), at most this many.
     Due(usize),
-    /// These jobs, if pending (the first submission right after an upload).
+    /// These jobs, if pending and never attempted (the first submission
+    /// right after an upload; a job another process already claimed has
+    /// attempts > 0 and is left alone).
     Ids(Vec<i64>),
 }
 

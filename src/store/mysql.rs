@@ -192,23 +192,27 @@ impl MysqlStore {
         Ok(out)
     }
 
-    /// Locks the version row (creating it if absent) and returns the plugin id.
+    /// Locks the version row, creating it if absent. The row is read with
+    /// `FOR UPDATE` first: an `INSERT IGNORE` on an existing row would take a
+    /// shared lock, and two transactions holding it and both asking for the
+    /// exclusive one deadlock (artifacts of one version arriving together).
     fn lock_version(
         tx: &mut Transaction<'_>,
         plugin_id: i64,
         version: &str,
         now: i64,
     ) -> Result<(), StoreError> {
+        let select = "SELECT id FROM pluginVersions WHERE pluginId = ? AND version = ? FOR UPDATE";
+        let found: Option<i64> = tx.exec_first(select, p![plugin_id, version]).map_err(err)?;
+        if found.is_some() {
+            return Ok(());
+        }
         tx.exec_drop(
             "INSERT IGNORE INTO pluginVersions (pluginId, version, platforms, publishedAt) VALUES (?, ?, '[]', ?)",
             p![plugin_id, version, now],
         )
         .map_err(err)?;
-        tx.exec_drop(
-            "SELECT id FROM pluginVersions WHERE pluginId = ? AND version = ? FOR UPDATE",
-            p![plugin_id, version],
-        )
-        .map_err(err)
+        tx.exec_drop(select, p![plugin_id, version]).map_err(err)
     }
 }
 
@@ -310,7 +314,7 @@ impl Store for MysqlStore {
                 Err(r) => return Err(StoreError::Other(format!("refused:{r:?}"))),
             };
             commit_file().map_err(|e| StoreError::Other(format!("storing the tarball: {e}")))?;
-            let now_ms = now * 1000;
+            let now_ms = up.reserved_until_ms;
             let mut ids = Vec::new();
             for pf in &to_build {
                 let token = new_token();
@@ -376,7 +380,7 @@ impl Store for MysqlStore {
                 ClaimFilter::Ids(ids) => tx
                     .query(format!(
                         "SELECT id FROM buildJobs
-                         WHERE status = 'pending' AND callbackToken IS NOT NULL AND id IN ({})
+                         WHERE status = 'pending' AND attempts = 0 AND callbackToken IS NOT NULL AND id IN ({})
                          FOR UPDATE SKIP LOCKED",
                         id_list(ids)
                     ))

@@ -184,7 +184,7 @@ impl Store for SqliteStore {
         };
         commit_file().map_err(|e| StoreError::Other(format!("storing the tarball: {e}")))?;
         let now = up.now;
-        let now_ms = now * 1000;
+        let now_ms = up.reserved_until_ms;
         tx.execute(
             "INSERT INTO plugins (name, displayName, description, publishedAt, updatedAt)
              VALUES (?1, COALESCE(?2, ?1), COALESCE(?3, ''), ?4, ?4)
@@ -275,7 +275,7 @@ impl Store for SqliteStore {
                     Self::jobs(
                         &tx,
                         &format!(
-                            "j.status = 'pending' AND j.callbackToken IS NOT NULL AND j.id IN ({list})
+                            "j.status = 'pending' AND j.attempts = 0 AND j.callbackToken IS NOT NULL AND j.id IN ({list})
                              ORDER BY j.platform"
                         ),
                         [],

@@ -69,7 +69,12 @@ impl TaskPool {
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
         let mut queue = self.sharing.todo.lock().unwrap();
 
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
+        // hone-build patch: a waiting thread that was notified but has not
+        // woken yet still counts as waiting, so upstream's `== 0` test queued
+        // a second task for the same thread and its notification was lost;
+        // the task (a whole connection) then waited for another connection to
+        // end. Queue only while more threads wait than tasks are queued.
+        if self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len() {
             self.add_thread(Some(code));
         } else {
             queue.push_back(code);
