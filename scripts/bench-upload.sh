@@ -28,8 +28,13 @@ if [ "$mib" -lt 1 ] || [ "$mib" -gt 199 ]; then
   exit 2
 fi
 
-cargo build --release --bins --quiet
-bin=$(pwd)/target/release
+# `make bench` passes BIN_DIR (the static release build); alone, build here.
+if [ -n "${BIN_DIR:-}" ]; then
+  bin=$(cd "$BIN_DIR" && pwd)
+else
+  cargo build --release --bins --quiet
+  bin=$(pwd)/target/release
+fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/hone-bench-upload.XXXXXX")
 pids=()
