@@ -156,20 +156,30 @@ fn copy_hashing(mut reader: impl Read, out: &mut impl Write) -> Result<Streamed,
     let mut buf = vec![0u8; 64 * 1024];
     let mut size = 0u64;
     let mut head = Vec::with_capacity(8);
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(classify(e)),
-        };
-        if head.len() < 8 {
-            let take = (8 - head.len()).min(n);
-            head.extend_from_slice(&buf[..take]);
+    let mut eof = false;
+    while !eof {
+        // Fill the whole buffer first: the base64 decoder hands out small
+        // pieces, and one write per piece made intake several times slower.
+        let mut filled = 0;
+        while filled < buf.len() {
+            match reader.read(&mut buf[filled..]) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(classify(e)),
+            }
         }
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n]).map_err(ApiError::from)?;
-        size += n as u64;
+        let chunk = &buf[..filled];
+        if head.len() < 8 {
+            let take = (8 - head.len()).min(chunk.len());
+            head.extend_from_slice(&chunk[..take]);
+        }
+        hasher.update(chunk);
+        out.write_all(chunk).map_err(ApiError::from)?;
+        size += filled as u64;
     }
     Ok(Streamed {
         size,

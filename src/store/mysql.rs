@@ -207,12 +207,15 @@ impl MysqlStore {
         if found.is_some() {
             return Ok(());
         }
+        // Not `INSERT IGNORE`: on a row inserted meanwhile by another
+        // transaction it would take a shared lock (the deadlock above);
+        // `ON DUPLICATE KEY UPDATE` takes the exclusive one.
         tx.exec_drop(
-            "INSERT IGNORE INTO pluginVersions (pluginId, version, platforms, publishedAt) VALUES (?, ?, '[]', ?)",
+            "INSERT INTO pluginVersions (pluginId, version, platforms, publishedAt) VALUES (?, ?, '[]', ?)
+             ON DUPLICATE KEY UPDATE id = id",
             p![plugin_id, version, now],
         )
-        .map_err(err)?;
-        tx.exec_drop(select, p![plugin_id, version]).map_err(err)
+        .map_err(err)
     }
 }
 
