@@ -105,6 +105,67 @@ impl Write for TempFile {
     }
 }
 
+/// A file moved into place whose transaction has not committed yet: what it
+/// replaced is kept (as a hard link) so that [`Replacement::undo`] can put it
+/// back if the transaction fails; [`Replacement::keep`] drops that copy.
+/// `dest` always exists throughout: readers see the old or the new file.
+#[must_use = "call keep() or undo()"]
+pub struct Replacement {
+    dest: PathBuf,
+    backup: Option<PathBuf>,
+}
+
+impl Replacement {
+    /// Persists `tmp` as `dest`, keeping a link to the file it replaces.
+    pub fn place(tmp: &mut TempFile, dest: &Path) -> io::Result<Replacement> {
+        let backup = match fs::symlink_metadata(dest) {
+            Ok(_) => {
+                let mut raw = [0u8; 8];
+                getrandom::fill(&mut raw).map_err(|e| io::Error::other(e.to_string()))?;
+                let b = dest.with_file_name(format!("{TEMP_PREFIX}bak-{}", crate::body::hex(&raw)));
+                fs::hard_link(dest, &b)?;
+                Some(b)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let placed = Replacement {
+            dest: dest.to_path_buf(),
+            backup,
+        };
+        match tmp.persist(dest) {
+            Ok(()) => Ok(placed),
+            Err(e) => {
+                placed.keep();
+                Err(e)
+            }
+        }
+    }
+
+    /// The transaction failed: put back what was there (or remove the file).
+    pub fn undo(self) {
+        match &self.backup {
+            Some(b) => {
+                if let Err(e) = fs::rename(b, &self.dest) {
+                    log::error!("cannot restore {}: {e}", self.dest.display());
+                }
+            }
+            None => {
+                if let Err(e) = fs::remove_file(&self.dest) {
+                    log::error!("cannot remove {}: {e}", self.dest.display());
+                }
+            }
+        }
+    }
+
+    /// The transaction committed: forget the old file.
+    pub fn keep(self) {
+        if let Some(b) = &self.backup {
+            let _ = fs::remove_file(b);
+        }
+    }
+}
+
 /// Where an uploaded tarball lives: `UPLOADS_DIR/<name>/<version>.tar.gz`.
 pub fn tarball_path(uploads_dir: &Path, name: &str, version: &str) -> PathBuf {
     uploads_dir.join(name).join(format!("{version}.tar.gz"))
@@ -141,14 +202,15 @@ pub struct Manifest {
 
 /// Adds (or replaces) one artifact in the version directory's
 /// `manifest.json`, rewriting it atomically. An unreadable old manifest is
-/// rebuilt from scratch (and logged).
+/// rebuilt from scratch (and logged). The old manifest is kept until the
+/// returned [`Replacement`] is kept or undone.
 pub fn update_manifest(
     dir: &Path,
     name: &str,
     version: &str,
     platform: Platform,
     entry: ManifestEntry,
-) -> io::Result<Manifest> {
+) -> io::Result<(Manifest, Replacement)> {
     let path = dir.join("manifest.json");
     let mut manifest = match fs::read(&path) {
         Ok(bytes) => match serde_json::from_slice::<Manifest>(&bytes) {
@@ -176,8 +238,8 @@ pub fn update_manifest(
     let mut tmp = TempFile::create_in(dir)?;
     serde_json::to_writer_pretty(&mut tmp, &manifest).map_err(io::Error::other)?;
     tmp.write_all(b"\n")?;
-    tmp.persist(&path)?;
-    Ok(manifest)
+    let placed = Replacement::place(&mut tmp, &path)?;
+    Ok((manifest, placed))
 }
 
 /// RFC 3339 UTC, seconds precision.
@@ -253,6 +315,33 @@ mod tests {
     }
 
     #[test]
+    fn replacement_undo_and_keep() {
+        let d = tmpdir("replace");
+        let dest = d.join("x.bin");
+        // New file, undone: gone.
+        let mut t = TempFile::create_in(&d).unwrap();
+        t.write_all(b"new").unwrap();
+        Replacement::place(&mut t, &dest).unwrap().undo();
+        assert!(!dest.exists());
+        // Over an old file, undone: the old bytes are back.
+        fs::write(&dest, b"old").unwrap();
+        let mut t = TempFile::create_in(&d).unwrap();
+        t.write_all(b"new").unwrap();
+        let r = Replacement::place(&mut t, &dest).unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"new");
+        r.undo();
+        assert_eq!(fs::read(&dest).unwrap(), b"old");
+        // Kept: the new bytes stay and no backup is left.
+        let mut t = TempFile::create_in(&d).unwrap();
+        t.write_all(b"newer").unwrap();
+        Replacement::place(&mut t, &dest).unwrap().keep();
+        drop(t);
+        assert_eq!(fs::read(&dest).unwrap(), b"newer");
+        assert_eq!(fs::read_dir(&d).unwrap().count(), 1, "only x.bin");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
     fn manifest_accumulates_and_is_valid_json() {
         let d = tmpdir("manifest");
         let e = |s: &str| ManifestEntry {
@@ -261,8 +350,13 @@ mod tests {
             sha256: "ab".into(),
             stored_at: rfc3339_now(),
         };
-        update_manifest(&d, "p", "1.0.0", Platform::Linux, e("linux-x64")).unwrap();
-        let m = update_manifest(&d, "p", "1.0.0", Platform::Macos, e("darwin-arm64")).unwrap();
+        update_manifest(&d, "p", "1.0.0", Platform::Linux, e("linux-x64"))
+            .unwrap()
+            .1
+            .keep();
+        let (m, placed) =
+            update_manifest(&d, "p", "1.0.0", Platform::Macos, e("darwin-arm64")).unwrap();
+        placed.keep();
         assert_eq!(m.artifacts.len(), 2);
         let on_disk: serde_json::Value =
             serde_json::from_slice(&fs::read(d.join("manifest.json")).unwrap()).unwrap();
@@ -278,7 +372,15 @@ mod tests {
                 .ends_with('Z')
         );
         fs::write(d.join("manifest.json"), b"{broken").unwrap();
-        let m = update_manifest(&d, "p", "1.0.0", Platform::Windows, e("windows-x64")).unwrap();
+        let (m, placed) =
+            update_manifest(&d, "p", "1.0.0", Platform::Windows, e("windows-x64")).unwrap();
+        assert_eq!(m.artifacts.len(), 1);
+        placed.undo();
+        assert_eq!(
+            fs::read(d.join("manifest.json")).unwrap(),
+            b"{broken",
+            "undo restores the old file"
+        );
         assert_eq!(m.artifacts.len(), 1);
         fs::remove_dir_all(&d).unwrap();
     }

@@ -186,7 +186,7 @@ pub fn dispatch(
 /// anything that looks like a secret) replaced, so no secret is logged.
 pub fn loggable_target(path: &str, query: &str) -> String {
     if query.is_empty() {
-        return path.to_string();
+        return log_safe(path);
     }
     let redacted: Vec<String> = query
         .split('&')
@@ -195,7 +195,22 @@ pub fn loggable_target(path: &str, query: &str) -> String {
             _ => kv.to_string(),
         })
         .collect();
-    format!("{path}?{}", redacted.join("&"))
+    log_safe(&format!("{path}?{}", redacted.join("&")))
+}
+
+/// Escapes control characters (`\x1b`, CR, LF …) so that a request cannot
+/// forge or garble access-log lines.
+pub fn log_safe(s: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            let _ = write!(out, "\\x{:02x}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn is_secret_param(k: &str) -> bool {
@@ -221,6 +236,12 @@ mod tests {
         );
         assert_eq!(match_pattern("/status/:n/:v", "/status/a/"), None);
         assert_eq!(match_pattern("/status/:n/:v", "/status/a/b/c"), None);
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(loggable_target("/x\r\nFORGED", ""), "/x\\x0d\\x0aFORGED");
+        assert_eq!(log_safe("G\u{1b}[2J"), "G\\x1b[2J");
     }
 
     #[test]

@@ -173,7 +173,7 @@ fn handle(app: &App, mut req: tiny_http::Request) {
 /// Sends the reply, writes the access line (SPEC 8: method, path without
 /// secrets, status, bytes, milliseconds) and counts it.
 fn finish(app: &App, req: tiny_http::Request, route: &'static str, reply: Reply, start: Instant) {
-    let method = req.method().as_str().to_string();
+    let method = router::log_safe(req.method().as_str());
     let url = req.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     let target = router::loggable_target(path, query);

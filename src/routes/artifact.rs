@@ -7,7 +7,7 @@
 use crate::app::{App, now_secs};
 use crate::body::{self, Encoding, Limited};
 use crate::error::ApiError;
-use crate::packages::{self, ManifestEntry, TempFile};
+use crate::packages::{self, ManifestEntry, Replacement, TempFile};
 use crate::router::{Ctx, Reply};
 use crate::store::{Artifact, CompleteOutcome, Job};
 use crate::validate::{self, Query};
@@ -138,17 +138,31 @@ pub fn post(app: &App, ctx: &mut Ctx<'_>) -> Result<Reply, ApiError> {
         sha256: streamed.sha256.clone(),
         stored_at: packages::rfc3339_now(),
     };
+    let mut placed: Vec<Replacement> = Vec::new();
     let outcome = app.store.complete_job(job.id, &artifact, &mut || {
-        tmp.persist(&dest)?;
-        packages::update_manifest(
+        placed.push(Replacement::place(&mut tmp, &dest)?);
+        let (_, manifest) = packages::update_manifest(
             &dir,
             &job.plugin_name,
             &job.version,
             platform,
             entry.clone(),
-        )
-        .map(|_| ())
-    })?;
+        )?;
+        placed.push(manifest);
+        Ok(())
+    });
+    // The files went in place just before COMMIT: keep them, or put back
+    // what they replaced if the transaction failed after all.
+    let outcome = match outcome {
+        Ok(o) => {
+            placed.into_iter().for_each(Replacement::keep);
+            o
+        }
+        Err(e) => {
+            placed.into_iter().rev().for_each(Replacement::undo);
+            return Err(e.into());
+        }
+    };
     match outcome {
         CompleteOutcome::Completed => {
             app.metrics.artifacts_stored.fetch_add(1, Relaxed);

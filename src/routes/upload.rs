@@ -6,7 +6,7 @@ use crate::app::{App, now_millis, now_secs};
 use crate::body::{self, Encoding, Limited};
 use crate::dispatcher;
 use crate::error::ApiError;
-use crate::packages::{self, TempFile};
+use crate::packages::{self, Replacement, TempFile};
 use crate::router::{Ctx, Reply};
 use crate::store::{AttemptResult, ClaimFilter, NewUpload, Refusal, UploadOutcome, plan_upload};
 use crate::validate::{self, Query};
@@ -160,9 +160,23 @@ pub fn post(app: &App, ctx: &mut Ctx<'_>) -> Result<Reply, ApiError> {
         reserved_until_ms: now_millis() + dispatcher::lease_ms(app),
     };
     let mut new_token = new_token;
-    let outcome = app
-        .store
-        .record_upload(&up, &mut new_token, &mut || tmp.persist(&final_path))?;
+    let mut placed: Option<Replacement> = None;
+    let outcome = app.store.record_upload(&up, &mut new_token, &mut || {
+        placed = Some(Replacement::place(&mut tmp, &final_path)?);
+        Ok(())
+    });
+    // The file went in place just before COMMIT: keep it, or put back what
+    // it replaced if the transaction failed after all.
+    let outcome = match outcome {
+        Ok(o) => {
+            placed.into_iter().for_each(Replacement::keep);
+            o
+        }
+        Err(e) => {
+            placed.into_iter().for_each(Replacement::undo);
+            return Err(e.into());
+        }
+    };
     let jobs = match outcome {
         UploadOutcome::Refused(r) => return Err(refusal(r, &p.name, &p.version)),
         UploadOutcome::Recorded(jobs) => jobs,

@@ -241,11 +241,13 @@ pub trait Store: Send + Sync {
     fn version_jobs(&self, name: &str, version: &str) -> Result<Vec<Job>, StoreError>;
 
     /// Records an upload in one transaction: locks the version, applies
-    /// [`plan_upload`], and if not refused calls `commit_file` (which puts the
-    /// tarball in place), upserts the `plugins` row, inserts the
-    /// `pluginVersions` row if absent, and creates (or resets failed) jobs as
-    /// `pending` with fresh callback tokens from `new_token`. When
-    /// `commit_file` fails, nothing is written.
+    /// [`plan_upload`], and if not refused upserts the `plugins` row, inserts
+    /// the `pluginVersions` row if absent, creates (or resets failed) jobs as
+    /// `pending` with fresh callback tokens from `new_token`, and last, just
+    /// before COMMIT, calls `commit_file` (which puts the tarball in place).
+    /// When `commit_file` fails, nothing is written. When this returns an
+    /// error after `commit_file` ran (the COMMIT failed), the caller must put
+    /// back what the file replaced.
     fn record_upload(
         &self,
         up: &NewUpload,
@@ -292,9 +294,11 @@ pub trait Store: Send + Sync {
     fn job_by_legacy_callback(&self, callback_id: &str) -> Result<Option<Job>, StoreError>;
 
     /// Completes a job in one transaction: locks it; refuses a completed job
-    /// with other bytes; otherwise calls `commit_file` (which puts the binary
-    /// in place), marks the job completed with size and sha256, and updates
-    /// the version's `platforms`, `downloadUrl`, `sizeBytes`, `sha256`.
+    /// with other bytes; otherwise marks the job completed with size and
+    /// sha256, updates the version's `platforms`, `downloadUrl`, `sizeBytes`,
+    /// `sha256`, and last, just before COMMIT, calls `commit_file` (which
+    /// puts the binary and manifest in place). Errors after `commit_file`
+    /// ran: as for [`Store::record_upload`].
     fn complete_job(
         &self,
         job_id: i64,

@@ -316,7 +316,6 @@ impl Store for MysqlStore {
                 // Returning Ok commits; nothing was changed but updatedAt, so roll back instead.
                 Err(r) => return Err(StoreError::Other(format!("refused:{r:?}"))),
             };
-            commit_file().map_err(|e| StoreError::Other(format!("storing the tarball: {e}")))?;
             let now_ms = up.reserved_until_ms;
             let mut ids = Vec::new();
             for pf in &to_build {
@@ -350,6 +349,8 @@ impl Store for MysqlStore {
             } else {
                 jobs(tx, &format!("j.id IN ({}) ORDER BY j.platform", id_list(&ids)), Params::Empty)?
             };
+            // The file goes in place last, just before COMMIT (in `tx`).
+            commit_file().map_err(|e| StoreError::Other(format!("storing the tarball: {e}")))?;
             Ok(UploadOutcome::Recorded(created))
         })
         .or_else(|e| match e {
@@ -432,6 +433,18 @@ impl Store for MysqlStore {
             ),
         }
         .map_err(err)?;
+        if c.affected_rows() == 0
+            && let AttemptResult::Accepted { hub_job_id } = result
+        {
+            // The artifact may have arrived before the hub's answer was
+            // recorded: keep the hub's job id all the same.
+            c.exec_drop(
+                "UPDATE buildJobs SET hubJobId = ?, submittedAt = COALESCE(submittedAt, ?)
+                 WHERE id = ? AND attempts = ? AND status = 'completed' AND hubJobId IS NULL",
+                p![hub_job_id.as_str(), now, job_id, attempt],
+            )
+            .map_err(err)?;
+        }
         Ok(c.affected_rows() == 1)
     }
 
@@ -504,7 +517,6 @@ impl Store for MysqlStore {
                     CompleteOutcome::Conflict
                 });
             }
-            commit_file().map_err(|e| StoreError::Other(format!("storing the artifact: {e}")))?;
             tx.exec_drop(
                 "UPDATE buildJobs SET status = 'completed', completedAt = ?, sizeBytes = ?, sha256 = ?,
                    errorMessage = NULL, updatedAt = ? WHERE id = ?",
@@ -525,6 +537,7 @@ impl Store for MysqlStore {
                 p![v.platforms_json, v.download_url, v.size_bytes, v.sha256, job.plugin_id, job.version.as_str()],
             )
             .map_err(err)?;
+            commit_file().map_err(|e| StoreError::Other(format!("storing the artifact: {e}")))?;
             Ok(CompleteOutcome::Completed)
         })
     }

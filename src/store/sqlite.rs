@@ -182,7 +182,6 @@ impl Store for SqliteStore {
             Ok(p) => p,
             Err(r) => return Ok(UploadOutcome::Refused(r)),
         };
-        commit_file().map_err(|e| StoreError::Other(format!("storing the tarball: {e}")))?;
         let now = up.now;
         let now_ms = up.reserved_until_ms;
         tx.execute(
@@ -250,6 +249,9 @@ impl Store for SqliteStore {
                 .join(",");
             Self::jobs(&tx, &format!("j.id IN ({list}) ORDER BY j.platform"), []).map_err(err)?
         };
+        // The file goes in place last, just before COMMIT; if the COMMIT
+        // fails the caller puts back what was there (see `commit_file`).
+        commit_file().map_err(|e| StoreError::Other(format!("storing the tarball: {e}")))?;
         tx.commit().map_err(err)?;
         Ok(UploadOutcome::Recorded(jobs))
     }
@@ -307,13 +309,26 @@ impl Store for SqliteStore {
         self.with(|c| {
             let guard = "id = ?1 AND status = 'pending' AND attempts = ?2";
             let n = match result {
-                AttemptResult::Accepted { hub_job_id } => c.execute(
-                    &format!(
-                        "UPDATE buildJobs SET status = 'queued', hubJobId = ?3, errorMessage = NULL,
-                           submittedAt = ?4, updatedAt = ?4 WHERE {guard}"
-                    ),
-                    params![job_id, attempt, hub_job_id, now],
-                )?,
+                AttemptResult::Accepted { hub_job_id } => {
+                    let n = c.execute(
+                        &format!(
+                            "UPDATE buildJobs SET status = 'queued', hubJobId = ?3, errorMessage = NULL,
+                               submittedAt = ?4, updatedAt = ?4 WHERE {guard}"
+                        ),
+                        params![job_id, attempt, hub_job_id, now],
+                    )?;
+                    if n == 1 {
+                        1
+                    } else {
+                        // The artifact may have arrived before the hub's answer was
+                        // recorded: keep the hub's job id all the same.
+                        c.execute(
+                            "UPDATE buildJobs SET hubJobId = ?3, submittedAt = COALESCE(submittedAt, ?4)
+                             WHERE id = ?1 AND attempts = ?2 AND status = 'completed' AND hubJobId IS NULL",
+                            params![job_id, attempt, hub_job_id, now],
+                        )?
+                    }
+                }
                 AttemptResult::Retry { next_attempt_at_ms, error } => c.execute(
                     &format!(
                         "UPDATE buildJobs SET nextAttemptAt = ?3, errorMessage = ?4, updatedAt = ?5 WHERE {guard}"
@@ -398,7 +413,6 @@ impl Store for SqliteStore {
                 CompleteOutcome::Conflict
             });
         }
-        commit_file().map_err(|e| StoreError::Other(format!("storing the artifact: {e}")))?;
         tx.execute(
             "UPDATE buildJobs SET status = 'completed', completedAt = ?2, sizeBytes = ?3, sha256 = ?4,
                errorMessage = NULL, updatedAt = ?2 WHERE id = ?1",
@@ -432,6 +446,7 @@ impl Store for SqliteStore {
             params![job.plugin_id, job.version, v.platforms_json, v.download_url, v.size_bytes, v.sha256],
         )
         .map_err(err)?;
+        commit_file().map_err(|e| StoreError::Other(format!("storing the artifact: {e}")))?;
         tx.commit().map_err(err)?;
         Ok(CompleteOutcome::Completed)
     }

@@ -6,6 +6,13 @@ use std::io::{BufReader, BufWriter, ErrorKind, Read};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// hone-build patch: the most a request head (request line and headers) may
+/// take; more is answered 431 and the connection closed.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 use crate::common::{HTTPVersion, Method};
 use crate::util::RefinedTcpStream;
@@ -34,6 +41,15 @@ pub struct ClientConnection {
 
     // true if the connection goes through SSL
     secure: bool,
+
+    // hone-build patch: set by a request body that was not read to its end;
+    // the connection is then closed instead of parsing the rest as a request.
+    poisoned: Arc<AtomicBool>,
+
+    // hone-build patch: a request head must arrive within this time from its
+    // first byte (the socket's read timeout), so that a client trickling one
+    // byte at a time cannot hold a thread for ever.
+    head_timeout: Option<Duration>,
 }
 
 /// Error that can happen when reading a request.
@@ -41,6 +57,8 @@ pub struct ClientConnection {
 enum ReadError {
     WrongRequestLine,
     WrongHeader(HTTPVersion),
+    /// hone-build patch: the request head is larger than MAX_HEAD_BYTES.
+    HeadTooLarge,
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
     ReadIoError(IoError),
@@ -54,6 +72,7 @@ impl ClientConnection {
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
+        let head_timeout = read_socket.read_timeout().ok().flatten();
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
         let first_header = source.next().unwrap();
@@ -65,6 +84,8 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            poisoned: Arc::new(AtomicBool::new(false)),
+            head_timeout,
         }
     }
 
@@ -77,7 +98,7 @@ impl ClientConnection {
     ///
     /// Reads until `CRLF` is reached. The next read will start
     ///  at the first byte of the new line.
-    fn read_next_line(&mut self) -> IoResult<AsciiString> {
+    fn read_next_line(&mut self, head: &mut HeadLimits) -> IoResult<AsciiString> {
         let mut buf = Vec::new();
         let mut prev_byte_was_cr = false;
 
@@ -88,6 +109,7 @@ impl ClientConnection {
                 Some(b) => b?,
                 None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
             };
+            head.count(self.head_timeout)?;
 
             if byte == b'\n' && prev_byte_was_cr {
                 buf.pop(); // removing the '\r'
@@ -106,8 +128,17 @@ impl ClientConnection {
     fn read(&mut self) -> Result<Request, ReadError> {
         let (method, path, version, headers) = {
             // reading the request line
+            let mut limits = HeadLimits::default();
             let (method, path, version) = {
-                let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                let line = self.read_next_line(&mut limits).map_err(ReadError::from_head)?;
+                // The previous request's body has been released by now: if it
+                // was not read to its end, these bytes are not a request.
+                if self.poisoned.load(Ordering::Acquire) {
+                    return Err(ReadError::ReadIoError(IoError::new(
+                        ErrorKind::ConnectionAborted,
+                        "previous request body not consumed",
+                    )));
+                }
 
                 parse_request_line(
                     line.as_str().trim(), // TODO: remove this conversion
@@ -118,7 +149,7 @@ impl ClientConnection {
             let headers = {
                 let mut headers = Vec::new();
                 loop {
-                    let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                    let line = self.read_next_line(&mut limits).map_err(ReadError::from_head)?;
 
                     if line.is_empty() {
                         break;
@@ -153,10 +184,12 @@ impl ClientConnection {
             *self.remote_addr.as_ref().unwrap(),
             data_source,
             writer,
+            Arc::clone(&self.poisoned),
         )
         .map_err(|e| {
             use crate::request;
             match e {
+                request::RequestCreationError::BadFraming => ReadError::WrongHeader(version.clone()),
                 request::RequestCreationError::CreationIoError(e) => ReadError::ReadIoError(e),
                 request::RequestCreationError::ExpectationFailed => {
                     ReadError::ExpectationFailed(version)
@@ -185,6 +218,15 @@ impl Iterator for ClientConnection {
 
         loop {
             let rq = match self.read() {
+                Err(ReadError::HeadTooLarge) => {
+                    let writer = self.sink.next().unwrap();
+                    let response = Response::new_empty(StatusCode(431));
+                    response
+                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                        .ok();
+                    return None;
+                }
+
                 Err(ReadError::WrongRequestLine) => {
                     let writer = self.sink.next().unwrap();
                     let response = Response::new_empty(StatusCode(400));
@@ -227,15 +269,17 @@ impl Iterator for ClientConnection {
 
             // checking HTTP version
             if *rq.http_version() > (1, 1) {
-                let writer = self.sink.next().unwrap();
+                // hone-build patch: answer through the request's own writer.
+                // Upstream took a second writer from the sink while `rq` held
+                // the first, and the write blocked for ever (a thread and a
+                // socket lost per request). Then close: what follows is not
+                // HTTP/1.x.
                 let response = Response::from_string(
                     "This server only supports HTTP versions 1.0 and 1.1".to_owned(),
                 )
                 .with_status_code(StatusCode(505));
-                response
-                    .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                    .ok();
-                continue;
+                rq.respond(response).ok();
+                return None;
             }
 
             // updating the status of the connection
@@ -261,6 +305,52 @@ impl Iterator for ClientConnection {
 
             // returning the request
             return Some(rq);
+        }
+    }
+}
+
+/// hone-build patch: the size and time budget of one request head.
+#[derive(Default)]
+struct HeadLimits {
+    bytes: usize,
+    started: Option<Instant>,
+}
+
+impl HeadLimits {
+    /// Counts one byte of the head; an error once the head is too large or
+    /// has taken longer than `timeout` since its first byte.
+    fn count(&mut self, timeout: Option<Duration>) -> IoResult<()> {
+        self.bytes += 1;
+        if self.bytes > MAX_HEAD_BYTES {
+            return Err(IoError::new(ErrorKind::InvalidData, HeadTooLarge));
+        }
+        let started = *self.started.get_or_insert_with(Instant::now);
+        if let Some(t) = timeout {
+            if started.elapsed() > t {
+                return Err(IoError::new(ErrorKind::TimedOut, "request head too slow"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct HeadTooLarge;
+
+impl std::fmt::Display for HeadTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("request head too large")
+    }
+}
+
+impl std::error::Error for HeadTooLarge {}
+
+impl ReadError {
+    fn from_head(e: IoError) -> ReadError {
+        if e.get_ref().is_some_and(|i| i.is::<HeadTooLarge>()) {
+            ReadError::HeadTooLarge
+        } else {
+            ReadError::ReadIoError(e)
         }
     }
 }

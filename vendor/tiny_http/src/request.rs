@@ -103,6 +103,8 @@ impl<R> Drop for NotifyOnDrop<R> {
 /// Error that can happen when building a `Request` object.
 #[derive(Debug)]
 pub enum RequestCreationError {
+    /// hone-build patch: conflicting or invalid Content-Length / Transfer-Encoding.
+    BadFraming,
     /// The client sent an `Expect` header that was not recognized by tiny-http.
     ExpectationFailed,
 
@@ -135,6 +137,7 @@ pub fn new_request<R, W>(
     remote_addr: Option<SocketAddr>,
     mut source_data: R,
     writer: W,
+    poison: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<Request, RequestCreationError>
 where
     R: Read + Send + 'static,
@@ -146,6 +149,34 @@ where
         .find(|h: &&Header| h.field.equiv("Transfer-Encoding"))
         .map(|h| h.value.clone());
 
+    // hone-build patch: ambiguous framing is refused (RFC 9112 6.3): a
+    // Content-Length that is not a number, several different ones, both
+    // Content-Length and Transfer-Encoding, or a transfer coding other than
+    // chunked. Upstream took the first value, or treated a bad one as "no
+    // body", and went on reading the body as the next request.
+    {
+        let lengths: Vec<&str> = headers
+            .iter()
+            .filter(|h| h.field.equiv("Content-Length"))
+            .map(|h| h.value.as_str().trim())
+            .collect();
+        let all_numbers = lengths
+            .iter()
+            .all(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) && v.parse::<usize>().is_ok());
+        let all_equal = lengths.windows(2).all(|w| w[0] == w[1]);
+        let te_count = headers
+            .iter()
+            .filter(|h| h.field.equiv("Transfer-Encoding"))
+            .count();
+        let te_ok = match &transfer_encoding {
+            None => true,
+            Some(v) => te_count == 1 && v.as_str().trim().eq_ignore_ascii_case("chunked"),
+        };
+        if !all_numbers || !all_equal || !te_ok || (transfer_encoding.is_some() && !lengths.is_empty()) {
+            return Err(RequestCreationError::BadFraming);
+        }
+    }
+
     // finding the content-length header
     let content_length = if transfer_encoding.is_some() {
         // if transfer-encoding is specified, the Content-Length
@@ -155,7 +186,7 @@ where
         headers
             .iter()
             .find(|h: &&Header| h.field.equiv("Content-Length"))
-            .and_then(|h| FromStr::from_str(h.value.as_str()).ok())
+            .and_then(|h| FromStr::from_str(h.value.as_str().trim()).ok())
     };
 
     // true if the client sent a `Expect: 100-continue` header
@@ -213,12 +244,17 @@ where
             Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
         } else {
             let (data_reader, _) = EqualReader::new(source_data, content_length); // TODO:
+            let data_reader = data_reader.with_poison(poison);
             Box::new(FusedReader::new(data_reader)) as Box<dyn Read + Send + 'static>
         }
     } else if transfer_encoding.is_some() {
         // if a transfer-encoding was specified, then "chunked" is ALWAYS applied
         // over the message (RFC2616 #3.6)
-        Box::new(FusedReader::new(Decoder::new(source_data))) as Box<dyn Read + Send + 'static>
+        // hone-build patch: the connection ending before the last chunk is
+        // an error (upstream's decoder returned Ok(0), so a truncated body
+        // looked complete).
+        let source = EofIsError { inner: source_data, poison };
+        Box::new(FusedReader::new(Decoder::new(source))) as Box<dyn Read + Send + 'static>
     } else {
         // if we have neither a Content-Length nor a Transfer-Encoding,
         // assuming that we have no data
@@ -239,6 +275,35 @@ where
         must_send_continue: expects_continue,
         notify_when_responded: None,
     })
+}
+
+/// hone-build patch: a chunked body's source, on which the end of the
+/// connection is an error (the decoder only stops at the last chunk).
+struct EofIsError<R> {
+    inner: R,
+    poison: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<R: Read> Read for EofIsError<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        match self.inner.read(buf) {
+            Ok(0) => {
+                self.poison.store(true, std::sync::atomic::Ordering::Release);
+                Err(IoError::new(
+                    ErrorKind::UnexpectedEof,
+                    "connection closed before the last chunk",
+                ))
+            }
+            Err(e) => {
+                self.poison.store(true, std::sync::atomic::Ordering::Release);
+                Err(e)
+            }
+            ok => ok,
+        }
+    }
 }
 
 impl Request {

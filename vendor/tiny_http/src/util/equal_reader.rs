@@ -1,5 +1,8 @@
 use std::io::Read;
 use std::io::Result as IoResult;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use std::sync::mpsc::channel;
 use std::sync::mpsc::{Receiver, Sender};
 
@@ -15,6 +18,10 @@ where
     reader: R,
     size: usize,
     last_read_signal: Sender<IoResult<()>>,
+    // hone-build patch: set when the body was not read to its end (drain
+    // given up, read error, early EOF): the connection must then be closed,
+    // or the rest of this body would be parsed as the next request.
+    poison: Option<Arc<AtomicBool>>,
 }
 
 impl<R> EqualReader<R>
@@ -28,9 +35,28 @@ where
             reader,
             size,
             last_read_signal: tx,
+            poison: None,
         };
 
         (r, rx)
+    }
+}
+
+impl<R> EqualReader<R>
+where
+    R: Read,
+{
+    /// hone-build patch: the connection's flag to set when this body is
+    /// not read to its end.
+    pub fn with_poison(mut self, poison: Arc<AtomicBool>) -> Self {
+        self.poison = Some(poison);
+        self
+    }
+
+    fn poison(&self) {
+        if let Some(p) = &self.poison {
+            p.store(true, Ordering::Release);
+        }
     }
 }
 
@@ -39,7 +65,7 @@ where
     R: Read,
 {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
-        if self.size == 0 {
+        if self.size == 0 || buf.is_empty() {
             return Ok(0);
         }
 
@@ -50,11 +76,24 @@ where
         };
 
         match self.reader.read(buf) {
+            // hone-build patch: the connection ended before the declared
+            // length: an error, not the end of the body (upstream returned
+            // Ok(0) and a truncated body looked complete).
+            Ok(0) => {
+                self.poison();
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "connection closed before the declared Content-Length",
+                ))
+            }
             Ok(len) => {
                 self.size -= len;
                 Ok(len)
             }
-            err @ Err(_) => err,
+            Err(e) => {
+                self.poison();
+                Err(e)
+            }
         }
     }
 }
@@ -66,17 +105,21 @@ where
     // hone-build patch: upstream allocated `vec![0; remaining]` on every
     // iteration, so a request declaring a huge Content-Length that was answered
     // without reading its body made the process allocate that much (and abort
-    // when the allocation failed). Drain with a fixed buffer, and give up after
-    // DRAIN_LIMIT bytes: the connection is then closed by the next request's
-    // parse failing, instead of a worker reading an unbounded body.
+    // when the allocation failed), and a slow client held the answering thread
+    // for as long as it liked. Drain with a fixed buffer, at most DRAIN_LIMIT
+    // bytes and DRAIN_TIME; past that, poison the connection so that it is
+    // closed instead of its remaining bytes being parsed as a request.
     fn drop(&mut self) {
-        const DRAIN_LIMIT: usize = 1 << 20;
+        const DRAIN_LIMIT: usize = 64 * 1024;
+        const DRAIN_TIME: Duration = Duration::from_secs(1);
         let mut remaining_to_read = self.size;
         let mut drained = 0usize;
         let mut buf = [0u8; 8192];
+        let started = Instant::now();
 
         while remaining_to_read > 0 {
-            if drained >= DRAIN_LIMIT {
+            if drained >= DRAIN_LIMIT || started.elapsed() >= DRAIN_TIME {
+                self.poison();
                 self.last_read_signal
                     .send(Err(std::io::Error::other("request body not drained")))
                     .ok();
@@ -85,10 +128,12 @@ where
             let want = remaining_to_read.min(buf.len());
             match self.reader.read(&mut buf[..want]) {
                 Err(e) => {
+                    self.poison();
                     self.last_read_signal.send(Err(e)).ok();
                     break;
                 }
                 Ok(0) => {
+                    self.poison();
                     self.last_read_signal.send(Ok(())).ok();
                     break;
                 }

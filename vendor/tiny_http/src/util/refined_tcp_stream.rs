@@ -45,6 +45,14 @@ impl Stream {
         }
     }
 
+    fn read_timeout(&self) -> IoResult<Option<std::time::Duration>> {
+        match self {
+            Stream::Http(tcp_stream) => tcp_stream.read_timeout(),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(_) => Ok(None),
+        }
+    }
+
     fn shutdown(&mut self, how: Shutdown) -> IoResult<()> {
         match self {
             Stream::Http(tcp_stream) => tcp_stream.shutdown(how),
@@ -120,6 +128,11 @@ impl RefinedTcpStream {
 
     pub(crate) fn peer_addr(&mut self) -> IoResult<Option<SocketAddr>> {
         self.stream.peer_addr()
+    }
+
+    /// hone-build patch: the socket's read timeout.
+    pub(crate) fn read_timeout(&self) -> IoResult<Option<std::time::Duration>> {
+        self.stream.read_timeout()
     }
 }
 
