@@ -18,14 +18,15 @@ UNITDIR      ?= /etc/systemd/system
 BINDIR        = $(PREFIX)/bin
 DOCDIR        = $(PREFIX)/share/doc/hone-build
 
-.PHONY: help build run test lint fuzz bench smoke clean install uninstall check-install
+.PHONY: help build run test lint fuzz bench bench-load smoke clean install uninstall check-install
 
 help:
 	@echo "make run      build (release) and start hone-build on the embedded store"
 	@echo "make test     formatting, clippy, and every test (needs MariaDB on 127.0.0.1:3306)"
 	@echo "make lint     cargo fmt --check and clippy only"
 	@echo "make fuzz     the property tests with FUZZ_CASES (20000) cases each"
-	@echo "make bench    benchmarks (release build): memory and speed figures"
+	@echo "make bench    benchmarks (release build): memory, intake speed, load figures"
+	@echo "make bench-load  the load benchmark alone"
 	@echo "make build    release binaries (static) in target/<host>/release"
 	@echo "make smoke    start perry-hub-sim and hone-build on loopback and run scripts/smoke.sh"
 	@echo "make install  binary, systemd unit, example configuration (PREFIX, DESTDIR, DATA_DIR, PACKAGES_DIR)"
@@ -55,6 +56,11 @@ fuzz:
 bench: build
 	BIN_DIR=$(RELEASE_DIR) bash scripts/bench-upload.sh
 	BIN_DIR=$(RELEASE_DIR) bash scripts/bench-artifact.sh
+	BIN_DIR=$(RELEASE_DIR) bash scripts/bench-load.sh
+
+# The load benchmark alone: mixed traffic, then stalled connections (~1 min).
+bench-load: build
+	BIN_DIR=$(RELEASE_DIR) bash scripts/bench-load.sh
 
 clean:
 	$(CARGO) clean

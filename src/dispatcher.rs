@@ -158,6 +158,7 @@ fn run(app: &App, stop: &AtomicBool) {
             sleep_unless_stopped(stop, Duration::from_secs(2));
             continue;
         }
+        app.resolve_unresolved();
         let mut busy = false;
         match submit_now(app, ClaimFilter::Due(BATCH)) {
             Ok(done) => busy = done.len() == BATCH,

@@ -74,10 +74,13 @@ impl fmt::Display for ApiError {
 impl std::error::Error for ApiError {}
 
 /// A failure of the store. `Unavailable` means the database could not be
-/// reached (answered as 503); `Other` is anything else (500).
+/// reached (answered as 503); `CommitUnknown`, that the connection failed
+/// while committing, so the change may or may not be recorded (503 too, but
+/// files put in place for it must stay); `Other` is anything else (500).
 #[derive(Debug)]
 pub enum StoreError {
     Unavailable(String),
+    CommitUnknown(String),
     Other(String),
 }
 
@@ -85,6 +88,9 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreError::Unavailable(m) => write!(f, "database unavailable: {m}"),
+            StoreError::CommitUnknown(m) => {
+                write!(f, "database connection lost while committing: {m}")
+            }
             StoreError::Other(m) => write!(f, "database error: {m}"),
         }
     }
@@ -98,6 +104,12 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable(_) => {
                 log::warn!("{e}");
                 ApiError::unavailable("the database is unavailable; try again later")
+            }
+            StoreError::CommitUnknown(_) => {
+                log::warn!("{e}");
+                ApiError::unavailable(
+                    "the database did not confirm the change (it may be recorded); try again later",
+                )
             }
             StoreError::Other(_) => {
                 log::error!("{e}");

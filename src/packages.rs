@@ -113,6 +113,9 @@ impl Write for TempFile {
 pub struct Replacement {
     dest: PathBuf,
     backup: Option<PathBuf>,
+    /// Inode of the file placed: `undo` leaves `dest` alone once another
+    /// request has replaced it meanwhile.
+    placed_ino: u64,
 }
 
 impl Replacement {
@@ -129,12 +132,16 @@ impl Replacement {
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
         };
-        let placed = Replacement {
+        let mut placed = Replacement {
             dest: dest.to_path_buf(),
             backup,
+            placed_ino: 0,
         };
         match tmp.persist(dest) {
-            Ok(()) => Ok(placed),
+            Ok(()) => {
+                placed.placed_ino = inode(dest).unwrap_or(0);
+                Ok(placed)
+            }
             Err(e) => {
                 placed.keep();
                 Err(e)
@@ -142,8 +149,19 @@ impl Replacement {
         }
     }
 
+    /// The file this replacement put in place.
+    pub fn dest(&self) -> &Path {
+        &self.dest
+    }
+
     /// The transaction failed: put back what was there (or remove the file).
+    /// If `dest` is no longer the file placed (a later request replaced it),
+    /// it is left alone.
     pub fn undo(self) {
+        if inode(&self.dest) != Some(self.placed_ino) {
+            log::info!("{} was replaced since; not undoing", self.dest.display());
+            return self.keep();
+        }
         match &self.backup {
             Some(b) => {
                 if let Err(e) = fs::rename(b, &self.dest) {
@@ -164,6 +182,11 @@ impl Replacement {
             let _ = fs::remove_file(b);
         }
     }
+}
+
+fn inode(p: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    fs::symlink_metadata(p).ok().map(|m| m.ino())
 }
 
 /// Where an uploaded tarball lives: `UPLOADS_DIR/<name>/<version>.tar.gz`.

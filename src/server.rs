@@ -7,8 +7,10 @@
 //! - the *light* lane takes everything else (`/health`, `/status`,
 //!   `/metrics`), so slow uploads can never starve health checks.
 //!
-//! A full lane answers `503` with `Retry-After` at once (from a small
-//! rejecter thread, so the accept loop never blocks on a client).
+//! A full lane answers `503` with `Retry-After` at once, from the accept
+//! loop (a small write; the connection is closed, its body never drained).
+//! An error answer to a request with a body closes the connection too, so
+//! no thread ever waits for the rest of a body nobody will read.
 
 use crate::app::App;
 use crate::router::{self, Reply};
@@ -77,24 +79,9 @@ pub fn serve(app: Arc<App>, listener: TcpListener, stop: Arc<AtomicBool>) -> std
     let server = tiny_http::Server::from_listener(listener, None)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let workers = app.cfg.workers;
-    let body = Lane::start("body", workers, workers, &app);
+    let body = Lane::start("body", workers, workers * 4, &app);
     let light_threads = (workers / 4).clamp(2, 8);
     let light = Lane::start("light", light_threads, 64, &app);
-    let (reject_tx, reject_rx) = bounded::<tiny_http::Request>(256);
-    let rejecter = {
-        let app = Arc::clone(&app);
-        std::thread::Builder::new()
-            .name("rejecter".into())
-            .spawn(move || {
-                for req in reject_rx.iter() {
-                    app.metrics
-                        .rejected_overload
-                        .fetch_add(1, Ordering::Relaxed);
-                    respond_unavailable(&app, req, "the server is busy; try again shortly");
-                }
-            })
-            .expect("spawn rejecter thread")
-    };
 
     while !stop.load(Ordering::Acquire) {
         let req = match server.recv_timeout(Duration::from_millis(100)) {
@@ -109,8 +96,12 @@ pub fn serve(app: Arc<App>, listener: TcpListener, stop: Arc<AtomicBool>) -> std
         match lane.tx.try_send(req) {
             Ok(()) => {}
             Err(TrySendError::Full(req)) | Err(TrySendError::Disconnected(req)) => {
-                // Blocks only when even the rejecter is 256 requests behind.
-                let _ = reject_tx.send(req);
+                // Answered here: a small write that does not block, and the
+                // connection is closed rather than its body drained.
+                app.metrics
+                    .rejected_overload
+                    .fetch_add(1, Ordering::Relaxed);
+                respond_unavailable(&app, req, "the server is busy; try again shortly");
             }
         }
     }
@@ -123,7 +114,7 @@ pub fn serve(app: Arc<App>, listener: TcpListener, stop: Arc<AtomicBool>) -> std
     while !pending.is_empty() && Instant::now() < deadline {
         // Meanwhile, requests still arriving are told to come back.
         if let Ok(Some(req)) = server.recv_timeout(Duration::from_millis(50)) {
-            let _ = reject_tx.send(req);
+            respond_unavailable(&app, req, "the server is shutting down; try again shortly");
         }
         pending.retain(|h| !h.is_finished());
     }
@@ -134,8 +125,6 @@ pub fn serve(app: Arc<App>, listener: TcpListener, stop: Arc<AtomicBool>) -> std
             SHUTDOWN_GRACE
         );
     }
-    drop(reject_tx);
-    let _ = rejecter.join();
     Ok(())
 }
 
@@ -179,6 +168,11 @@ fn finish(app: &App, req: tiny_http::Request, route: &'static str, reply: Reply,
     let target = router::loggable_target(path, query);
     let status = reply.status;
     let bytes = reply.body.len();
+    // An error may leave a body unread: close the connection instead of
+    // draining it (a client that stalls would otherwise hold this thread).
+    if status >= 400 && has_body(&req) {
+        req.close_connection();
+    }
     if let Err(e) = req.respond(reply.into_response()) {
         log::debug!("writing response for {method} {target}: {e}");
     }

@@ -1720,11 +1720,12 @@ fn cut_when_exists(proxy: &TcpProxy, path: &Path, limit: Duration) -> bool {
 }
 
 /// The store puts the tarball (upload) and the `.bin` plus `manifest.json`
-/// (artifact) in place *inside* the database transaction, before it
+/// (artifact) in place *inside* the database transaction, just before it
 /// commits. This cuts the database the moment the file appears — the
 /// window between the rename and the commit — and checks that a request
-/// answered 503 leaves nothing behind: no tarball or rows for a refused
-/// upload, no `.bin` or manifest entry for a job that is not completed.
+/// answered 503 leaves nothing behind once the database answers again (a
+/// COMMIT whose answer was lost is settled then): no tarball or rows for a
+/// refused upload, no `.bin` or manifest entry for a job not completed.
 #[test]
 fn database_cut_right_after_a_file_is_put_in_place_leaves_no_file() {
     let db = TestDb::new();
@@ -1776,6 +1777,12 @@ fn database_cut_right_after_a_file_is_put_in_place_leaves_no_file() {
             continue;
         }
         upload_hits += 1;
+        // A COMMIT whose answer was lost is settled once the database
+        // answers again: the file stays if the rows exist, else it goes.
+        wait_until(Duration::from_secs(10), || {
+            let (jobs, rows) = direct.version_row_counts("probe", &version);
+            (jobs > 0 && rows > 0) == tar.exists()
+        });
         let (jobs, version_rows) = direct.version_row_counts("probe", &version);
         if jobs > 0 && version_rows > 0 && tar.exists() {
             // The COMMIT reached the server and its answer was lost: a
@@ -1835,6 +1842,11 @@ fn database_cut_right_after_a_file_is_put_in_place_leaves_no_file() {
         });
         let d = d.expect("sim deliver");
         restore(&proxy);
+        // Settled once the database answers again (see above).
+        wait_until(Duration::from_secs(10), || {
+            let job = direct.job("probe", &version, "linux").expect("job row");
+            (job.2 == "completed") == bin.exists()
+        });
         let job = direct.job("probe", &version, "linux").expect("job row");
         let manifest =
             std::fs::read_to_string(bin.with_file_name("manifest.json")).unwrap_or_default();

@@ -220,6 +220,65 @@ fn stalled_clients_do_not_delay_health() {
     drop(stalled);
 }
 
+/// Requests answered at once with an error (here 401: no secret) whose
+/// large bodies never arrive must not hold the worker threads that answered
+/// them: an authorised upload is still served promptly, and the clients get
+/// their answer with `Connection: close`. (The drain of an unread body used
+/// to block each worker for READ_TIMEOUT_SECS.)
+#[test]
+fn stalled_bodies_of_rejected_requests_do_not_pin_workers() {
+    let secret = "stall-secret-1";
+    let svc = Service::builder()
+        .set("UPLOAD_SECRET", secret)
+        .set("BIND", "127.0.0.1")
+        .set("WORKERS", "2")
+        .start();
+    let addr = svc.addr();
+    let mut stalled = Vec::new();
+    for i in 0..40 {
+        let head = format!(
+            "POST /upload?name=s{i}&version=1.0.0 HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n0123456789"
+        );
+        stalled.push(stall(addr, head.as_bytes()));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let mut body = vec![0x1f, 0x8b, 0x08, 0x00];
+    body.extend([7u8; 3000]);
+    let auth = format!("Bearer {secret}");
+    let t = Instant::now();
+    let r = http(
+        "POST",
+        &svc.url("/upload?name=ok-plugin&version=1.0.0&platforms=linux"),
+        &[("Authorization", &auth)],
+        Some(&body),
+    );
+    let took = t.elapsed();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        took < Duration::from_secs(3),
+        "upload took {took:?} behind 40 stalled bodies"
+    );
+    // Each stalled client got its answer and a closing connection.
+    let mut answered = 0;
+    for s in stalled.iter_mut() {
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut buf = [0u8; 2048];
+        if let Ok(n) = std::io::Read::read(s, &mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+            // 401, or 503 when the small body lane (WORKERS=2) was full.
+            let status_ok = text.starts_with("http/1.1 401") || text.starts_with("http/1.1 503");
+            if status_ok && text.contains("connection: close") {
+                answered += 1;
+            }
+        }
+    }
+    assert_eq!(
+        answered,
+        stalled.len(),
+        "every stalled client answered 401/503 with Connection: close"
+    );
+}
+
 /// Waits (at most `limit`) for the server to close `s` or answer 408;
 /// returns how long it took and what it sent.
 fn wait_closed(s: &mut TcpStream, limit: Duration) -> (Duration, String) {

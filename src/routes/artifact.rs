@@ -4,9 +4,9 @@
 //! hashed while streamed to a temporary file beside its destination,
 //! verified, renamed into place and recorded in one transaction.
 
-use crate::app::{App, now_secs};
+use crate::app::{App, Unresolved, now_secs};
 use crate::body::{self, Encoding, Limited};
-use crate::error::ApiError;
+use crate::error::{ApiError, StoreError};
 use crate::packages::{self, ManifestEntry, Replacement, TempFile};
 use crate::router::{Ctx, Reply};
 use crate::store::{Artifact, CompleteOutcome, Job};
@@ -157,6 +157,22 @@ pub fn post(app: &App, ctx: &mut Ctx<'_>) -> Result<Reply, ApiError> {
         Ok(o) => {
             placed.into_iter().for_each(Replacement::keep);
             o
+        }
+        // The COMMIT's outcome is unknown: the job, completed with these
+        // bytes or not, tells; until the database can say, the files stay.
+        Err(e @ StoreError::CommitUnknown(_)) => {
+            let (id, sha) = (job.id, streamed.sha256.clone());
+            app.settle(Unresolved {
+                what: format!("artifact of job {id}"),
+                recorded: Box::new(move |store| {
+                    Ok(store.job_by_id(id)?.is_some_and(|j| {
+                        j.status == crate::store::status::COMPLETED
+                            && j.sha256.as_deref() == Some(sha.as_str())
+                    }))
+                }),
+                placed,
+            });
+            return Err(e.into());
         }
         Err(e) => {
             placed.into_iter().rev().for_each(Replacement::undo);

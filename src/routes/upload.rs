@@ -2,10 +2,10 @@
 //! conflict, stream the tarball to a temporary file, record it and its jobs
 //! in one transaction, then attempt each platform's first submission.
 
-use crate::app::{App, now_millis, now_secs};
+use crate::app::{App, Unresolved, now_millis, now_secs};
 use crate::body::{self, Encoding, Limited};
 use crate::dispatcher;
-use crate::error::ApiError;
+use crate::error::{ApiError, StoreError};
 use crate::packages::{self, Replacement, TempFile};
 use crate::router::{Ctx, Reply};
 use crate::store::{AttemptResult, ClaimFilter, NewUpload, Refusal, UploadOutcome, plan_upload};
@@ -159,7 +159,12 @@ pub fn post(app: &App, ctx: &mut Ctx<'_>) -> Result<Reply, ApiError> {
         // Reserved for this request's own first submission (below).
         reserved_until_ms: now_millis() + dispatcher::lease_ms(app),
     };
-    let mut new_token = new_token;
+    let mut tokens: Vec<String> = Vec::new();
+    let mut new_token = || {
+        let t = new_token();
+        tokens.push(t.clone());
+        t
+    };
     let mut placed: Option<Replacement> = None;
     let outcome = app.store.record_upload(&up, &mut new_token, &mut || {
         placed = Some(Replacement::place(&mut tmp, &final_path)?);
@@ -171,6 +176,24 @@ pub fn post(app: &App, ctx: &mut Ctx<'_>) -> Result<Reply, ApiError> {
         Ok(o) => {
             placed.into_iter().for_each(Replacement::keep);
             o
+        }
+        // The COMMIT's outcome is unknown: the jobs it created (found by
+        // their tokens) tell; until the database can say, the file stays.
+        Err(e @ StoreError::CommitUnknown(_)) => {
+            let (name, version) = (p.name.clone(), p.version.clone());
+            app.settle(Unresolved {
+                what: format!("upload {name} {version}"),
+                recorded: Box::new(move |store| {
+                    let jobs = store.version_jobs(&name, &version)?;
+                    Ok(jobs.iter().any(|j| {
+                        j.callback_token
+                            .as_ref()
+                            .is_some_and(|t| tokens.contains(t))
+                    }))
+                }),
+                placed: placed.into_iter().collect(),
+            });
+            return Err(e.into());
         }
         Err(e) => {
             placed.into_iter().for_each(Replacement::undo);

@@ -188,7 +188,13 @@ impl MysqlStore {
         let opts = TxOpts::default().set_isolation_level(Some(IsolationLevel::ReadCommitted));
         let mut tx = conn.start_transaction(opts).map_err(err)?;
         let out = f(&mut tx)?; // dropping an uncommitted transaction rolls it back
-        tx.commit().map_err(err)?;
+        tx.commit().map_err(|e| match e {
+            // The COMMIT may have reached the server: the outcome is unknown.
+            ::mysql::Error::IoError(_)
+            | ::mysql::Error::CodecError(_)
+            | ::mysql::Error::DriverError(_) => StoreError::CommitUnknown(e.to_string()),
+            e => err(e),
+        })?;
         Ok(out)
     }
 

@@ -189,6 +189,9 @@ pub struct SslConfig {
     pub private_key: Vec<u8>,
 }
 
+/// hone-build patch: the most connections served at once (one thread each).
+pub const MAX_CONNECTIONS: usize = 1024;
+
 impl Server {
     /// Shortcut for a simple server on a specific address.
     #[inline]
@@ -293,6 +296,14 @@ impl Server {
             log::debug!("Running accept thread");
             while !inside_close_trigger.load(Relaxed) {
                 let new_client = match server.accept() {
+                    // hone-build patch: one thread per connection, so bound
+                    // the connections: past MAX_CONNECTIONS a new one is
+                    // closed at once instead of growing threads without bound.
+                    Ok((sock, _)) if tasks_pool.busy() >= MAX_CONNECTIONS => {
+                        log::warn!("{} connections open: refusing a new one", MAX_CONNECTIONS);
+                        drop(sock);
+                        continue;
+                    }
                     Ok((sock, _)) => {
                         use util::RefinedTcpStream;
                         let (read_closable, write_closable) = match ssl {

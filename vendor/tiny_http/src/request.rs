@@ -74,6 +74,9 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // hone-build patch: the connection's "close after this request" flag.
+    poison: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 struct NotifyOnDrop<R> {
@@ -148,6 +151,8 @@ where
         .iter()
         .find(|h: &&Header| h.field.equiv("Transfer-Encoding"))
         .map(|h| h.value.clone());
+
+    let poison_flag = std::sync::Arc::clone(&poison);
 
     // hone-build patch: ambiguous framing is refused (RFC 9112 6.3): a
     // Content-Length that is not a number, several different ones, both
@@ -274,6 +279,7 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        poison: poison_flag,
     })
 }
 
@@ -307,6 +313,14 @@ impl<R: Read> Read for EofIsError<R> {
 }
 
 impl Request {
+    /// hone-build patch: close the connection after this request instead of
+    /// reading what is left of its body (answering early, an error): the
+    /// unread body is then not drained, so a client that stalls cannot hold
+    /// the thread that answers it.
+    pub fn close_connection(&self) {
+        self.poison.store(true, std::sync::atomic::Ordering::Release);
+    }
+
     /// Returns true if the request was made through HTTPS.
     #[inline]
     pub fn secure(&self) -> bool {
@@ -512,6 +526,12 @@ impl Request {
         let mut writer = self.extract_writer_impl();
 
         let do_not_send_body = self.method == Method::Head;
+        // hone-build patch: a connection about to be closed says so.
+        let response = if self.poison.load(std::sync::atomic::Ordering::Acquire) {
+            response.with_connection_close()
+        } else {
+            response
+        };
 
         Self::ignore_client_closing_errors(response.raw_print(
             writer.by_ref(),

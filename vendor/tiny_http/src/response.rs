@@ -331,6 +331,14 @@ where
     ///  decide which features (most notably, encoding) to use.
     ///
     /// Note: does not flush the writer.
+    /// hone-build patch: tell the client this connection ends with this
+    /// response (`add_header` refuses `Connection`).
+    pub(crate) fn with_connection_close(mut self) -> Self {
+        self.headers
+            .push(Header::from_bytes(&b"Connection"[..], &b"close"[..]).unwrap());
+        self
+    }
+
     pub fn raw_print<W: Write>(
         mut self,
         mut writer: W,

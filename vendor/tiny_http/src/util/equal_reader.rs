@@ -110,6 +110,16 @@ where
     // bytes and DRAIN_TIME; past that, poison the connection so that it is
     // closed instead of its remaining bytes being parsed as a request.
     fn drop(&mut self) {
+        // The connection is being closed anyway: nothing to drain.
+        if self.size > 0
+            && self
+                .poison
+                .as_ref()
+                .is_some_and(|p| p.load(Ordering::Acquire))
+        {
+            self.last_read_signal.send(Ok(())).ok();
+            return;
+        }
         const DRAIN_LIMIT: usize = 64 * 1024;
         const DRAIN_TIME: Duration = Duration::from_secs(1);
         let mut remaining_to_read = self.size;

@@ -64,6 +64,13 @@ impl TaskPool {
         pool
     }
 
+    /// hone-build patch: threads busy with a task (a connection each).
+    pub fn busy(&self) -> usize {
+        let active = self.sharing.active_tasks.load(Ordering::Acquire);
+        let waiting = self.sharing.waiting_tasks.load(Ordering::Acquire);
+        active.saturating_sub(waiting)
+    }
+
     /// Executes a function in a thread.
     /// If no thread is available, spawns a new one.
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
