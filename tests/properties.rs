@@ -168,7 +168,14 @@ fn dashed() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    // Each case builds a database: a fifth of PROPTEST_CASES, at least 48.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+            .map_or(48, |n| (n / 5).max(48)),
+        ..ProptestConfig::default()
+    })]
 
     /// The old-form callback id resolves to the job whose own name, version and
     /// platform spell it, or reports ambiguity; it never picks another job.
