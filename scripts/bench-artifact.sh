@@ -17,38 +17,14 @@ cd "$(dirname "$0")/.."
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(16 64 256)
 
-# `make bench` passes BIN_DIR (the static release build); alone, build here.
-if [ -n "${BIN_DIR:-}" ]; then
-  bin=$(cd "$BIN_DIR" && pwd)
-else
-  cargo build --release --bins --quiet
-  bin=$(pwd)/target/release
-fi
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/hone-bench-artifact.XXXXXX")
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-wait_for_line() { # file pattern
-  for _ in $(seq 1 100); do
-    grep -o "$2" "$1" 2>/dev/null | head -n1 && return 0
-    sleep 0.1
-  done
-  echo "bench-artifact: no '$2' in $1:" >&2
-  cat "$1" >&2
-  return 1
-}
+TAG=bench-artifact
+. scripts/lib.sh
+hb_bins
+hb_workdir
 
 now() { date +%s.%N; }
 
-"$bin/perry-hub-sim" --port 0 >"$work/sim.out" 2>"$work/sim.err" &
-pids+=($!)
-sim=$(wait_for_line "$work/sim.out" 'http://127.0.0.1:[0-9]*')
+hb_start_sim
 curl -fsS -X POST -H 'Content-Type: application/json' -d '{"never_callback":true}' \
   "$sim/_sim/config" >/dev/null
 

@@ -34,45 +34,23 @@ stalled_seconds=${STALLED_SECONDS:-10}
 mix_weights=${MIX_WEIGHTS:-40,30,15,15}
 stalled_content_length=${STALLED_CONTENT_LENGTH:-1000}
 
-if [ -n "${BIN_DIR:-}" ]; then
-  [ -n "${LOADGEN:-}" ] || cargo build --release --example loadgen --quiet
-  bin=$(cd "$BIN_DIR" && pwd)
-else
-  cargo build --release --bins --example loadgen --quiet
-  bin=$(pwd)/target/release
-fi
+TAG=bench-load
+. scripts/lib.sh
+hb_bins
+[ -n "${LOADGEN:-}" ] || cargo build --release --example loadgen --quiet
 loadgen=${LOADGEN:-$(pwd)/target/release/examples/loadgen}
 
 # 500 stalled sockets on each side, plus the mix's: raise the soft limit.
 ulimit -n 4096 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 echo "bench-load: open files limit $(ulimit -n)"
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/hone-bench-load.XXXXXX")
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+hb_before_remove() {
   if [ -n "${LOG_DIR:-}" ]; then
     mkdir -p "$LOG_DIR" && cp "$work"/*.log "$work"/sim.* "$LOG_DIR"/ 2>/dev/null || true
   fi
-  rm -rf "$work"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-wait_for_line() { # file pattern
-  for _ in $(seq 1 100); do
-    grep -o "$2" "$1" 2>/dev/null | head -n1 && return 0
-    sleep 0.1
-  done
-  echo "bench-load: no '$2' in $1:" >&2
-  cat "$1" >&2
-  return 1
-}
-
-"$bin/perry-hub-sim" --port 0 >"$work/sim.out" 2>"$work/sim.err" &
-pids+=($!)
-sim=$(wait_for_line "$work/sim.out" 'http://127.0.0.1:[0-9]*')
+hb_workdir
+hb_start_sim
 
 secret="bench-load-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 (

@@ -28,23 +28,10 @@ if [ "$mib" -lt 1 ] || [ "$mib" -gt 199 ]; then
   exit 2
 fi
 
-# `make bench` passes BIN_DIR (the static release build); alone, build here.
-if [ -n "${BIN_DIR:-}" ]; then
-  bin=$(cd "$BIN_DIR" && pwd)
-else
-  cargo build --release --bins --quiet
-  bin=$(pwd)/target/release
-fi
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/hone-bench-upload.XXXXXX")
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+TAG=bench-upload
+. scripts/lib.sh
+hb_bins
+hb_workdir
 
 die() {
   echo "bench-upload: $*" >&2
@@ -53,17 +40,6 @@ die() {
     tail -n 20 "$work/hone-build.log" >&2
   fi
   exit 1
-}
-
-# Prints the first match of a pattern in a file, waiting up to 10 s for it.
-wait_for_line() { # file pattern
-  for _ in $(seq 1 100); do
-    grep -o "$2" "$1" 2>/dev/null | head -n1 && return 0
-    sleep 0.1
-  done
-  echo "bench-upload: no '$2' in $1:" >&2
-  cat "$1" >&2
-  return 1
 }
 
 now() { date +%s.%N; }

@@ -3,31 +3,16 @@
 # directories, loopback ports chosen by the system), runs scripts/smoke.sh
 # against them, and stops both.   Usage: scripts/smoke-local.sh BIN_DIR
 set -euo pipefail
-bin=${1:-target/debug}
-here=$(cd "$(dirname "$0")" && pwd)
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-wait_for_line() { # file pattern
-  for _ in $(seq 1 100); do
-    grep -o "$2" "$1" 2>/dev/null | head -n1 && return 0
-    sleep 0.1
-  done
-  echo "smoke-local: no '$2' in $1:" >&2; cat "$1" >&2; return 1
-}
-
-"$bin/perry-hub-sim" --port 0 --license-key smoke-license --build-delay-ms 100 >"$work/sim.out" 2>"$work/sim.err" &
-pids+=($!)
-sim=$(wait_for_line "$work/sim.out" 'http://127.0.0.1:[0-9]*')
+cd "$(dirname "$0")/.."
+here=$(pwd)/scripts
+TAG=smoke-local
+. scripts/lib.sh
+BIN_DIR=${1:-target/debug} hb_bins
+hb_workdir
+hb_start_sim --license-key smoke-license --build-delay-ms 100
 
 secret="smoke-$RANDOM$RANDOM"
-hone_build=$(cd "$bin" && pwd)/hone-build
+hone_build=$bin/hone-build
 (
   cd "$work"
   exec env HONE_BUILD_PORT=0 HONE_BUILD_BIND=127.0.0.1 HONE_BUILD_UPLOAD_SECRET="$secret" \

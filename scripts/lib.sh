@@ -1,0 +1,51 @@
+# Shared by the benchmark and smoke scripts (sourced, not run). A script
+# sets TAG (its name, for messages and the work directory) first.
+
+# hb_bins [CARGO ARGS…]: $bin, the directory holding hone-build and
+# perry-hub-sim: BIN_DIR when given (`make bench` passes the static release
+# build), else a release build made here.
+hb_bins() {
+  if [ -n "${BIN_DIR:-}" ]; then
+    bin=$(cd "$BIN_DIR" && pwd)
+  else
+    cargo build --release --bins --quiet "$@"
+    bin=$(pwd)/target/release
+  fi
+}
+
+# hb_workdir: $work, a temporary directory, and $pids, processes to stop;
+# both are cleaned up on exit (a script may define hb_before_remove to save
+# something from $work first).
+hb_workdir() {
+  work=$(mktemp -d "${TMPDIR:-/tmp}/hone-$TAG.XXXXXX")
+  pids=()
+  trap hb_cleanup EXIT
+  trap 'exit 130' INT TERM
+}
+
+hb_cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if declare -F hb_before_remove >/dev/null; then hb_before_remove; fi
+  rm -rf "$work"
+}
+
+# wait_for_line FILE PATTERN: prints the first match of PATTERN in FILE,
+# waiting up to 10 s for it.
+wait_for_line() {
+  for _ in $(seq 1 100); do
+    grep -o "$2" "$1" 2>/dev/null | head -n1 && return 0
+    sleep 0.1
+  done
+  echo "$TAG: no '$2' in $1:" >&2
+  cat "$1" >&2
+  return 1
+}
+
+# hb_start_sim [ARGS…]: starts perry-hub-sim on a free loopback port; $sim
+# is its base URL.
+hb_start_sim() {
+  "$bin/perry-hub-sim" --port 0 "$@" >"$work/sim.out" 2>"$work/sim.err" &
+  pids+=($!)
+  sim=$(wait_for_line "$work/sim.out" 'http://127.0.0.1:[0-9]*')
+}
