@@ -32,18 +32,7 @@ curl -fsS -X POST -H 'Content-Type: application/json' -d '{"never_callback":true
 # default MAX_BODY_BYTES (200 MiB): raise the limit for the benchmark.
 max_mib=$(printf '%s\n' "${sizes[@]}" | sort -n | tail -n1)
 max_body=$(((max_mib * 4 / 3 + 16) * 1024 * 1024))
-(
-  cd "$work"
-  exec env -i PATH="$PATH" HOME="${HOME:-/tmp}" \
-    HONE_BUILD_PORT=0 HONE_BUILD_BIND=127.0.0.1 HONE_BUILD_LOG_LEVEL=info \
-    HONE_BUILD_PERRY_HUB_URL="$sim" HONE_BUILD_PERRY_HUB_LICENSE_KEY=sim-license \
-    HONE_BUILD_DATA_DIR="$work/data" HONE_BUILD_UPLOADS_DIR="$work/uploads" \
-    HONE_BUILD_PACKAGES_DIR="$work/packages" HONE_BUILD_MAX_BODY_BYTES="$max_body" \
-    "$bin/hone-build"
-) 2>"$work/hone-build.log" &
-hb_pid=$!
-pids+=("$hb_pid")
-base=$(wait_for_line "$work/hone-build.log" 'http://127.0.0.1:[0-9]*')
+hb_start_hone_build HONE_BUILD_MAX_BODY_BYTES="$max_body"
 
 # A tiny plugin tarball.
 mkdir -p "$work/plugin/src"

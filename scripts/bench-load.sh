@@ -53,19 +53,7 @@ hb_workdir
 hb_start_sim
 
 secret="bench-load-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
-(
-  cd "$work"
-  exec env -i PATH="$PATH" HOME="${HOME:-/tmp}" \
-    HONE_BUILD_PORT=0 HONE_BUILD_BIND=127.0.0.1 HONE_BUILD_LOG_LEVEL=info \
-    HONE_BUILD_UPLOAD_SECRET="$secret" HONE_BUILD_WORKERS=16 \
-    HONE_BUILD_PERRY_HUB_URL="$sim" HONE_BUILD_PERRY_HUB_LICENSE_KEY=sim-license \
-    HONE_BUILD_DATA_DIR="$work/data" HONE_BUILD_UPLOADS_DIR="$work/uploads" \
-    HONE_BUILD_PACKAGES_DIR="$work/packages" \
-    "$bin/hone-build"
-) 2>"$work/hone-build.log" &
-hb_pid=$!
-pids+=("$hb_pid")
-base=$(wait_for_line "$work/hone-build.log" 'http://127.0.0.1:[0-9]*')
+hb_start_hone_build HONE_BUILD_UPLOAD_SECRET="$secret" HONE_BUILD_WORKERS=16
 echo "bench-load: hone-build $base (pid $hb_pid, WORKERS=16, embedded store), perry-hub-sim $sim"
 echo
 

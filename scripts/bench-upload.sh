@@ -54,18 +54,7 @@ sim=$(wait_for_line "$work/sim.out" 'http://127.0.0.1:[0-9]*')
 curl -fsS --max-time 10 -X POST -H 'Content-Type: application/json' \
   -d '{"never_callback":true}' "$sim/_sim/config" >/dev/null
 
-(
-  cd "$work"
-  exec env -i PATH="$PATH" HOME="${HOME:-/tmp}" \
-    HONE_BUILD_PORT=0 HONE_BUILD_BIND=127.0.0.1 HONE_BUILD_LOG_LEVEL=info \
-    HONE_BUILD_PERRY_HUB_URL="$sim" HONE_BUILD_PERRY_HUB_LICENSE_KEY=sim-license \
-    HONE_BUILD_DATA_DIR="$work/data" HONE_BUILD_UPLOADS_DIR="$work/uploads" \
-    HONE_BUILD_PACKAGES_DIR="$work/packages" \
-    "$bin/hone-build"
-) 2>"$work/hone-build.log" &
-hb_pid=$!
-pids+=("$hb_pid")
-base=$(wait_for_line "$work/hone-build.log" 'http://127.0.0.1:[0-9]*')
+hb_start_hone_build
 
 peak_rss_mib() {
   [ -r "/proc/$hb_pid/status" ] || die "hone-build (pid $hb_pid) is gone"

@@ -12,17 +12,7 @@ hb_workdir
 hb_start_sim --license-key smoke-license --build-delay-ms 100
 
 secret="smoke-$RANDOM$RANDOM"
-hone_build=$bin/hone-build
-(
-  cd "$work"
-  exec env HONE_BUILD_PORT=0 HONE_BUILD_BIND=127.0.0.1 HONE_BUILD_UPLOAD_SECRET="$secret" \
-    HONE_BUILD_PERRY_HUB_URL="$sim" HONE_BUILD_PERRY_HUB_LICENSE_KEY=smoke-license \
-    HONE_BUILD_DATA_DIR="$work/data" HONE_BUILD_UPLOADS_DIR="$work/uploads" \
-    HONE_BUILD_PACKAGES_DIR="$work/packages" \
-    "$hone_build"
-) 2>"$work/hone-build.log" &
-pids+=($!)
-base=$(wait_for_line "$work/hone-build.log" 'http://127.0.0.1:[0-9]*')
+hb_start_hone_build HONE_BUILD_UPLOAD_SECRET="$secret" HONE_BUILD_PERRY_HUB_LICENSE_KEY=smoke-license
 # PUBLIC_URL follows the bound port ("localhost"), which the simulator reaches.
 echo "smoke-local: perry-hub-sim at $sim, hone-build at $base"
 
