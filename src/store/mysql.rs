@@ -184,18 +184,36 @@ impl MysqlStore {
         &self,
         f: impl FnOnce(&mut Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        let out = self.tx_or_rollback(|tx| f(tx).map(Ok::<T, std::convert::Infallible>))?;
+        Ok(out.unwrap_or_else(|never| match never {}))
+    }
+
+    /// Like [`MysqlStore::tx`], but `f` may decline the change: `Ok(Err(r))`
+    /// rolls the transaction back and returns `r`.
+    fn tx_or_rollback<T, R>(
+        &self,
+        f: impl FnOnce(&mut Transaction<'_>) -> Result<Result<T, R>, StoreError>,
+    ) -> Result<Result<T, R>, StoreError> {
         let mut conn = self.conn()?;
         let opts = TxOpts::default().set_isolation_level(Some(IsolationLevel::ReadCommitted));
         let mut tx = conn.start_transaction(opts).map_err(err)?;
-        let out = f(&mut tx)?; // dropping an uncommitted transaction rolls it back
-        tx.commit().map_err(|e| match e {
-            // The COMMIT may have reached the server: the outcome is unknown.
-            ::mysql::Error::IoError(_)
-            | ::mysql::Error::CodecError(_)
-            | ::mysql::Error::DriverError(_) => StoreError::CommitUnknown(e.to_string()),
-            e => err(e),
-        })?;
-        Ok(out)
+        // On an error, dropping the uncommitted transaction rolls it back.
+        match f(&mut tx)? {
+            Ok(out) => {
+                tx.commit().map_err(|e| match e {
+                    // The COMMIT may have reached the server: the outcome is unknown.
+                    ::mysql::Error::IoError(_)
+                    | ::mysql::Error::CodecError(_)
+                    | ::mysql::Error::DriverError(_) => StoreError::CommitUnknown(e.to_string()),
+                    e => err(e),
+                })?;
+                Ok(Ok(out))
+            }
+            Err(declined) => {
+                tx.rollback().map_err(err)?;
+                Ok(Err(declined))
+            }
+        }
     }
 
     /// Locks the version row, creating it if absent. The row is read with
@@ -283,7 +301,7 @@ impl Store for MysqlStore {
         new_token: &mut dyn FnMut() -> String,
         commit_file: &mut dyn FnMut() -> std::io::Result<()>,
     ) -> Result<UploadOutcome, StoreError> {
-        self.tx(|tx| {
+        self.tx_or_rollback(|tx| {
             let now = up.now;
             // Locks the plugin row: uploads of one plugin are serialized.
             tx.exec_drop(
@@ -319,8 +337,8 @@ impl Store for MysqlStore {
                 existing.iter().map(|j| (j.platform.clone(), j.status.clone())).collect();
             let to_build = match plan_upload(&pairs, &up.platforms) {
                 Ok(p) => p,
-                // Returning Ok commits; nothing was changed but updatedAt, so roll back instead.
-                Err(r) => return Err(StoreError::Other(format!("refused:{r:?}"))),
+                // Declined: rolled back (the plugin row's updatedAt included).
+                Err(r) => return Ok(Err(r)),
             };
             let now_ms = up.reserved_until_ms;
             let mut ids = Vec::new();
@@ -357,17 +375,9 @@ impl Store for MysqlStore {
             };
             // The file goes in place last, just before COMMIT (in `tx`).
             commit_file().map_err(|e| StoreError::Other(format!("storing the tarball: {e}")))?;
-            Ok(UploadOutcome::Recorded(created))
+            Ok(Ok(UploadOutcome::Recorded(created)))
         })
-        .or_else(|e| match e {
-            StoreError::Other(m) if m == "refused:VersionExists" => {
-                Ok(UploadOutcome::Refused(Refusal::VersionExists))
-            }
-            StoreError::Other(m) if m == "refused:BuildInProgress" => {
-                Ok(UploadOutcome::Refused(Refusal::BuildInProgress))
-            }
-            e => Err(e),
-        })
+        .map(|r| r.unwrap_or_else(UploadOutcome::Refused))
     }
 
     fn claim(
