@@ -1,17 +1,12 @@
-//! Request bodies: the MAX_BODY_BYTES limit (declared and while streaming),
-//! read timeouts, and streaming base64 decoding with SHA-256 on the way to a
-//! file. A body is never held whole in memory.
+//! Bodies as byte streams, whatever their source (a request, a download
+//! from the hub): the MAX_BODY_BYTES limit while streaming, base64 or raw
+//! decoding, SHA-256 on the way to a file, and read errors turned into the
+//! client's answer. A body is never held whole in memory.
 
+use crate::codec;
 use crate::error::ApiError;
-use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use sha2::{Digest, Sha256};
-use std::io::{self, BufRead, BufReader, Read, Write};
-
-/// Lenient about padding (old clients), strict about the alphabet.
-pub const BASE64: GeneralPurpose = GeneralPurpose::new(
-    &base64::alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
+use std::io::{self, Read, Write};
 
 /// Marker carried inside an `io::Error` when the body passes the limit (the limit).
 #[derive(Debug)]
@@ -23,29 +18,7 @@ impl std::fmt::Display for TooLarge {
 }
 impl std::error::Error for TooLarge {}
 
-/// The `Content-Length` a request declares: 413 before reading when it
-/// exceeds `max`; 400 when it is not a number.
-pub fn check_declared_length(req: &tiny_http::Request, max: u64) -> Result<Option<u64>, ApiError> {
-    let Some(h) = req
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Content-Length"))
-    else {
-        return Ok(None);
-    };
-    let n: u64 = h
-        .value
-        .as_str()
-        .trim()
-        .parse()
-        .map_err(|_| ApiError::bad_request("Content-Length is not a number"))?;
-    if n > max {
-        return Err(ApiError::too_large(max));
-    }
-    Ok(Some(n))
-}
-
-/// Reads at most `max` bytes; one more is an error ([`classify`] makes it 413).
+/// Reads at most `max` bytes; one more is an error ([`read_error`] makes it 413).
 pub struct Limited<R> {
     inner: R,
     remaining: u64,
@@ -78,46 +51,6 @@ impl<R: Read> Read for Limited<R> {
     }
 }
 
-/// Skips ASCII whitespace (base64 with line breaks).
-pub struct SkipWhitespace<R> {
-    inner: BufReader<R>,
-}
-
-impl<R: Read> SkipWhitespace<R> {
-    pub fn new(inner: R) -> SkipWhitespace<R> {
-        SkipWhitespace {
-            inner: BufReader::with_capacity(64 * 1024, inner),
-        }
-    }
-}
-
-impl<R: Read> Read for SkipWhitespace<R> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        loop {
-            let chunk = self.inner.fill_buf()?;
-            if chunk.is_empty() || out.is_empty() {
-                return Ok(0);
-            }
-            let mut n = 0;
-            let mut used = 0;
-            for &b in chunk {
-                if n == out.len() {
-                    break;
-                }
-                used += 1;
-                if !b.is_ascii_whitespace() {
-                    out[n] = b;
-                    n += 1;
-                }
-            }
-            self.inner.consume(used);
-            if n > 0 {
-                return Ok(n);
-            }
-        }
-    }
-}
-
 /// What streaming a body produced.
 #[derive(Debug, Clone)]
 pub struct Streamed {
@@ -144,10 +77,7 @@ pub fn stream_decoded(
 ) -> Result<Streamed, ApiError> {
     match encoding {
         Encoding::Raw => copy_hashing(reader, out),
-        Encoding::Base64 => {
-            let decoder = base64::read::DecoderReader::new(SkipWhitespace::new(reader), &BASE64);
-            copy_hashing(decoder, out)
-        }
+        Encoding::Base64 => copy_hashing(codec::base64_decoder(reader), out),
     }
 }
 
@@ -169,7 +99,7 @@ fn copy_hashing(mut reader: impl Read, out: &mut impl Write) -> Result<Streamed,
                 }
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(classify(e)),
+                Err(e) => return Err(read_error(e)),
             }
         }
         let chunk = &buf[..filled];
@@ -183,13 +113,13 @@ fn copy_hashing(mut reader: impl Read, out: &mut impl Write) -> Result<Streamed,
     }
     Ok(Streamed {
         size,
-        sha256: hex(&hasher.finalize()),
+        sha256: codec::hex(&hasher.finalize()),
         head,
     })
 }
 
 /// Turns a read error into the client's answer.
-pub fn classify(e: io::Error) -> ApiError {
+pub fn read_error(e: io::Error) -> ApiError {
     if let Some(TooLarge(max)) = e.get_ref().and_then(|i| i.downcast_ref::<TooLarge>()) {
         return ApiError::too_large(*max);
     }
@@ -207,16 +137,6 @@ pub fn classify(e: io::Error) -> ApiError {
         | io::ErrorKind::ConnectionAborted => ApiError::bad_request("request body ended early"),
         _ => ApiError::bad_request(format!("cannot read request body: {e}")),
     }
-}
-
-/// Lowercase hex.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
 }
 
 #[cfg(test)]

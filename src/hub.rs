@@ -1,13 +1,12 @@
-//! The Perry Hub client (SPEC 4): one `POST /api/v1/build` per job, as
+//! The Perry Hub client (docs/perry-hub.md): one `POST /api/v1/build` per job, as
 //! `multipart/form-data` whose `tarball_b64` part is base64-encoded on the
 //! fly from the tarball file (memory does not grow with the tarball), with
 //! an exact `Content-Length`. Every outcome is classified as accepted,
 //! retryable, or permanent (with the hub's own message).
 
-use crate::body::BASE64;
+use crate::codec::{self, Base64Encoder};
 use crate::config::Secret;
 use crate::platform::Platform;
-use base64::Engine;
 use std::fs::File;
 use std::io::{self, Cursor, Read};
 use std::path::Path;
@@ -35,7 +34,7 @@ pub struct Submission<'a> {
 }
 
 impl Submission<'_> {
-    /// The `manifest` field (SPEC 4).
+    /// The `manifest` field.
     pub fn manifest(&self) -> String {
         serde_json::json!({
             "app_name": self.name,
@@ -124,7 +123,7 @@ impl HubClient {
     }
 
     /// `GET /api/v1/status`: the hub's own status text, for check-config.
-    pub fn status(&self) -> Result<String, String> {
+    pub fn hub_status(&self) -> Result<String, String> {
         let url = format!("{}/api/v1/status", self.base_url);
         match self.agent.get(&url).call() {
             Ok(mut r) if r.status().is_success() => Ok(r
@@ -147,7 +146,7 @@ fn describe(e: &ureq::Error) -> String {
     }
 }
 
-/// Classifies the hub's answer (SPEC 3): 2xx with a job id is accepted;
+/// Classifies the hub's answer (docs/jobs.md): 2xx with a job id is accepted;
 /// 5xx, 408 and 429 RATE_LIMITED are retryable; 400, 401, 403, 429
 /// PUBLISH_LIMIT_REACHED and other 4xx are permanent.
 pub fn classify(status: u16, body: &str) -> Outcome {
@@ -206,9 +205,10 @@ impl MultipartBody {
         file: File,
         file_size: u64,
     ) -> MultipartBody {
-        let mut raw = [0u8; 12];
-        let _ = getrandom::fill(&mut raw);
-        let boundary = format!("----hone-build-{}", crate::body::hex(&raw));
+        let boundary = format!(
+            "----hone-build-{}",
+            codec::random_hex(12).unwrap_or_else(|_| "boundary".into())
+        );
         let mut head = Vec::new();
         for (name, value) in fields {
             head.extend_from_slice(
@@ -225,7 +225,7 @@ impl MultipartBody {
             .as_bytes(),
         );
         let tail = format!("\r\n--{boundary}--\r\n").into_bytes();
-        let b64_len = file_size.div_ceil(3) * 4;
+        let b64_len = Base64Encoder::<File>::encoded_len(file_size);
         let len = head.len() as u64 + b64_len + tail.len() as u64;
         MultipartBody {
             boundary,
@@ -252,70 +252,6 @@ impl Read for MultipartBody {
             return Ok(n);
         }
         self.tail.read(buf)
-    }
-}
-
-/// Reads `inner` and yields its standard base64 encoding (with padding).
-pub struct Base64Encoder<R> {
-    inner: R,
-    raw: Vec<u8>,
-    out: Vec<u8>,
-    pos: usize,
-    eof: bool,
-}
-
-impl<R: Read> Base64Encoder<R> {
-    pub fn new(inner: R) -> Base64Encoder<R> {
-        Base64Encoder {
-            inner,
-            raw: vec![0; 48 * 1024],
-            out: Vec::with_capacity(64 * 1024),
-            pos: 0,
-            eof: false,
-        }
-    }
-
-    /// Refills `out` with the encoding of the next block (a multiple of 3
-    /// bytes, except at the end).
-    fn refill(&mut self) -> io::Result<()> {
-        let mut filled = 0;
-        while filled < self.raw.len() {
-            match self.inner.read(&mut self.raw[filled..]) {
-                Ok(0) => {
-                    self.eof = true;
-                    break;
-                }
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let len = base64::encoded_len(filled, true).expect("block length fits");
-        self.out.resize(len, 0);
-        self.pos = 0;
-        let written = BASE64
-            .encode_slice(&self.raw[..filled], &mut self.out)
-            .map_err(io::Error::other)?;
-        self.out.truncate(written);
-        Ok(())
-    }
-}
-
-impl<R: Read> Read for Base64Encoder<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.pos == self.out.len() {
-            if self.eof {
-                return Ok(0);
-            }
-            self.refill()?;
-            if self.out.is_empty() {
-                return Ok(0);
-            }
-        }
-        let n = (self.out.len() - self.pos).min(buf.len());
-        buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
     }
 }
 
@@ -354,27 +290,5 @@ mod tests {
             classify(400, r#"{"error":{"code":"BAD_REQUEST","message":"x"}}"#),
             Outcome::Permanent(_)
         ));
-    }
-
-    #[test]
-    fn encoder_matches_engine_for_all_tail_lengths() {
-        for n in [
-            0usize,
-            1,
-            2,
-            3,
-            4,
-            5,
-            48 * 1024 - 1,
-            48 * 1024,
-            48 * 1024 + 1,
-            200_000,
-        ] {
-            let data: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8).collect();
-            let mut enc = Base64Encoder::new(&data[..]);
-            let mut out = Vec::new();
-            enc.read_to_end(&mut out).unwrap();
-            assert_eq!(out, BASE64.encode(&data).into_bytes(), "n={n}");
-        }
     }
 }

@@ -3,15 +3,17 @@
 
 pub mod app;
 pub mod body;
+pub mod codec;
 pub mod config;
-pub mod dispatcher;
 pub mod error;
+pub mod files;
+pub mod http;
 pub mod hub;
+pub mod intake;
+pub mod jobs;
 pub mod metrics;
-pub mod packages;
 pub mod platform;
-pub mod router;
+pub mod publish;
 pub mod routes;
-pub mod server;
 pub mod store;
 pub mod validate;

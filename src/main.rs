@@ -2,7 +2,8 @@
 
 use hone_build::app::{App, now_secs};
 use hone_build::config::{Config, FileChoice};
-use hone_build::{server, store};
+use hone_build::http::server;
+use hone_build::{jobs, routes, store};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -163,10 +164,15 @@ fn serve(mut cfg: Config) -> Result<(), String> {
         app.store.kind(),
         app.cfg.source
     );
-    let dispatcher = hone_build::dispatcher::start(Arc::clone(&app), Arc::clone(&stop));
-    let served = server::serve(Arc::clone(&app), listener, Arc::clone(&stop));
+    let background = jobs::start(Arc::clone(&app), Arc::clone(&stop));
+    let served = server::serve(
+        Arc::clone(&app),
+        routes::ROUTES,
+        listener,
+        Arc::clone(&stop),
+    );
     stop.store(true, std::sync::atomic::Ordering::Release);
-    let _ = dispatcher.join();
+    let _ = background.join();
     served.map_err(|e| e.to_string())?;
     log::info!("stopped");
     Ok(())
@@ -191,7 +197,7 @@ fn check_config(cfg: &Config) -> Result<(), String> {
         cfg.perry_hub_license_key.clone(),
         std::time::Duration::from_secs(cfg.hub_timeout_secs.min(10)),
     );
-    match hub.status() {
+    match hub.hub_status() {
         Ok(_) => println!("hub: ok ({})", cfg.perry_hub_url),
         Err(e) => {
             ok = false;

@@ -136,7 +136,7 @@ proptest! {
         prop_assert_eq!(&out, &data);
         prop_assert_eq!(s.size, data.len() as u64);
         use sha2::Digest;
-        prop_assert_eq!(s.sha256, body::hex(&sha2::Sha256::digest(&data)));
+        prop_assert_eq!(s.sha256, hone_build::codec::hex(&sha2::Sha256::digest(&data)));
     }
 
     /// Arbitrary bytes as a base64 body: decoded or a 400, never a panic or a 5xx.

@@ -1,11 +1,11 @@
-//! `GET /health` (SPEC 2): 200 when the store answers a trivial query, 503 otherwise.
+//! `GET /health` (docs/api.md): 200 when the store answers a trivial query, 503 otherwise.
 
 use crate::app::App;
 use crate::error::ApiError;
-use crate::router::{Ctx, Reply};
+use crate::http::{Reply, Request};
 use serde_json::json;
 
-pub fn get(app: &App, _ctx: &mut Ctx<'_>) -> Result<Reply, ApiError> {
+pub fn get(app: &App, _req: &mut Request<'_>) -> Result<Reply, ApiError> {
     let store = app.store.kind();
     let ok = match app.store.ping() {
         Ok(()) if app.is_migrated() => true,
@@ -20,7 +20,7 @@ pub fn get(app: &App, _ctx: &mut Ctx<'_>) -> Result<Reply, ApiError> {
     } else {
         (503, "unavailable")
     };
-    let mut r = Reply::json(
+    let r = Reply::json(
         code,
         &json!({
             "status": status,
@@ -29,8 +29,9 @@ pub fn get(app: &App, _ctx: &mut Ctx<'_>) -> Result<Reply, ApiError> {
             "store": store,
         }),
     );
-    if !ok {
-        r.headers.push(("Retry-After", "5".to_string()));
-    }
-    Ok(r)
+    Ok(if ok {
+        r
+    } else {
+        r.with_header("Retry-After", "5")
+    })
 }

@@ -2,9 +2,9 @@
 
 use crate::app::App;
 use crate::error::ApiError;
-use crate::router::{Ctx, Reply};
+use crate::http::{Reply, Request};
 
-pub fn get(app: &App, _ctx: &mut Ctx<'_>) -> Result<Reply, ApiError> {
+pub fn get(app: &App, _req: &mut Request<'_>) -> Result<Reply, ApiError> {
     let jobs = app.store.count_by_status().ok();
     Ok(Reply::text(
         200,

@@ -1,9 +1,46 @@
-//! One file per route group. Handlers validate, call the store, packages and
-//! hub client, and return a [`crate::router::Reply`] or an
-//! [`crate::error::ApiError`].
+//! The routing table and one thin file per route group. A handler parses
+//! and authorizes its request, calls the module that does the work
+//! (`publish`, `intake`, the store) and answers with a
+//! [`crate::http::Reply`] or an [`crate::error::ApiError`].
+
+use crate::http::Route;
 
 pub mod artifact;
 pub mod health;
 pub mod metrics;
 pub mod status;
 pub mod upload;
+
+/// Every route the service answers (docs/api.md).
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: "GET",
+        pattern: "/health",
+        name: "health",
+        handler: health::get,
+    },
+    Route {
+        method: "GET",
+        pattern: "/metrics",
+        name: "metrics",
+        handler: metrics::get,
+    },
+    Route {
+        method: "POST",
+        pattern: "/upload",
+        name: "upload",
+        handler: upload::post,
+    },
+    Route {
+        method: "POST",
+        pattern: "/artifact/:callbackId",
+        name: "artifact",
+        handler: artifact::post,
+    },
+    Route {
+        method: "GET",
+        pattern: "/status/:name/:version",
+        name: "status",
+        handler: status::get,
+    },
+];

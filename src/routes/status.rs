@@ -1,14 +1,14 @@
-//! `GET /status/:name/:version` (SPEC 2): a version's builds.
+//! `GET /status/:name/:version` (docs/api.md): a version's builds.
 
 use crate::app::App;
 use crate::error::ApiError;
-use crate::router::{Ctx, Reply};
+use crate::http::{Reply, Request};
 use crate::store::status;
 use crate::validate;
 use serde_json::{Map, Value, json};
 
-pub fn get(app: &App, ctx: &mut Ctx<'_>) -> Result<Reply, ApiError> {
-    let (name, version) = (&ctx.params[0], &ctx.params[1]);
+pub fn get(app: &App, req: &mut Request<'_>) -> Result<Reply, ApiError> {
+    let (name, version) = (req.param(0), req.param(1));
     validate::name_like(name, "name")?;
     validate::name_like(version, "version")?;
     let jobs = app.store.version_jobs(name, version)?;

@@ -1,84 +1,14 @@
-//! The routing table, the request context handlers see, and replies.
-//! Errors become JSON error bodies here, in one place.
+//! Matching a request to a route of the table it is given, 404/405, and
+//! the request target as it may be logged (no secrets, no control
+//! characters).
 
+use super::request::{Reply, Request};
 use crate::app::App;
 use crate::error::ApiError;
-use crate::routes;
-use serde::Serialize;
 
-/// What a handler gets: the request (headers, body reader), decoded path
-/// parameters, and the raw query string.
-pub struct Ctx<'a> {
-    pub req: &'a mut tiny_http::Request,
-    pub params: Vec<String>,
-    pub query: &'a str,
-}
-
-impl Ctx<'_> {
-    /// A header's value (first occurrence), if present.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.req
-            .headers()
-            .iter()
-            .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
-            .map(|h| h.value.as_str())
-    }
-}
-
-/// A response ready to send.
-#[derive(Debug)]
-pub struct Reply {
-    pub status: u16,
-    pub content_type: &'static str,
-    pub body: Vec<u8>,
-    pub headers: Vec<(&'static str, String)>,
-}
-
-impl Reply {
-    pub fn json(status: u16, value: &impl Serialize) -> Reply {
-        let body = serde_json::to_vec(value).expect("JSON values serialize");
-        Reply {
-            status,
-            content_type: "application/json",
-            body,
-            headers: Vec::new(),
-        }
-    }
-
-    pub fn text(status: u16, content_type: &'static str, body: String) -> Reply {
-        Reply {
-            status,
-            content_type,
-            body: body.into_bytes(),
-            headers: Vec::new(),
-        }
-    }
-
-    /// The one place an [`ApiError`] becomes a response.
-    pub fn error(e: &ApiError) -> Reply {
-        let mut r = Reply::json(e.status, &e.body());
-        if let Some(secs) = e.retry_after {
-            r.headers.push(("Retry-After", secs.to_string()));
-        }
-        r
-    }
-
-    pub fn into_response(self) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
-        let mut resp = tiny_http::Response::from_data(self.body).with_status_code(self.status);
-        let mut add = |k: &str, v: &str| {
-            if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
-                resp.add_header(h);
-            }
-        };
-        add("Content-Type", self.content_type);
-        for (k, v) in &self.headers {
-            add(k, v);
-        }
-        resp
-    }
-}
-
-pub type Handler = fn(&App, &mut Ctx<'_>) -> Result<Reply, ApiError>;
+/// A handler: parses and authorizes its request, calls the domain module
+/// that does the work, and answers.
+pub type Handler = fn(&App, &mut Request<'_>) -> Result<Reply, ApiError>;
 
 /// One route: method, pattern (`:x` matches one non-empty segment), name
 /// (for logs and metrics), handler.
@@ -88,39 +18,6 @@ pub struct Route {
     pub name: &'static str,
     pub handler: Handler,
 }
-
-pub const ROUTES: &[Route] = &[
-    Route {
-        method: "GET",
-        pattern: "/health",
-        name: "health",
-        handler: routes::health::get,
-    },
-    Route {
-        method: "GET",
-        pattern: "/metrics",
-        name: "metrics",
-        handler: routes::metrics::get,
-    },
-    Route {
-        method: "POST",
-        pattern: "/upload",
-        name: "upload",
-        handler: routes::upload::post,
-    },
-    Route {
-        method: "POST",
-        pattern: "/artifact/:callbackId",
-        name: "artifact",
-        handler: routes::artifact::post,
-    },
-    Route {
-        method: "GET",
-        pattern: "/status/:name/:version",
-        name: "status",
-        handler: routes::status::get,
-    },
-];
 
 /// Matches `path` against `pattern`; the raw (still encoded) parameters.
 fn match_pattern<'p>(pattern: &str, path: &'p str) -> Option<Vec<&'p str>> {
@@ -142,17 +39,18 @@ fn match_pattern<'p>(pattern: &str, path: &'p str) -> Option<Vec<&'p str>> {
     }
 }
 
-/// Routes a request: `(route name, reply)`. Unknown path 404; known path
-/// with another method 405 (with `Allow`).
-pub fn dispatch(
+/// Routes a request through `routes`: `(route name, reply)`. Unknown path
+/// 404; known path with another method 405 (with `Allow`).
+pub(super) fn route(
     app: &App,
+    routes: &[Route],
     req: &mut tiny_http::Request,
     method: &str,
     path: &str,
     query: &str,
 ) -> (&'static str, Reply) {
     let mut allowed: Vec<&str> = Vec::new();
-    for route in ROUTES {
+    for route in routes {
         let Some(raw) = match_pattern(route.pattern, path) else {
             continue;
         };
@@ -166,8 +64,8 @@ pub fn dispatch(
             .map(|r| crate::validate::path_decode(r, "a path segment"))
             .collect();
         let result = params.and_then(|params| {
-            let mut ctx = Ctx { req, params, query };
-            (route.handler)(app, &mut ctx)
+            let mut request = Request::new(req, params, query);
+            (route.handler)(app, &mut request)
         });
         return (route.name, result.unwrap_or_else(|e| Reply::error(&e)));
     }
@@ -176,8 +74,7 @@ pub fn dispatch(
         ("unknown", Reply::error(&e))
     } else {
         let e = ApiError::method_not_allowed(method, &crate::validate::printable(path));
-        let mut r = Reply::error(&e);
-        r.headers.push(("Allow", allowed.join(", ")));
+        let r = Reply::error(&e).with_header("Allow", allowed.join(", "));
         ("method_not_allowed", r)
     }
 }

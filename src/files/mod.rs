@@ -1,15 +1,19 @@
 //! Files on disk: uploaded tarballs (UPLOADS_DIR) and compiled binaries with
-//! their manifest (PACKAGES_DIR), SPEC 5. Every file is written to a
+//! their manifest (PACKAGES_DIR), laid out as docs/storage.md describes. Every file is written to a
 //! temporary file in its target directory, flushed, and renamed into place,
 //! so no reader ever sees a partial file. Paths are built only from names
 //! that passed `validate::name_like`.
 
+use crate::codec;
 use crate::platform::Platform;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+
+mod guard;
+pub use guard::{Placed, RecordedCheck, Unsettled};
 
 /// Prefix of temporary files; a crashed write leaves one behind, which
 /// [`remove_stale_temps`] cleans up.
@@ -38,9 +42,7 @@ impl TempFile {
                 None => break,
             }
         }
-        let mut raw = [0u8; 8];
-        getrandom::fill(&mut raw).map_err(|e| io::Error::other(e.to_string()))?;
-        let path = dir.join(format!("{TEMP_PREFIX}{}", crate::body::hex(&raw)));
+        let path = dir.join(format!("{TEMP_PREFIX}{}", codec::random_hex(8)?));
         let open = || {
             fs::create_dir_all(dir)?;
             fs::OpenOptions::new()
@@ -123,9 +125,7 @@ impl Replacement {
     pub fn place(tmp: &mut TempFile, dest: &Path) -> io::Result<Replacement> {
         let backup = match fs::symlink_metadata(dest) {
             Ok(_) => {
-                let mut raw = [0u8; 8];
-                getrandom::fill(&mut raw).map_err(|e| io::Error::other(e.to_string()))?;
-                let b = dest.with_file_name(format!("{TEMP_PREFIX}bak-{}", crate::body::hex(&raw)));
+                let b = dest.with_file_name(format!("{TEMP_PREFIX}bak-{}", codec::random_hex(8)?));
                 fs::hard_link(dest, &b)?;
                 Some(b)
             }
@@ -214,7 +214,7 @@ pub struct ManifestEntry {
     pub stored_at: String,
 }
 
-/// `manifest.json` (SPEC 5).
+/// `manifest.json` (docs/storage.md).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Manifest {
     #[serde(rename = "pluginName")]
@@ -303,9 +303,8 @@ mod tests {
     use super::*;
 
     fn tmpdir(tag: &str) -> PathBuf {
-        let mut r = [0u8; 6];
-        getrandom::fill(&mut r).unwrap();
-        let d = std::env::temp_dir().join(format!("hone-pkg-{tag}-{}", crate::body::hex(&r)));
+        let d =
+            std::env::temp_dir().join(format!("hone-pkg-{tag}-{}", codec::random_hex(6).unwrap()));
         fs::create_dir_all(&d).unwrap();
         d
     }

@@ -12,8 +12,9 @@
 //! An error answer to a request with a body closes the connection too, so
 //! no thread ever waits for the rest of a body nobody will read.
 
+use super::request::Reply;
+use super::router::{self, Route};
 use crate::app::App;
-use crate::router::{self, Reply};
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::{SocketAddr, TcpListener};
@@ -44,7 +45,13 @@ struct Lane {
 }
 
 impl Lane {
-    fn start(name: &str, threads: usize, capacity: usize, app: &Arc<App>) -> Lane {
+    fn start(
+        name: &str,
+        threads: usize,
+        capacity: usize,
+        app: &Arc<App>,
+        routes: &'static [Route],
+    ) -> Lane {
         let (tx, rx) = bounded::<tiny_http::Request>(capacity);
         let workers = (0..threads)
             .map(|i| {
@@ -54,7 +61,7 @@ impl Lane {
                     .name(format!("{name}-{i}"))
                     .spawn(move || {
                         for req in rx.iter() {
-                            handle(&app, req);
+                            handle(&app, routes, req);
                         }
                     })
                     .expect("spawn worker thread")
@@ -73,15 +80,20 @@ fn has_body(req: &tiny_http::Request) -> bool {
             .any(|h| h.field.equiv("Transfer-Encoding"))
 }
 
-/// Serves until `stop` is set, then stops taking new work, lets in-flight
-/// requests finish (at most [`SHUTDOWN_GRACE`]) and returns.
-pub fn serve(app: Arc<App>, listener: TcpListener, stop: Arc<AtomicBool>) -> std::io::Result<()> {
+/// Serves `routes` until `stop` is set, then stops taking new work, lets
+/// in-flight requests finish (at most [`SHUTDOWN_GRACE`]) and returns.
+pub fn serve(
+    app: Arc<App>,
+    routes: &'static [Route],
+    listener: TcpListener,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<()> {
     let server = tiny_http::Server::from_listener(listener, None)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let workers = app.cfg.workers;
-    let body = Lane::start("body", workers, workers * 4, &app);
+    let body = Lane::start("body", workers, workers * 4, &app, routes);
     let light_threads = (workers / 4).clamp(2, 8);
-    let light = Lane::start("light", light_threads, 64, &app);
+    let light = Lane::start("light", light_threads, 64, &app, routes);
 
     while !stop.load(Ordering::Acquire) {
         let req = match server.recv_timeout(Duration::from_millis(100)) {
@@ -134,17 +146,17 @@ fn respond_unavailable(app: &App, req: tiny_http::Request, why: &str) {
         retry_after: Some(1),
         ..crate::error::ApiError::unavailable(why)
     };
-    finish(app, req, "overload", Reply::error(&e), start);
+    respond_and_log(app, req, "overload", Reply::error(&e), start);
 }
 
 /// Handles one request on a worker thread: route, respond, log, count.
-fn handle(app: &App, mut req: tiny_http::Request) {
+fn handle(app: &App, routes: &[Route], mut req: tiny_http::Request) {
     let start = Instant::now();
     let method = req.method().as_str().to_string();
     let url = req.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        router::dispatch(app, &mut req, &method, path, query)
+        router::route(app, routes, &mut req, &method, path, query)
     }));
     let (route, reply) = outcome.unwrap_or_else(|_| {
         log::error!(
@@ -156,12 +168,18 @@ fn handle(app: &App, mut req: tiny_http::Request) {
             Reply::error(&crate::error::ApiError::internal("internal error")),
         )
     });
-    finish(app, req, route, reply, start);
+    respond_and_log(app, req, route, reply, start);
 }
 
-/// Sends the reply, writes the access line (SPEC 8: method, path without
-/// secrets, status, bytes, milliseconds) and counts it.
-fn finish(app: &App, req: tiny_http::Request, route: &'static str, reply: Reply, start: Instant) {
+/// Sends the reply, writes the access line (method, path without secrets,
+/// status, bytes, milliseconds) and counts it.
+fn respond_and_log(
+    app: &App,
+    req: tiny_http::Request,
+    route: &'static str,
+    reply: Reply,
+    start: Instant,
+) {
     let method = router::log_safe(req.method().as_str());
     let url = req.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));

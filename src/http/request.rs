@@ -1,0 +1,136 @@
+//! What a handler sees of a request, and the reply it returns.
+
+use crate::error::ApiError;
+use serde::Serialize;
+use std::io::Read;
+
+/// A request as handlers see it: method, decoded path parameters, the raw
+/// query string, headers and a body reader. Opaque over the HTTP library.
+pub struct Request<'a> {
+    inner: &'a mut tiny_http::Request,
+    params: Vec<String>,
+    query: &'a str,
+}
+
+impl<'a> Request<'a> {
+    pub(super) fn new(
+        inner: &'a mut tiny_http::Request,
+        params: Vec<String>,
+        query: &'a str,
+    ) -> Request<'a> {
+        Request {
+            inner,
+            params,
+            query,
+        }
+    }
+
+    /// The `i`-th path parameter of the route's pattern, URL-decoded.
+    pub fn param(&self, i: usize) -> &str {
+        &self.params[i]
+    }
+
+    /// The raw (still encoded) query string, without `?`.
+    pub fn query(&self) -> &str {
+        self.query
+    }
+
+    /// A header's value (first occurrence), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.inner
+            .headers()
+            .iter()
+            .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_str())
+    }
+
+    /// The `Authorization: Bearer` credential, if one is given.
+    pub fn bearer(&self) -> Option<&str> {
+        self.header("Authorization")
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+    }
+
+    /// The `Content-Length` the request declares: 413 (before anything is
+    /// read) when it exceeds `max`; 400 when it is not a number.
+    pub fn check_declared_length(&self, max: u64) -> Result<Option<u64>, ApiError> {
+        let Some(value) = self.header("Content-Length") else {
+            return Ok(None);
+        };
+        let n: u64 = value
+            .trim()
+            .parse()
+            .map_err(|_| ApiError::bad_request("Content-Length is not a number"))?;
+        if n > max {
+            return Err(ApiError::too_large(max));
+        }
+        Ok(Some(n))
+    }
+
+    /// The body, as it arrives.
+    pub fn body(&mut self) -> &mut dyn Read {
+        self.inner.as_reader()
+    }
+}
+
+/// A response ready to send.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Reply {
+    pub fn json(status: u16, value: &impl Serialize) -> Reply {
+        let body = serde_json::to_vec(value).expect("JSON values serialize");
+        Reply {
+            status,
+            content_type: "application/json",
+            body,
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn text(status: u16, content_type: &'static str, body: String) -> Reply {
+        Reply {
+            status,
+            content_type,
+            body: body.into_bytes(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// The one place an [`ApiError`] becomes a response.
+    pub fn error(e: &ApiError) -> Reply {
+        let r = Reply::json(e.status, &e.body());
+        match e.retry_after {
+            Some(secs) => r.with_header("Retry-After", secs.to_string()),
+            None => r,
+        }
+    }
+
+    pub(super) fn into_response(self) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
+        let mut resp = tiny_http::Response::from_data(self.body).with_status_code(self.status);
+        let mut add = |k: &str, v: &str| {
+            if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
+                resp.add_header(h);
+            }
+        };
+        add("Content-Type", self.content_type);
+        for (k, v) in &self.headers {
+            add(k, v);
+        }
+        resp
+    }
+}

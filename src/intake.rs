@@ -1,0 +1,208 @@
+//! Artifact intake: a compiled program for one job, from any byte source
+//! (a worker's `POST /artifact`, a download from the hub), streamed →
+//! decoded → hashed into a temporary file beside its destination →
+//! verified → put in place with `manifest.json` → recorded in one
+//! transaction. The body is never held whole in memory, and a refused or
+//! failed intake leaves the published files as they were.
+
+use crate::app::{App, now_secs};
+use crate::body::{self, Encoding, Limited, Streamed};
+use crate::error::ApiError;
+use crate::files::{self, ManifestEntry, Placed, TempFile};
+use crate::platform::Platform;
+use crate::store::{Artifact, CompleteOutcome, Job};
+use crate::validate;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+
+/// A program received for a job, in a temporary file in its version
+/// directory, not yet verified or recorded.
+pub struct Received {
+    tmp: TempFile,
+    dir: PathBuf,
+    platform: Platform,
+    /// Size, SHA-256 and first bytes of the decoded program.
+    pub streamed: Streamed,
+}
+
+/// What a completed intake stored.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub platform: Platform,
+    pub size: u64,
+    pub sha256: String,
+    /// False when the job had already completed with these very bytes
+    /// (nothing changed).
+    pub changed: bool,
+}
+
+/// The job's platform and version directory; names from the database are
+/// checked again before they become a path.
+fn destination(app: &App, job: &Job) -> Result<(Platform, PathBuf), ApiError> {
+    let platform = job
+        .platform()
+        .ok_or_else(|| ApiError::internal(format!("job {} has an unknown platform", job.id)))?;
+    validate::name_like(&job.plugin_name, "plugin name")
+        .and_then(|()| validate::name_like(&job.version, "version"))
+        .map_err(|e| {
+            ApiError::internal(format!(
+                "job {} has an unusable name: {}",
+                job.id, e.message
+            ))
+        })?;
+    let dir = files::version_dir(&app.cfg.packages_dir, &job.plugin_name, &job.version);
+    Ok((platform, dir))
+}
+
+/// Streams `source` (decoded per `encoding`, at most MAX_BODY_BYTES) into
+/// a temporary file beside the job's destination, hashing on the way. An
+/// empty program is refused.
+pub fn receive(
+    app: &App,
+    job: &Job,
+    source: &mut dyn Read,
+    encoding: Encoding,
+) -> Result<Received, ApiError> {
+    let (platform, dir) = destination(app, job)?;
+    let mut tmp = TempFile::create_in(&dir)?;
+    let streamed = body::stream_decoded(
+        Limited::new(source, app.cfg.max_body_bytes),
+        encoding,
+        &mut tmp,
+    )?;
+    if streamed.size == 0 {
+        return Err(ApiError::bad_request("artifact body is empty"));
+    }
+    Ok(Received {
+        tmp,
+        dir,
+        platform,
+        streamed,
+    })
+}
+
+/// Refuses (422, nothing stored) a program whose SHA-256 is not `expected`.
+pub fn verify(job: &Job, received: &Received, expected: &str) -> Result<(), ApiError> {
+    let got = &received.streamed.sha256;
+    if expected.trim().eq_ignore_ascii_case(got) {
+        return Ok(());
+    }
+    log::warn!(
+        "job {}: artifact checksum mismatch (announced {}, received {got})",
+        job.id,
+        validate::printable(expected),
+    );
+    Err(ApiError::new(
+        422,
+        "CHECKSUM_MISMATCH",
+        format!("x-artifact-sha256 does not match the received bytes (sha256 {got})"),
+    ))
+}
+
+/// Puts a verified program in place as `<platform-id>.bin`, updates
+/// `manifest.json` and completes the job, all in one transaction (the
+/// files go in place last, just before COMMIT). A job completed before with
+/// other bytes is refused (409): published builds are immutable.
+pub fn record(app: &App, job: &Job, received: Received) -> Result<Stored, ApiError> {
+    let Received {
+        mut tmp,
+        dir,
+        platform,
+        streamed,
+    } = received;
+    let filename = files::artifact_file_name(platform);
+    let dest = dir.join(&filename);
+    let artifact = Artifact {
+        size: streamed.size as i64,
+        sha256: streamed.sha256.clone(),
+        now: now_secs(),
+    };
+    let entry = ManifestEntry {
+        filename: filename.clone(),
+        size: streamed.size,
+        sha256: streamed.sha256.clone(),
+        stored_at: files::rfc3339_now(),
+    };
+    let mut placed = Placed::default();
+    let outcome = app.store.complete_job(job.id, &artifact, &mut || {
+        placed.place(&mut tmp, &dest)?;
+        let (_, manifest) = files::update_manifest(
+            &dir,
+            &job.plugin_name,
+            &job.version,
+            platform,
+            entry.clone(),
+        )?;
+        placed.push(manifest);
+        Ok(())
+    });
+    let (id, sha) = (job.id, streamed.sha256.clone());
+    let outcome = placed.conclude(
+        outcome,
+        &app.unsettled,
+        app.store.as_ref(),
+        || format!("artifact of job {id}"),
+        // The job, completed with these bytes or not, tells.
+        || {
+            Box::new(move |store| {
+                Ok(store.job_by_id(id)?.is_some_and(|j| {
+                    j.status == crate::store::status::COMPLETED
+                        && j.sha256.as_deref() == Some(sha.as_str())
+                }))
+            })
+        },
+    )?;
+    let changed = match outcome {
+        CompleteOutcome::Completed => {
+            app.metrics.artifacts_stored.fetch_add(1, Relaxed);
+            app.metrics.artifact_bytes.fetch_add(streamed.size, Relaxed);
+            log::info!(
+                "job {} ({} {} {}): stored {filename}, {} bytes, sha256 {}",
+                job.id,
+                job.plugin_name,
+                job.version,
+                job.platform,
+                streamed.size,
+                streamed.sha256
+            );
+            true
+        }
+        CompleteOutcome::AlreadyCompleted => {
+            log::info!(
+                "job {}: same artifact delivered again; nothing changed",
+                job.id
+            );
+            false
+        }
+        CompleteOutcome::Conflict => {
+            return Err(ApiError::conflict(
+                "ARTIFACT_CONFLICT",
+                "this build already completed with different bytes; published builds are immutable",
+            ));
+        }
+        CompleteOutcome::NotFound => return Err(ApiError::not_found("unknown build job")),
+    };
+    Ok(Stored {
+        platform,
+        size: streamed.size,
+        sha256: streamed.sha256,
+        changed,
+    })
+}
+
+/// The whole intake of one delivery: receive, verify against
+/// `expected_sha256` when one is given, record.
+pub fn deliver(
+    app: &App,
+    job: &Job,
+    source: &mut dyn Read,
+    encoding: Encoding,
+    expected_sha256: Option<&str>,
+) -> Result<Stored, ApiError> {
+    let received = receive(app, job, source, encoding)?;
+    if let Some(expected) = expected_sha256 {
+        verify(job, &received, expected)?;
+    }
+    record(app, job, received)
+}

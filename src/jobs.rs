@@ -1,0 +1,87 @@
+//! The background loop: submits due `pending` jobs (through `publish`),
+//! fails queued jobs whose artifact did not arrive within
+//! BUILD_TIMEOUT_SECS, settles changes whose COMMIT outcome was unknown,
+//! and removes stale temporary files. All state is in the store, so it
+//! resumes after a restart.
+
+use crate::app::{App, now_secs};
+use crate::files;
+use crate::publish;
+use crate::store::ClaimFilter;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Jobs claimed per round (and submitted concurrently).
+const BATCH: usize = 4;
+/// How often the loop looks for due work.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Starts the background thread; it stops when `stop` is set.
+pub fn start(app: Arc<App>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("jobs".into())
+        .spawn(move || run(&app, &stop))
+        .expect("spawn the background jobs thread")
+}
+
+fn run(app: &App, stop: &AtomicBool) {
+    let mut last_timeout_check = Instant::now() - Duration::from_secs(3600);
+    let mut last_cleanup = Instant::now() - Duration::from_secs(3600);
+    while !stop.load(Ordering::Acquire) {
+        if !app.try_migrate() {
+            sleep_unless_stopped(stop, Duration::from_secs(2));
+            continue;
+        }
+        app.unsettled.retry(app.store.as_ref());
+        let mut busy = false;
+        match publish::submit_now(app, ClaimFilter::Due(BATCH)) {
+            Ok(done) => busy = done.len() == BATCH,
+            Err(e) => log::warn!("submitting due jobs: {e}"),
+        }
+        if last_timeout_check.elapsed() >= Duration::from_secs(1) {
+            last_timeout_check = Instant::now();
+            fail_timed_out(app);
+        }
+        if last_cleanup.elapsed() >= Duration::from_secs(3600) {
+            last_cleanup = Instant::now();
+            let day = Duration::from_secs(24 * 3600);
+            files::remove_stale_temps(&app.cfg.uploads_dir, day);
+            files::remove_stale_temps(&app.cfg.packages_dir, day);
+        }
+        if !busy {
+            sleep_unless_stopped(stop, TICK);
+        }
+    }
+    log::info!("background jobs stopped");
+}
+fn fail_timed_out(app: &App) {
+    let secs = app.cfg.build_timeout_secs;
+    let message =
+        format!("build timed out: no artifact within BUILD_TIMEOUT_SECS ({secs} s) of submission");
+    match app
+        .store
+        .fail_timed_out(now_secs() - secs as i64, &message, now_secs())
+    {
+        Ok(jobs) => {
+            for j in jobs {
+                log::warn!(
+                    "job {} ({} {} {}): {message}",
+                    j.id,
+                    j.plugin_name,
+                    j.version,
+                    j.platform
+                );
+            }
+        }
+        Err(e) => log::warn!("build timeout check: {e}"),
+    }
+}
+
+fn sleep_unless_stopped(stop: &AtomicBool, d: Duration) {
+    let end = Instant::now() + d;
+    while !stop.load(Ordering::Acquire) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50).min(end - Instant::now()));
+    }
+}

@@ -1,0 +1,338 @@
+//! Publishing: record an upload (the tarball on disk, the plugin, version
+//! and job rows in one transaction) and submit its jobs to Perry Hub.
+//!
+//! Submission is shared by the upload (each platform's first submission,
+//! before the answer) and the background loop in `jobs` (retries with
+//! backoff and jitter). Claims are atomic, so several processes on one
+//! MySQL database never submit one job twice.
+
+use crate::app::{App, now_millis, now_secs};
+use crate::body::{self, Encoding, Limited, Streamed};
+use crate::codec;
+use crate::error::{ApiError, StoreError};
+use crate::files::{self, Placed, TempFile};
+use crate::hub::{Outcome, Submission};
+use crate::platform::Platform;
+use crate::store::{
+    AttemptResult, ClaimFilter, Job, NewUpload, Refusal, UploadOutcome, plan_upload,
+};
+use std::io::{Cursor, Read};
+
+/// An upload whose parameters passed validation.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub name: String,
+    pub version: String,
+    pub display_name: Option<String>,
+    pub description: Option<String>,
+    pub entry: String,
+    pub platforms: Vec<Platform>,
+}
+
+/// What an accepted upload did.
+pub struct Published {
+    /// The tarball as stored.
+    pub tarball: Streamed,
+    /// The jobs this upload builds, in platform order, each with the
+    /// outcome of its first submission (`None`: not submitted yet).
+    pub builds: Vec<(Job, Option<AttemptResult>)>,
+}
+
+fn refusal(r: Refusal, name: &str, version: &str) -> ApiError {
+    match r {
+        Refusal::VersionExists => ApiError::conflict(
+            "VERSION_EXISTS",
+            format!(
+                "{name} {version} is already published: every platform built; publish a new version"
+            ),
+        ),
+        Refusal::BuildInProgress => ApiError::conflict(
+            "BUILD_IN_PROGRESS",
+            format!("{name} {version} is still being built; wait for its builds to finish"),
+        ),
+    }
+}
+
+/// Records an upload whose body is `body` (a raw `.tar.gz`, or its base64
+/// text), at most MAX_BODY_BYTES, then attempts each job's first submission.
+/// A conflict is refused before the body is read; nothing is written for a
+/// refused or failed upload.
+pub fn upload(app: &App, up: Upload, body: &mut dyn Read) -> Result<Published, ApiError> {
+    // Refuse a conflict before reading a possibly large body.
+    let existing = app.store.version_jobs(&up.name, &up.version)?;
+    let pairs: Vec<(String, String)> = existing
+        .iter()
+        .map(|j| (j.platform.clone(), j.status.clone()))
+        .collect();
+    if let Err(r) = plan_upload(&pairs, &up.platforms) {
+        return Err(refusal(r, &up.name, &up.version));
+    }
+
+    let final_path = files::tarball_path(&app.cfg.uploads_dir, &up.name, &up.version);
+    let dir = final_path.parent().expect("tarball path has a parent");
+    let mut tmp = TempFile::create_in(dir)?;
+    let tarball = receive_tarball(body, app.cfg.max_body_bytes, &mut tmp)?;
+
+    let new = NewUpload {
+        name: up.name.clone(),
+        version: up.version.clone(),
+        display_name: up.display_name,
+        description: up.description,
+        entry: up.entry,
+        platforms: up.platforms,
+        now: now_secs(),
+        // Reserved for this request's own first submission (below).
+        reserved_until_ms: now_millis() + lease_ms(app),
+    };
+    let mut tokens: Vec<String> = Vec::new();
+    let mut new_token = || {
+        let t = new_token();
+        tokens.push(t.clone());
+        t
+    };
+    let mut placed = Placed::default();
+    let outcome = app.store.record_upload(&new, &mut new_token, &mut || {
+        placed.place(&mut tmp, &final_path)
+    });
+    let (name, version) = (up.name, up.version);
+    let outcome = placed.conclude(
+        outcome,
+        &app.unsettled,
+        app.store.as_ref(),
+        || format!("upload {name} {version}"),
+        // The jobs it created, found by their tokens, tell.
+        || {
+            let (name, version) = (name.clone(), version.clone());
+            Box::new(move |store| {
+                let jobs = store.version_jobs(&name, &version)?;
+                Ok(jobs.iter().any(|j| {
+                    j.callback_token
+                        .as_ref()
+                        .is_some_and(|t| tokens.contains(t))
+                }))
+            })
+        },
+    )?;
+    let jobs = match outcome {
+        UploadOutcome::Refused(r) => return Err(refusal(r, &name, &version)),
+        UploadOutcome::Recorded(jobs) => jobs,
+    };
+    app.metrics
+        .uploads
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    log::info!(
+        "upload {name} {version}: {} bytes (sha256 {}), {} build(s)",
+        tarball.size,
+        tarball.sha256,
+        jobs.len()
+    );
+
+    // First submissions, concurrently, before answering.
+    let ids: Vec<i64> = jobs.iter().map(|j| j.id).collect();
+    let mut submitted = submit_now(app, ClaimFilter::Ids(ids)).unwrap_or_else(|e| {
+        log::warn!("upload {name} {version}: first submission deferred: {e}");
+        Vec::new()
+    });
+    let builds = jobs
+        .into_iter()
+        .map(|job| {
+            let result = submitted
+                .iter()
+                .position(|(j, _)| j.id == job.id)
+                .map(|i| submitted.swap_remove(i).1);
+            (job, result)
+        })
+        .collect();
+    Ok(Published { tarball, builds })
+}
+
+/// Streams an upload body into `out`: raw gzip (it starts with `1f 8b`) or
+/// anything else taken as base64 text. Refuses an empty body and one that
+/// is not gzip after decoding.
+fn receive_tarball(
+    body: &mut dyn Read,
+    max: u64,
+    out: &mut TempFile,
+) -> Result<Streamed, ApiError> {
+    let mut reader = Limited::new(body, max);
+    let mut first = [0u8; 2];
+    let mut got = 0;
+    while got < 2 {
+        match reader.read(&mut first[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(body::read_error(e)),
+        }
+    }
+    if got == 0 {
+        return Err(ApiError::bad_request(
+            "body is empty: send the plugin's .tar.gz",
+        ));
+    }
+    let encoding = if first[..got] == [0x1f, 0x8b] {
+        Encoding::Raw
+    } else {
+        Encoding::Base64
+    };
+    let streamed = body::stream_decoded(
+        Cursor::new(first[..got].to_vec()).chain(reader),
+        encoding,
+        out,
+    )?;
+    if streamed.size == 0 {
+        return Err(ApiError::bad_request("body is empty after base64 decoding"));
+    }
+    if !streamed.head.starts_with(&[0x1f, 0x8b]) {
+        return Err(ApiError::bad_request(
+            "body is not a gzip file (.tar.gz) after decoding",
+        ));
+    }
+    Ok(streamed)
+}
+
+/// A per-job callback token: 256 random bits, hex.
+pub fn new_token() -> String {
+    codec::random_hex(32).expect("the OS random number generator works")
+}
+
+/// How long a claimed job is reserved for the process that claimed it: if
+/// that process dies mid-submission, another may take the job after this.
+pub fn lease_ms(app: &App) -> i64 {
+    (app.cfg.hub_timeout_secs.saturating_mul(4).max(120) * 1000) as i64
+}
+
+/// Delay before attempt `attempt + 1`: RETRY_BASE_SECS doubling per attempt
+/// up to RETRY_MAX_SECS, with ±25 % jitter.
+pub fn backoff_ms(base_secs: u64, max_secs: u64, attempt: u32) -> i64 {
+    let exp = attempt.saturating_sub(1).min(30);
+    let delay = base_secs.saturating_mul(1u64 << exp).min(max_secs) as f64 * 1000.0;
+    let mut r = [0u8; 2];
+    let _ = getrandom::fill(&mut r);
+    let unit = u16::from_le_bytes(r) as f64 / u16::MAX as f64; // 0..=1
+    (delay * (0.75 + 0.5 * unit)) as i64
+}
+
+/// The callback URL a patched hub's worker posts the artifact to.
+pub fn callback_url(public_url: &str, job: &Job) -> String {
+    format!(
+        "{public_url}/artifact/{}?token={}",
+        job.id,
+        job.callback_token.as_deref().unwrap_or_default()
+    )
+}
+/// Submits one claimed job and records the outcome. Returns what was recorded.
+pub fn submit_claimed(app: &App, job: &Job) -> AttemptResult {
+    let attempt = job.attempts;
+    let outcome = match (job.platform(), job.entry.as_deref()) {
+        (Some(platform), Some(entry))
+            if crate::validate::name_like(&job.plugin_name, "name").is_ok()
+                && crate::validate::name_like(&job.version, "version").is_ok() =>
+        {
+            let tarball = files::tarball_path(&app.cfg.uploads_dir, &job.plugin_name, &job.version);
+            let url = callback_url(&app.cfg.public_url, job);
+            app.hub.submit(&Submission {
+                name: &job.plugin_name,
+                version: &job.version,
+                entry,
+                platform,
+                tarball: &tarball,
+                callback_url: &url,
+            })
+        }
+        _ => Outcome::Permanent(
+            "job cannot be submitted: invalid name, version, platform or entry".into(),
+        ),
+    };
+    let now = now_secs();
+    let result = match outcome {
+        Outcome::Accepted(hub_job_id) => {
+            app.metrics.record_submission("accepted");
+            log::info!(
+                "job {} ({} {} {}) accepted by Perry Hub as {hub_job_id}",
+                job.id,
+                job.plugin_name,
+                job.version,
+                job.platform
+            );
+            AttemptResult::Accepted { hub_job_id }
+        }
+        Outcome::Permanent(error) => {
+            app.metrics.record_submission("failed");
+            log::warn!("job {} failed: {error}", job.id);
+            AttemptResult::Failed { error }
+        }
+        Outcome::Retryable(error) if attempt >= app.cfg.submit_max_attempts => {
+            app.metrics.record_submission("failed");
+            let error = format!("gave up after {attempt} attempts: {error}");
+            log::warn!("job {} failed: {error}", job.id);
+            AttemptResult::Failed { error }
+        }
+        Outcome::Retryable(error) => {
+            app.metrics.record_submission("retry");
+            let delay = backoff_ms(app.cfg.retry_base_secs, app.cfg.retry_max_secs, attempt);
+            log::info!(
+                "job {} attempt {attempt} not accepted ({error}); next try in {} ms",
+                job.id,
+                delay
+            );
+            AttemptResult::Retry {
+                next_attempt_at_ms: now_millis() + delay,
+                error,
+            }
+        }
+    };
+    match app.store.record_attempt(job.id, attempt, &result, now) {
+        Ok(true) => {}
+        Ok(false) => log::warn!(
+            "job {} changed while it was being submitted; outcome not recorded",
+            job.id
+        ),
+        Err(e) => log::error!(
+            "job {}: recording the submission outcome failed: {e}",
+            job.id
+        ),
+    }
+    result
+}
+
+/// Claims `filter`'s jobs and submits them concurrently. Returns each job
+/// with what was recorded.
+pub fn submit_now(app: &App, filter: ClaimFilter) -> Result<Vec<(Job, AttemptResult)>, StoreError> {
+    let jobs = app.store.claim(filter, now_millis(), lease_ms(app))?;
+    Ok(std::thread::scope(|s| {
+        let handles: Vec<_> = jobs
+            .into_iter()
+            .map(|job| {
+                s.spawn(move || {
+                    let r = submit_claimed(app, &job);
+                    (job, r)
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_caps() {
+        for attempt in 1..=12u32 {
+            let expected = (5u64 << (attempt - 1)).min(600) as f64 * 1000.0;
+            for _ in 0..20 {
+                let d = backoff_ms(5, 600, attempt) as f64;
+                assert!(
+                    d >= expected * 0.75 - 1.0 && d <= expected * 1.25 + 1.0,
+                    "attempt {attempt}: {d}"
+                );
+            }
+        }
+        assert!(
+            backoff_ms(5, 600, 1000) <= 750_000,
+            "no overflow at huge attempts"
+        );
+    }
+}
