@@ -4,6 +4,9 @@
 //! an exact `Content-Length`. Every outcome is classified as accepted,
 //! retryable, or permanent (with the hub's own message).
 
+pub mod message;
+pub mod ws;
+
 use crate::codec::{self, Base64Encoder};
 use crate::config::Secret;
 use crate::platform::Platform;
