@@ -8,8 +8,8 @@ mod common;
 use common::{TestDb, sqlite_rows, sqlite_store};
 use hone_build::platform::Platform::{self, *};
 use hone_build::store::{
-    Artifact, AttemptResult, ClaimFilter, CompleteOutcome, Job, NewUpload, Refusal, Store,
-    UploadOutcome,
+    Artifact, AttemptResult, ClaimFilter, CompleteOutcome, Job, LegacyLookup, NewUpload, Refusal,
+    Store, UploadOutcome,
 };
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -891,7 +891,10 @@ fn job_by_id_finds_one(env: &Env) {
 fn legacy_callback_with_dashes(env: &Env) {
     let beta = upload(env, "my-plugin", "1.0.0-beta.1", &[Linux, Macos], 100);
     let plain = upload(env, "my-plugin", "1.0.0", &[Linux], 100);
-    let lookup = |id: &str| env.s().job_by_legacy_callback(id);
+    let lookup = |id: &str| match env.s().job_by_legacy_callback(id).unwrap() {
+        LegacyLookup::Ambiguous(n) => Err(n),
+        found => Ok(found.found()),
+    };
     let found = lookup("my-plugin-1.0.0-beta.1-linux")
         .unwrap()
         .expect("found");

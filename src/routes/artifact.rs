@@ -9,7 +9,7 @@ use crate::body::{self, Encoding, Limited};
 use crate::error::{ApiError, StoreError};
 use crate::packages::{self, ManifestEntry, Replacement, TempFile};
 use crate::router::{Ctx, Reply};
-use crate::store::{Artifact, CompleteOutcome, Job};
+use crate::store::{Artifact, CompleteOutcome, Job, JobStatus, LegacyLookup};
 use crate::validate::{self, Query};
 use serde_json::json;
 use std::sync::atomic::Ordering::Relaxed;
@@ -51,13 +51,12 @@ fn resolve(app: &App, callback_id: &str, token: Option<&str>) -> Result<Job, Api
         Some(_) => return Err(ApiError::unauthorized("invalid callback token")),
         None => return Err(ApiError::unauthorized("missing callback token")),
     }
-    match app.store.job_by_legacy_callback(callback_id) {
-        Ok(Some(job)) => Ok(job),
-        Ok(None) => Err(ApiError::not_found("unknown build job")),
-        Err(crate::error::StoreError::Other(m)) if m.starts_with("callback id matches") => Err(
-            ApiError::bad_request("callback id is ambiguous; use the job id form"),
-        ),
-        Err(e) => Err(e.into()),
+    match app.store.job_by_legacy_callback(callback_id)? {
+        LegacyLookup::Found(job) => Ok(*job),
+        LegacyLookup::NotFound => Err(ApiError::not_found("unknown build job")),
+        LegacyLookup::Ambiguous(_) => Err(ApiError::bad_request(
+            "callback id is ambiguous; use the job id form",
+        )),
     }
 }
 
@@ -166,7 +165,7 @@ pub fn post(app: &App, ctx: &mut Ctx<'_>) -> Result<Reply, ApiError> {
                 what: format!("artifact of job {id}"),
                 recorded: Box::new(move |store| {
                     Ok(store.job_by_id(id)?.is_some_and(|j| {
-                        j.status == crate::store::status::COMPLETED
+                        j.status == JobStatus::Completed
                             && j.sha256.as_deref() == Some(sha.as_str())
                     }))
                 }),

@@ -99,11 +99,7 @@ pub fn post(app: &App, ctx: &mut Ctx<'_>) -> Result<Reply, ApiError> {
 
     // Refuse a conflict before reading a possibly large body.
     let existing = app.store.version_jobs(&p.name, &p.version)?;
-    let pairs: Vec<(String, String)> = existing
-        .iter()
-        .map(|j| (j.platform.clone(), j.status.clone()))
-        .collect();
-    if let Err(r) = plan_upload(&pairs, &p.platforms) {
+    if let Err(r) = plan_upload(&existing, &p.platforms) {
         return Err(refusal(r, &p.name, &p.version));
     }
 
