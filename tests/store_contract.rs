@@ -1585,3 +1585,59 @@ mod settled {
         uploads_and_completions_race_without_deadlock,
     );
 }
+
+/// MySQL: the pool no longer pings a connection when it is taken, so a
+/// connection the server closed while idle must be noticed before anything
+/// is sent on it and replaced — even for a single UPDATE, which could not
+/// be run again safely once sent.
+#[test]
+fn mysql_connections_closed_while_idle_are_replaced() {
+    use ::mysql::prelude::Queryable;
+    let db = TestDb::new();
+    let store = db.store();
+    store.migrate().expect("migrate");
+    let (mut tok, _) = tokens();
+    let up = new_upload("dalet", "1.0.0", &[Linux], 100);
+    let UploadOutcome::Recorded(jobs) = store.record_upload(&up, &mut tok, &mut || Ok(())).unwrap()
+    else {
+        panic!("refused")
+    };
+    let id = jobs[0].id;
+    let claimed = store
+        .claim(ClaimFilter::Ids(vec![id]), 100_000, 60_000)
+        .unwrap();
+    let kill_store_connections = || {
+        let ids = db.rows(&format!(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = '{}' AND ID <> CONNECTION_ID()",
+            db.name
+        ));
+        assert!(!ids.is_empty(), "the store keeps a connection");
+        for row in ids {
+            let _ = db
+                .conn()
+                .query_drop(format!("KILL {}", row[0].clone().unwrap()));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    kill_store_connections();
+    let ok = AttemptResult::Accepted {
+        hub_job_id: "h".into(),
+    };
+    assert!(
+        store
+            .record_attempt(id, claimed[0].attempts, &ok, 101)
+            .expect("a fresh connection replaces the killed one")
+    );
+    kill_store_connections();
+    assert_eq!(store.job_by_id(id).unwrap().unwrap().status, "queued");
+    kill_store_connections();
+    let a = Artifact {
+        size: 1,
+        sha256: "a".into(),
+        now: 102,
+    };
+    assert_eq!(
+        store.complete_job(id, &a, &mut || Ok(())).unwrap(),
+        CompleteOutcome::Completed
+    );
+}
