@@ -685,7 +685,7 @@ mod tests {
     }
 
     #[test]
-    fn defaults_match_the_spec() {
+    fn defaults_match_the_documentation() {
         let c = load("", &[]).unwrap();
         assert_eq!(c.db_host, "");
         assert!(c.embedded_store());
