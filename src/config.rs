@@ -1,7 +1,13 @@
 //! Configuration: `build.conf` (`KEY=VALUE`), `HONE_BUILD_<KEY>` environment
-//! overrides, defaults (SPEC 1). Secrets are wrapped in [`Secret`], whose
-//! `Debug`/`Display` print a mask, so the configuration can be printed or
-//! logged without leaking them.
+//! overrides, defaults (docs/configuration.md). Every key is defined once, in
+//! the `config_keys!` table below: the [`Config`] struct, the defaults, the
+//! parsing and validation, the `check-config` listing
+//! ([`Config::masked_entries`]) and `build.conf.example` ([`example_file`])
+//! all come from it.
+//!
+//! Secrets are wrapped in [`Secret`], whose `Debug`/`Display` print a mask, so
+//! the configuration can be printed or logged without leaking them. A key is
+//! secret exactly when its type is `Secret`.
 
 use crate::platform::{self, Platform};
 use std::collections::BTreeMap;
@@ -47,42 +53,6 @@ impl fmt::Display for Secret {
     }
 }
 
-/// The effective configuration.
-#[derive(Clone, Debug)]
-pub struct Config {
-    pub db_host: String,
-    pub db_port: u16,
-    pub db_user: String,
-    pub db_pass: Secret,
-    pub db_name: String,
-    pub data_dir: PathBuf,
-    pub port: u16,
-    pub bind: IpAddr,
-    pub public_url: String,
-    pub perry_hub_url: String,
-    pub perry_hub_license_key: Secret,
-    pub packages_dir: PathBuf,
-    pub uploads_dir: PathBuf,
-    pub upload_secret: Secret,
-    pub platforms: Vec<Platform>,
-    pub workers: usize,
-    pub max_body_bytes: u64,
-    pub hub_timeout_secs: u64,
-    pub submit_max_attempts: u32,
-    pub build_timeout_secs: u64,
-    pub log_level: String,
-    /// First retry delay of the dispatcher's backoff (doubles per attempt).
-    pub retry_base_secs: u64,
-    /// Ceiling of the backoff delay.
-    pub retry_max_secs: u64,
-    /// Per-read/write socket timeout: a client silent this long is cut off.
-    pub read_timeout_secs: u64,
-    /// Where the configuration came from, for messages (`build.conf`, `(defaults)`).
-    pub source: String,
-    /// PUBLIC_URL was not set: it follows the port actually bound.
-    pub public_url_is_default: bool,
-}
-
 /// A start-up error: names the key and where its value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError(pub String);
@@ -95,37 +65,467 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Every key of SPEC 1 plus hone-build's own, with its default and comment
-/// (the comment is what `build.conf.example` says).
-pub const KEYS: &[(&str, &str)] = &[
-    ("DB_HOST", ""),
-    ("DB_PORT", "3306"),
-    ("DB_USER", "hone"),
-    ("DB_PASS", ""),
-    ("DB_NAME", "hone_marketplace"),
-    ("DATA_DIR", "./data"),
-    ("PORT", "8447"),
-    ("BIND", ""),
-    ("PUBLIC_URL", ""),
-    ("PERRY_HUB_URL", "https://hub.perryts.com"),
-    ("PERRY_HUB_LICENSE_KEY", ""),
-    ("PACKAGES_DIR", "../hone-marketplace/data/packages"),
-    ("UPLOADS_DIR", "./data/uploads"),
-    ("UPLOAD_SECRET", ""),
-    ("PLATFORMS", "macos,linux,windows"),
-    ("WORKERS", "16"),
-    ("MAX_BODY_BYTES", "209715200"),
-    ("HUB_TIMEOUT_SECS", "30"),
-    ("SUBMIT_MAX_ATTEMPTS", "8"),
-    ("BUILD_TIMEOUT_SECS", "3600"),
-    ("LOG_LEVEL", "info"),
-    ("RETRY_BASE_SECS", "5"),
-    ("RETRY_MAX_SECS", "600"),
-    ("READ_TIMEOUT_SECS", "30"),
-];
+/// One configuration key, as the table defines it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeySpec {
+    /// `DB_HOST`; the environment override is [`ENV_PREFIX`] + name.
+    pub name: &'static str,
+    /// The raw default, parsed like any other value (`""`: empty).
+    pub default: &'static str,
+    /// Masked by `check-config`, never echoed in an error message.
+    pub secret: bool,
+    /// The help, as the table's doc comment wrote it (lines joined, spacing
+    /// kept): [`KeySpec::help_text`] is the tidy form.
+    pub help: &'static str,
+    /// The group it is listed under in `build.conf.example`.
+    pub section: &'static str,
+}
 
-/// Keys whose values are secrets.
-pub const SECRET_KEYS: &[&str] = &["DB_PASS", "PERRY_HUB_LICENSE_KEY", "UPLOAD_SECRET"];
+impl KeySpec {
+    /// The help on one line, single-spaced.
+    pub fn help_text(&self) -> String {
+        self.help.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+}
+
+/// The type of a configuration value: how `check-config` shows it, and
+/// whether it is a secret.
+trait ConfigValue {
+    const SECRET: bool = false;
+    fn show(&self) -> String;
+    /// The secret itself, for [`Config::secrets`]; `None` for other types.
+    fn exposed(&self) -> Option<&str> {
+        None
+    }
+}
+
+impl ConfigValue for String {
+    fn show(&self) -> String {
+        self.clone()
+    }
+}
+
+impl ConfigValue for PathBuf {
+    fn show(&self) -> String {
+        self.display().to_string()
+    }
+}
+
+impl ConfigValue for IpAddr {
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl ConfigValue for Vec<Platform> {
+    fn show(&self) -> String {
+        self.iter()
+            .map(|p| p.hub_name())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl ConfigValue for Secret {
+    const SECRET: bool = true;
+    fn show(&self) -> String {
+        self.to_string()
+    }
+    fn exposed(&self) -> Option<&str> {
+        Some(self.expose())
+    }
+}
+
+macro_rules! number_values {
+    ($($t:ty),*) => {$(
+        impl ConfigValue for $t {
+            fn show(&self) -> String {
+                self.to_string()
+            }
+        }
+    )*};
+}
+number_values!(u16, u32, u64, usize);
+
+/// Turns one key's raw value into its field: `parse f` takes a
+/// `fn(&str) -> Result<T, String>` (the error says why, and is reported as
+/// "invalid value for KEY in FILE:LINE: 'value': why"); `resolve f` takes a
+/// `fn(&Lookup, &str) -> Result<T, ConfigError>` for a key whose value
+/// depends on other keys.
+macro_rules! config_value {
+    ($lookup:ident, $key:expr, parse $f:expr) => {
+        $lookup.parse($key, $f)?
+    };
+    ($lookup:ident, $key:expr, resolve $f:expr) => {{
+        let (value, _) = $lookup.get($key);
+        $f($lookup, &value)?
+    }};
+}
+
+/// The key table. Each entry:
+///
+/// ```text
+/// /// One line of help (becomes the field's doc and the example's comment).
+/// KEY: field: Type = "raw default", parse function | resolve function;
+/// ```
+///
+/// grouped in `"Section" { … }` blocks (the example file's groups). The
+/// entries' order is the order of parsing (a `resolve` function may read the
+/// keys above it), of `check-config` and of the example file. `extra`
+/// fields of [`Config`] are not keys; each is computed by its function.
+macro_rules! config_keys {
+    (
+        $(
+            $section:literal {
+                $(
+                    $(#[doc = $doc:literal])+
+                    $key:ident : $field:ident : $ty:ty = $default:literal, $how:ident $f:expr;
+                )+
+            }
+        )+
+        extra {
+            $( $(#[doc = $xdoc:literal])+ $xfield:ident : $xty:ty = $xf:path; )+
+        }
+    ) => {
+        /// The effective configuration.
+        #[derive(Clone, Debug)]
+        pub struct Config {
+            $($(
+                $(#[doc = $doc])+
+                pub $field: $ty,
+            )+)+
+            $(
+                $(#[doc = $xdoc])+
+                pub $xfield: $xty,
+            )+
+        }
+
+        /// Every key, in table order.
+        pub const KEY_SPECS: &[KeySpec] = &[
+            $($(
+                KeySpec {
+                    name: stringify!($key),
+                    default: $default,
+                    secret: <$ty as ConfigValue>::SECRET,
+                    help: concat!($($doc),+),
+                    section: $section,
+                },
+            )+)+
+        ];
+
+        /// Every key with its raw default, in table order.
+        pub const KEYS: &[(&str, &str)] = &[ $($( (stringify!($key), $default), )+)+ ];
+
+        impl Config {
+            /// Parses every key, in table order; the first invalid one is the error.
+            fn from_lookup(lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
+                $($(
+                    let $field: $ty = config_value!(lookup, stringify!($key), $how $f);
+                )+)+
+                Ok(Config {
+                    $($( $field, )+)+
+                    $( $xfield: $xf(lookup), )+
+                })
+            }
+
+            /// Every key with its effective value, secrets masked: safe to print.
+            pub fn masked_entries(&self) -> Vec<(&'static str, String)> {
+                vec![ $($( (stringify!($key), ConfigValue::show(&self.$field)), )+)+ ]
+            }
+
+            /// Every secret value in use (non-empty), for log scrubbing tests and
+            /// defensive checks.
+            pub fn secrets(&self) -> Vec<&str> {
+                let mut out: Vec<&str> = Vec::new();
+                $($(
+                    if let Some(s) = ConfigValue::exposed(&self.$field)
+                        && !s.is_empty()
+                    {
+                        out.push(s);
+                    }
+                )+)+
+                out
+            }
+        }
+    };
+}
+
+config_keys! {
+    "Database" {
+        /// MySQL/MariaDB host. Leave empty to use the embedded SQLite store in
+        /// DATA_DIR (no database server needed).
+        DB_HOST: db_host: String = "", parse rules::text;
+        /// MySQL/MariaDB port (1-65535).
+        DB_PORT: db_port: u16 = "3306", parse rules::port::<1>;
+        /// MySQL/MariaDB user.
+        DB_USER: db_user: String = "hone", parse rules::text;
+        /// MySQL/MariaDB password.
+        DB_PASS: db_pass: Secret = "", parse rules::secret;
+        /// The marketplace's database (1-64 characters of A-Z a-z 0-9 _ $).
+        DB_NAME: db_name: String = "hone_marketplace", parse rules::db_name;
+        /// Where the embedded store's file (hone-build.sqlite3) lives.
+        DATA_DIR: data_dir: PathBuf = "./data", parse rules::path;
+    }
+    "HTTP" {
+        /// HTTP port (0-65535; 0 picks any free port).
+        PORT: port: u16 = "8447", parse rules::port::<0>;
+        /// Listen address. Default 0.0.0.0, or 127.0.0.1 while UPLOAD_SECRET is
+        /// empty; a non-loopback BIND with an empty UPLOAD_SECRET refuses to start.
+        BIND: bind: IpAddr = "", resolve rules::bind;
+        /// Base URL Perry Hub's workers use to reach /artifact/... (http:// or
+        /// https://). Default http://localhost:PORT: set it to this server's
+        /// public address in production.
+        PUBLIC_URL: public_url: String = "", resolve rules::public_url;
+        /// Request-handling threads for uploads and artifacts (1-1024); /health,
+        /// /status and /metrics have a small pool of their own.
+        WORKERS: workers: usize = "16", parse rules::positive_at_most::<1024>;
+        /// Largest request body accepted, in bytes (200 MiB).
+        MAX_BODY_BYTES: max_body_bytes: u64 = "209715200", parse rules::positive::<u64>;
+        /// Per-read/write socket timeout: a client that sends nothing for this
+        /// many seconds is disconnected, and a request head must arrive within it.
+        READ_TIMEOUT_SECS: read_timeout_secs: u64 = "30", parse rules::positive::<u64>;
+        /// Shared secret for POST /upload (Authorization: Bearer <secret> or
+        /// ?token=); never sent to Perry Hub.
+        UPLOAD_SECRET: upload_secret: Secret = "", parse rules::secret;
+    }
+    "Perry Hub" {
+        /// Perry Hub's base URL (http:// or https://).
+        PERRY_HUB_URL: perry_hub_url: String = "https://hub.perryts.com", parse rules::http_url;
+        /// Perry Hub license key, sent with every submission.
+        PERRY_HUB_LICENSE_KEY: perry_hub_license_key: Secret = "", parse rules::secret;
+        /// Time limit for connecting to Perry Hub, for each write, and for its
+        /// answer, in seconds.
+        HUB_TIMEOUT_SECS: hub_timeout_secs: u64 = "30", parse rules::positive::<u64>;
+        /// Submissions tried before a job is failed.
+        SUBMIT_MAX_ATTEMPTS: submit_max_attempts: u32 = "8", parse rules::positive::<u32>;
+        /// First retry delay of the backoff between submissions, in seconds: it
+        /// doubles per attempt up to RETRY_MAX_SECS, with +-25% jitter.
+        RETRY_BASE_SECS: retry_base_secs: u64 = "5", parse rules::positive::<u64>;
+        /// Ceiling of the backoff delay, in seconds (not below RETRY_BASE_SECS).
+        RETRY_MAX_SECS: retry_max_secs: u64 = "600", resolve rules::retry_max;
+        /// A job submitted this many seconds ago without an artifact is failed.
+        BUILD_TIMEOUT_SECS: build_timeout_secs: u64 = "3600", parse rules::positive::<u64>;
+        /// Platforms built when an upload names none: a comma-separated list of
+        /// macos, linux, windows, ios, android.
+        PLATFORMS: platforms: Vec<Platform> = "macos,linux,windows", parse platform::parse_list;
+    }
+    "Files" {
+        /// Compiled binaries: PACKAGES_DIR/<name>/<version>/<platform-id>.bin
+        /// (the marketplace serves them from here).
+        PACKAGES_DIR: packages_dir: PathBuf = "../hone-marketplace/data/packages", parse rules::path;
+        /// Uploaded source tarballs: UPLOADS_DIR/<name>/<version>.tar.gz.
+        UPLOADS_DIR: uploads_dir: PathBuf = "./data/uploads", parse rules::path;
+    }
+    "Logging" {
+        /// error, warn, info, debug or trace (RUST_LOG overrides it).
+        LOG_LEVEL: log_level: String = "info", parse rules::log_level;
+    }
+    extra {
+        /// Where the configuration came from, for messages (`build.conf`, `(defaults)`).
+        source: String = rules::source;
+        /// PUBLIC_URL was not set: it follows the port actually bound.
+        public_url_is_default: bool = rules::public_url_is_default;
+    }
+}
+
+/// The parsers the key table names: `parse` ones say why a value is wrong,
+/// `resolve` ones (keys that depend on other keys) return the whole error.
+mod rules {
+    use super::*;
+
+    pub(super) fn text(v: &str) -> Result<String, String> {
+        Ok(v.to_string())
+    }
+
+    pub(super) fn secret(v: &str) -> Result<Secret, String> {
+        Ok(Secret::new(v))
+    }
+
+    /// A TCP port from `MIN` to 65535.
+    pub(super) fn port<const MIN: u16>(v: &str) -> Result<u16, String> {
+        v.parse::<u16>()
+            .ok()
+            .filter(|p| *p >= MIN)
+            .ok_or_else(|| format!("not a port number ({MIN}-65535)"))
+    }
+
+    pub(super) fn positive<T: std::str::FromStr + PartialOrd + Default>(
+        v: &str,
+    ) -> Result<T, String> {
+        match v.parse::<T>() {
+            Ok(n) if n > T::default() => Ok(n),
+            _ => Err("expected a positive whole number".to_string()),
+        }
+    }
+
+    pub(super) fn positive_at_most<const MAX: usize>(v: &str) -> Result<usize, String> {
+        positive::<usize>(v).and_then(|n| {
+            if n <= MAX {
+                Ok(n)
+            } else {
+                Err(format!("at most {MAX}"))
+            }
+        })
+    }
+
+    pub(super) fn path(v: &str) -> Result<PathBuf, String> {
+        if v.is_empty() {
+            Err("must not be empty".to_string())
+        } else {
+            Ok(PathBuf::from(v))
+        }
+    }
+
+    /// An `http://` or `https://` URL, without its trailing slashes.
+    pub(super) fn http_url(v: &str) -> Result<String, String> {
+        if v.starts_with("http://") || v.starts_with("https://") {
+            Ok(v.trim_end_matches('/').to_string())
+        } else {
+            Err("must start with http:// or https://".to_string())
+        }
+    }
+
+    pub(super) fn db_name(v: &str) -> Result<String, String> {
+        if !v.is_empty()
+            && v.len() <= 64
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+        {
+            Ok(v.to_string())
+        } else {
+            Err("expected 1-64 characters of [A-Za-z0-9_$]".to_string())
+        }
+    }
+
+    pub(super) fn log_level(v: &str) -> Result<String, String> {
+        let l = v.to_ascii_lowercase();
+        if ["error", "warn", "info", "debug", "trace"].contains(&l.as_str()) {
+            Ok(l)
+        } else {
+            Err("expected one of error, warn, info, debug, trace".to_string())
+        }
+    }
+
+    /// BIND: empty means 127.0.0.1 without an UPLOAD_SECRET, 0.0.0.0 with one;
+    /// a non-loopback address without a secret refuses to start.
+    pub(super) fn bind(l: &Lookup<'_>, v: &str) -> Result<IpAddr, ConfigError> {
+        let no_secret = l.get("UPLOAD_SECRET").0.is_empty();
+        if v.is_empty() {
+            return Ok(if no_secret {
+                IpAddr::from([127, 0, 0, 1])
+            } else {
+                IpAddr::from([0, 0, 0, 0])
+            });
+        }
+        let ip = v.parse::<IpAddr>().map_err(|_| {
+            l.invalid(
+                "BIND",
+                v,
+                "not an IP address (for example 127.0.0.1 or 0.0.0.0)",
+            )
+        })?;
+        if !ip.is_loopback() && no_secret {
+            let (_, from) = l.get("BIND");
+            return Err(ConfigError(format!(
+                "refusing to start: BIND={ip} ({from}) accepts connections from other \
+                 machines but UPLOAD_SECRET is empty; set UPLOAD_SECRET or bind to 127.0.0.1"
+            )));
+        }
+        Ok(ip)
+    }
+
+    /// PUBLIC_URL: empty means `http://localhost:PORT`.
+    pub(super) fn public_url(l: &Lookup<'_>, v: &str) -> Result<String, ConfigError> {
+        if v.is_empty() {
+            let port = l.parse("PORT", port::<0>)?;
+            return Ok(format!("http://localhost:{port}"));
+        }
+        http_url(v).map_err(|why| l.invalid("PUBLIC_URL", v, &why))
+    }
+
+    /// RETRY_MAX_SECS: positive, and not below RETRY_BASE_SECS.
+    pub(super) fn retry_max(l: &Lookup<'_>, v: &str) -> Result<u64, ConfigError> {
+        let max = positive::<u64>(v).map_err(|why| l.invalid("RETRY_MAX_SECS", v, &why))?;
+        let base = l.parse("RETRY_BASE_SECS", positive::<u64>)?;
+        if max < base {
+            return Err(ConfigError(format!(
+                "invalid value for RETRY_MAX_SECS ({}): must not be below RETRY_BASE_SECS",
+                l.get("RETRY_MAX_SECS").1
+            )));
+        }
+        Ok(max)
+    }
+
+    pub(super) fn source(l: &Lookup<'_>) -> String {
+        l.source.to_string()
+    }
+
+    pub(super) fn public_url_is_default(l: &Lookup<'_>) -> bool {
+        l.get("PUBLIC_URL").0.is_empty()
+    }
+}
+
+/// The key called `name`, if there is one.
+pub fn key_spec(name: &str) -> Option<&'static KeySpec> {
+    KEY_SPECS.iter().find(|k| k.name == name)
+}
+
+// ---- build.conf.example -----------------------------------------------------
+
+/// The top of `build.conf.example`, before the keys.
+const EXAMPLE_HEADER: &str = "\
+# hone-build configuration. Copy to build.conf (in the working directory) or
+# pass --config FILE. One KEY=VALUE per line; '#' starts a comment line; the
+# value is everything after the first '=', trimmed, with no quoting. Every key
+# can be overridden by the environment variable HONE_BUILD_<KEY>. Unknown keys
+# are logged as warnings. Secrets are never logged. Each key below is set to
+# its default; docs/configuration.md in hone-build's source describes them.
+#
+# This file is generated from the key table in src/config.rs; regenerate it
+# with: cargo test --lib config::tests::write_example_file -- --ignored
+";
+
+/// `build.conf.example`: the header, then every key of the table under its
+/// section, each with its help (wrapped) and `KEY=default`.
+pub fn example_file() -> String {
+    let mut out = String::from(EXAMPLE_HEADER);
+    let mut section = "";
+    for k in KEY_SPECS {
+        if k.section != section {
+            section = k.section;
+            let rule = format!("# --- {section} ");
+            out.push_str(&format!("\n{rule:-<78}\n"));
+        }
+        let mut help = k.help_text();
+        if k.secret {
+            help.push_str(" Secret: never logged or printed.");
+        }
+        for line in wrap(&help, 76) {
+            out.push_str(&format!("# {line}\n"));
+        }
+        out.push_str(&format!("{}={}\n", k.name, k.default));
+    }
+    out
+}
+
+/// Greedy word wrap at `width` columns.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.len() + 1 + word.len() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
 
 /// The raw `KEY=VALUE` pairs of a file, with the line each came from.
 #[derive(Debug, Default)]
@@ -152,7 +552,7 @@ pub fn parse_file(text: &str, file: &str) -> RawFile {
             continue;
         };
         let key = key.trim();
-        if !KEYS.iter().any(|(k, _)| *k == key) {
+        if key_spec(key).is_none() {
             raw.warnings.push(format!(
                 "{file}:{lineno}: unknown key '{}' ignored",
                 key.escape_debug()
@@ -219,190 +619,12 @@ impl Config {
         source: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let lookup = Lookup { raw, source, env };
-        // PORT=0 binds any free port (tests, smoke runs).
-        let port: u16 = lookup.parse("PORT", |v| {
-            v.parse::<u16>()
-                .map_err(|_| "not a port number (0-65535)".to_string())
-        })?;
-        let upload_secret = Secret::new(lookup.get("UPLOAD_SECRET").0);
-        let bind: Option<IpAddr> = lookup.parse_opt("BIND", |v| {
-            v.parse::<IpAddr>()
-                .map_err(|_| "not an IP address (for example 127.0.0.1 or 0.0.0.0)".to_string())
-        })?;
-        let bind = match bind {
-            Some(ip) => {
-                if !ip.is_loopback() && upload_secret.is_empty() {
-                    let (_, from) = lookup.get("BIND");
-                    return Err(ConfigError(format!(
-                        "refusing to start: BIND={ip} ({from}) accepts connections from other \
-                         machines but UPLOAD_SECRET is empty; set UPLOAD_SECRET or bind to 127.0.0.1"
-                    )));
-                }
-                ip
-            }
-            None if upload_secret.is_empty() => IpAddr::from([127, 0, 0, 1]),
-            None => IpAddr::from([0, 0, 0, 0]),
-        };
-        let public_url_is_default = lookup.get("PUBLIC_URL").0.is_empty();
-        let public_url = match lookup.get("PUBLIC_URL").0 {
-            v if v.is_empty() => format!("http://localhost:{port}"),
-            v => {
-                if !(v.starts_with("http://") || v.starts_with("https://")) {
-                    return Err(lookup.invalid(
-                        "PUBLIC_URL",
-                        &v,
-                        "must start with http:// or https://",
-                    ));
-                }
-                v.trim_end_matches('/').to_string()
-            }
-        };
-        let perry_hub_url = {
-            let v = lookup.get("PERRY_HUB_URL").0;
-            if !(v.starts_with("http://") || v.starts_with("https://")) {
-                return Err(lookup.invalid(
-                    "PERRY_HUB_URL",
-                    &v,
-                    "must start with http:// or https://",
-                ));
-            }
-            v.trim_end_matches('/').to_string()
-        };
-        let log_level = lookup.parse("LOG_LEVEL", |v| {
-            let l = v.to_ascii_lowercase();
-            if ["error", "warn", "info", "debug", "trace"].contains(&l.as_str()) {
-                Ok(l)
-            } else {
-                Err("expected one of error, warn, info, debug, trace".to_string())
-            }
-        })?;
-        let retry_base_secs = lookup.parse("RETRY_BASE_SECS", positive::<u64>)?;
-        let retry_max_secs = lookup.parse("RETRY_MAX_SECS", positive::<u64>)?;
-        if retry_max_secs < retry_base_secs {
-            return Err(ConfigError(format!(
-                "invalid value for RETRY_MAX_SECS ({}): must not be below RETRY_BASE_SECS",
-                lookup.get("RETRY_MAX_SECS").1
-            )));
-        }
-        Ok(Config {
-            db_host: lookup.get("DB_HOST").0,
-            db_port: lookup.parse("DB_PORT", |v| {
-                v.parse::<u16>()
-                    .ok()
-                    .filter(|p| *p > 0)
-                    .ok_or_else(|| "not a port number (1-65535)".to_string())
-            })?,
-            db_user: lookup.get("DB_USER").0,
-            db_pass: Secret::new(lookup.get("DB_PASS").0),
-            db_name: lookup.parse("DB_NAME", |v| {
-                if !v.is_empty()
-                    && v.len() <= 64
-                    && v.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
-                {
-                    Ok(v.to_string())
-                } else {
-                    Err("expected 1-64 characters of [A-Za-z0-9_$]".to_string())
-                }
-            })?,
-            data_dir: lookup.path("DATA_DIR")?,
-            port,
-            bind,
-            public_url,
-            perry_hub_url,
-            perry_hub_license_key: Secret::new(lookup.get("PERRY_HUB_LICENSE_KEY").0),
-            packages_dir: lookup.path("PACKAGES_DIR")?,
-            uploads_dir: lookup.path("UPLOADS_DIR")?,
-            upload_secret,
-            platforms: lookup.parse("PLATFORMS", platform::parse_list)?,
-            workers: lookup.parse("WORKERS", |v| {
-                positive::<usize>(v).and_then(|n| {
-                    if n <= 1024 {
-                        Ok(n)
-                    } else {
-                        Err("at most 1024".to_string())
-                    }
-                })
-            })?,
-            max_body_bytes: lookup.parse("MAX_BODY_BYTES", positive::<u64>)?,
-            hub_timeout_secs: lookup.parse("HUB_TIMEOUT_SECS", positive::<u64>)?,
-            submit_max_attempts: lookup.parse("SUBMIT_MAX_ATTEMPTS", positive::<u32>)?,
-            build_timeout_secs: lookup.parse("BUILD_TIMEOUT_SECS", positive::<u64>)?,
-            log_level,
-            retry_base_secs,
-            retry_max_secs,
-            read_timeout_secs: lookup.parse("READ_TIMEOUT_SECS", positive::<u64>)?,
-            source: source.to_string(),
-            public_url_is_default,
-        })
+        Config::from_lookup(&Lookup { raw, source, env })
     }
 
     /// `true` when the embedded SQLite store is used (no DB_HOST).
     pub fn embedded_store(&self) -> bool {
         self.db_host.is_empty()
-    }
-
-    /// Every key with its effective value, secrets masked: safe to print.
-    pub fn masked_entries(&self) -> Vec<(&'static str, String)> {
-        let p = |p: &Path| p.display().to_string();
-        vec![
-            ("DB_HOST", self.db_host.clone()),
-            ("DB_PORT", self.db_port.to_string()),
-            ("DB_USER", self.db_user.clone()),
-            ("DB_PASS", self.db_pass.to_string()),
-            ("DB_NAME", self.db_name.clone()),
-            ("DATA_DIR", p(&self.data_dir)),
-            ("PORT", self.port.to_string()),
-            ("BIND", self.bind.to_string()),
-            ("PUBLIC_URL", self.public_url.clone()),
-            ("PERRY_HUB_URL", self.perry_hub_url.clone()),
-            (
-                "PERRY_HUB_LICENSE_KEY",
-                self.perry_hub_license_key.to_string(),
-            ),
-            ("PACKAGES_DIR", p(&self.packages_dir)),
-            ("UPLOADS_DIR", p(&self.uploads_dir)),
-            ("UPLOAD_SECRET", self.upload_secret.to_string()),
-            (
-                "PLATFORMS",
-                self.platforms
-                    .iter()
-                    .map(|p| p.hub_name())
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ),
-            ("WORKERS", self.workers.to_string()),
-            ("MAX_BODY_BYTES", self.max_body_bytes.to_string()),
-            ("HUB_TIMEOUT_SECS", self.hub_timeout_secs.to_string()),
-            ("SUBMIT_MAX_ATTEMPTS", self.submit_max_attempts.to_string()),
-            ("BUILD_TIMEOUT_SECS", self.build_timeout_secs.to_string()),
-            ("LOG_LEVEL", self.log_level.clone()),
-            ("RETRY_BASE_SECS", self.retry_base_secs.to_string()),
-            ("RETRY_MAX_SECS", self.retry_max_secs.to_string()),
-            ("READ_TIMEOUT_SECS", self.read_timeout_secs.to_string()),
-        ]
-    }
-
-    /// Every secret value in use (non-empty), for log scrubbing tests and
-    /// defensive checks.
-    pub fn secrets(&self) -> Vec<&str> {
-        [
-            &self.db_pass,
-            &self.perry_hub_license_key,
-            &self.upload_secret,
-        ]
-        .into_iter()
-        .filter(|s| !s.is_empty())
-        .map(Secret::expose)
-        .collect()
-    }
-}
-
-fn positive<T: std::str::FromStr + PartialOrd + Default>(v: &str) -> Result<T, String> {
-    match v.parse::<T>() {
-        Ok(n) if n > T::default() => Ok(n),
-        _ => Err("expected a positive whole number".to_string()),
     }
 }
 
@@ -426,17 +648,13 @@ impl Lookup<'_> {
         if let Some((v, line)) = self.raw.values.get(key) {
             return (v.clone(), format!("{}:{line}", self.source));
         }
-        let default = KEYS
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, d)| *d)
-            .unwrap_or("");
+        let default = key_spec(key).map(|k| k.default).unwrap_or("");
         (default.to_string(), "default".to_string())
     }
 
     fn invalid(&self, key: &str, value: &str, why: &str) -> ConfigError {
         let (_, from) = self.get(key);
-        let shown = if SECRET_KEYS.contains(&key) {
+        let shown = if key_spec(key).is_some_and(|k| k.secret) {
             "********".to_string()
         } else {
             value.escape_debug().to_string()
@@ -449,28 +667,6 @@ impl Lookup<'_> {
     fn parse<T>(&self, key: &str, f: impl Fn(&str) -> Result<T, String>) -> Result<T, ConfigError> {
         let (v, _) = self.get(key);
         f(&v).map_err(|why| self.invalid(key, &v, &why))
-    }
-
-    fn parse_opt<T>(
-        &self,
-        key: &str,
-        f: impl Fn(&str) -> Result<T, String>,
-    ) -> Result<Option<T>, ConfigError> {
-        let (v, _) = self.get(key);
-        if v.is_empty() {
-            return Ok(None);
-        }
-        f(&v).map(Some).map_err(|why| self.invalid(key, &v, &why))
-    }
-
-    fn path(&self, key: &str) -> Result<PathBuf, ConfigError> {
-        self.parse(key, |v| {
-            if v.is_empty() {
-                Err("must not be empty".to_string())
-            } else {
-                Ok(PathBuf::from(v))
-            }
-        })
     }
 }
 
@@ -489,7 +685,7 @@ mod tests {
     }
 
     #[test]
-    fn defaults_match_the_spec() {
+    fn defaults_match_the_documentation() {
         let c = load("", &[]).unwrap();
         assert_eq!(c.db_host, "");
         assert!(c.embedded_store());
@@ -688,6 +884,136 @@ mod tests {
         }
         let c = Config::from_raw(&raw, "build.conf.example", &|_| None).unwrap();
         assert_eq!(c.port, 8447);
+    }
+
+    /// The keys a `build.conf`-style text sets or shows commented out
+    /// (`KEY=…` or `# KEY=…`), with how often each appears.
+    fn keys_mentioned(text: &str) -> BTreeMap<String, usize> {
+        let mut found = BTreeMap::new();
+        for line in text.lines() {
+            let line = line.trim_start();
+            let line = line.strip_prefix('#').unwrap_or(line).trim_start();
+            let name: String = line
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            if name.starts_with(|c: char| c.is_ascii_uppercase())
+                && line[name.len()..].starts_with('=')
+            {
+                *found.entry(name).or_insert(0) += 1;
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn example_file_lists_exactly_the_known_keys() {
+        let found = keys_mentioned(include_str!("../build.conf.example"));
+        for k in KEY_SPECS {
+            assert_eq!(
+                found.get(k.name),
+                Some(&1),
+                "build.conf.example must list {} exactly once",
+                k.name
+            );
+        }
+        let unknown: Vec<&String> = found.keys().filter(|k| key_spec(k).is_none()).collect();
+        assert!(
+            unknown.is_empty(),
+            "build.conf.example lists unknown keys {unknown:?}"
+        );
+        // The scan itself finds both forms, and nothing in prose.
+        let probe =
+            keys_mentioned("PORT=1\n  # DB_HOST=x\n# set PORT=2 here\n# HONE_BUILD_<KEY>\n");
+        assert_eq!(probe.len(), 2, "{probe:?}");
+    }
+
+    #[test]
+    fn example_file_is_generated_from_the_key_table() {
+        let generated = example_file();
+        assert_eq!(keys_mentioned(&generated).len(), KEY_SPECS.len());
+        assert!(
+            include_str!("../build.conf.example") == generated,
+            "build.conf.example is not what the key table generates; regenerate it with \
+             `cargo test --lib config::tests::write_example_file -- --ignored` and review the diff"
+        );
+    }
+
+    /// Regenerates `build.conf.example` from the key table (run on purpose:
+    /// `cargo test --lib config::tests::write_example_file -- --ignored`).
+    #[test]
+    #[ignore = "writes build.conf.example; run it after changing the key table"]
+    fn write_example_file() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("build.conf.example");
+        std::fs::write(&path, example_file()).unwrap();
+        print!("{}", example_file());
+    }
+
+    #[test]
+    fn key_table_is_consistent() {
+        let mut names: Vec<&str> = KEY_SPECS.iter().map(|k| k.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), KEY_SPECS.len(), "a key is defined twice");
+        assert_eq!(KEYS.len(), KEY_SPECS.len());
+        for (k, (name, default)) in KEY_SPECS.iter().zip(KEYS) {
+            assert_eq!((k.name, k.default), (*name, *default));
+            assert!(!k.help_text().is_empty(), "{} has no help", k.name);
+            assert!(
+                k.name
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'),
+                "{}",
+                k.name
+            );
+        }
+        // Secret exactly when the field's type is `Secret`.
+        let secret: Vec<&str> = KEY_SPECS
+            .iter()
+            .filter(|k| k.secret)
+            .map(|k| k.name)
+            .collect();
+        assert_eq!(
+            secret,
+            ["DB_PASS", "UPLOAD_SECRET", "PERRY_HUB_LICENSE_KEY"]
+        );
+        // check-config lists the keys in table order.
+        let c = load("", &[]).unwrap();
+        let listed: Vec<&str> = c.masked_entries().iter().map(|(k, _)| *k).collect();
+        assert_eq!(listed, KEY_SPECS.iter().map(|k| k.name).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn every_key_can_come_from_the_environment() {
+        // A value differing from the default that every key accepts is not
+        // at hand, so check where each key's value comes from instead.
+        let raw = parse_file("", "build.conf");
+        for k in KEY_SPECS {
+            let var = format!("{ENV_PREFIX}{}", k.name);
+            let env = |name: &str| (name == var).then(|| format!(" {} ", k.default));
+            let l = Lookup {
+                raw: &raw,
+                source: "build.conf",
+                env: &env,
+            };
+            assert_eq!(
+                l.get(k.name),
+                (k.default.to_string(), format!("environment variable {var}"))
+            );
+            assert!(Config::from_raw(&raw, "build.conf", &env).is_ok(), "{var}");
+        }
+    }
+
+    #[test]
+    fn docs_describe_every_key() {
+        let docs = include_str!("../docs/configuration.md");
+        for k in KEY_SPECS {
+            assert!(
+                docs.contains(&format!("`{}`", k.name)),
+                "docs/configuration.md does not describe {}",
+                k.name
+            );
+        }
     }
 
     #[test]

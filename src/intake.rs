@@ -10,7 +10,7 @@ use crate::body::{self, Encoding, Limited, Streamed};
 use crate::error::ApiError;
 use crate::files::{self, ManifestEntry, Placed, TempFile};
 use crate::platform::Platform;
-use crate::store::{Artifact, CompleteOutcome, Job};
+use crate::store::{Artifact, CompleteOutcome, Job, JobStatus};
 use crate::validate;
 use std::io::Read;
 use std::path::PathBuf;
@@ -147,8 +147,7 @@ pub fn record(app: &App, job: &Job, received: Received) -> Result<Stored, ApiErr
         || {
             Box::new(move |store| {
                 Ok(store.job_by_id(id)?.is_some_and(|j| {
-                    j.status == crate::store::status::COMPLETED
-                        && j.sha256.as_deref() == Some(sha.as_str())
+                    j.status == JobStatus::Completed && j.sha256.as_deref() == Some(sha.as_str())
                 }))
             })
         },

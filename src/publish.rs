@@ -60,11 +60,7 @@ fn refusal(r: Refusal, name: &str, version: &str) -> ApiError {
 pub fn upload(app: &App, up: Upload, body: &mut dyn Read) -> Result<Published, ApiError> {
     // Refuse a conflict before reading a possibly large body.
     let existing = app.store.version_jobs(&up.name, &up.version)?;
-    let pairs: Vec<(String, String)> = existing
-        .iter()
-        .map(|j| (j.platform.clone(), j.status.clone()))
-        .collect();
-    if let Err(r) = plan_upload(&pairs, &up.platforms) {
+    if let Err(r) = plan_upload(&existing, &up.platforms) {
         return Err(refusal(r, &up.name, &up.version));
     }
 

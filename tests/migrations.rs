@@ -334,6 +334,7 @@ fn mysql_old_server_rows_are_usable_after_migration() {
     let j = store
         .job_by_legacy_callback("git-blame-1.1.0-beta.2-linux")
         .unwrap()
+        .found()
         .expect("old job");
     assert_eq!(
         (j.id, j.status.as_str(), j.callback_token.as_deref()),
@@ -344,6 +345,7 @@ fn mysql_old_server_rows_are_usable_after_migration() {
     let j = store
         .job_by_legacy_callback("git-blame-1.0.0-windows")
         .unwrap()
+        .found()
         .expect("old failed job");
     assert_eq!((j.id, j.status.as_str()), (3, "failed"));
     assert_eq!(
@@ -602,6 +604,7 @@ fn sqlite_old_tables_are_extended_not_rewritten() {
     let j = store
         .job_by_legacy_callback("git-blame-1.1.0-beta.2-linux")
         .unwrap()
+        .found()
         .expect("old job");
     assert_eq!(
         (

@@ -10,7 +10,7 @@ mod common;
 use hone_build::body::{self, Encoding, Limited};
 use hone_build::config;
 use hone_build::platform::Platform;
-use hone_build::store::{NewUpload, Store, UploadOutcome};
+use hone_build::store::{LegacyLookup, NewUpload, Store, UploadOutcome};
 use hone_build::validate::{self, Query};
 use proptest::prelude::*;
 use std::io::Read;
@@ -213,10 +213,13 @@ proptest! {
                 .filter(|j| format!("{}-{}-{}", j.plugin_name, j.version, j.platform) == id)
                 .map(|j| j.id)
                 .collect();
-            match store.job_by_legacy_callback(&id) {
-                Ok(Some(job)) => prop_assert_eq!(vec![job.id], expected),
-                Ok(None) => prop_assert!(expected.is_empty()),
-                Err(_) => prop_assert!(expected.len() > 1, "ambiguity reported only when real"),
+            match store.job_by_legacy_callback(&id).unwrap() {
+                LegacyLookup::Found(job) => prop_assert_eq!(vec![job.id], expected),
+                LegacyLookup::NotFound => prop_assert!(expected.is_empty()),
+                LegacyLookup::Ambiguous(n) => {
+                    prop_assert!(expected.len() > 1, "ambiguity reported only when real");
+                    prop_assert_eq!(n, expected.len());
+                }
             }
         }
     }

@@ -8,8 +8,8 @@ mod common;
 use common::{TestDb, sqlite_rows, sqlite_store};
 use hone_build::platform::Platform::{self, *};
 use hone_build::store::{
-    Artifact, AttemptResult, ClaimFilter, CompleteOutcome, Job, NewUpload, Refusal, Store,
-    UploadOutcome,
+    Artifact, AttemptResult, ClaimFilter, CompleteOutcome, Job, JobStatus, LegacyLookup, NewUpload,
+    Refusal, Store, UploadOutcome,
 };
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -891,7 +891,10 @@ fn job_by_id_finds_one(env: &Env) {
 fn legacy_callback_with_dashes(env: &Env) {
     let beta = upload(env, "my-plugin", "1.0.0-beta.1", &[Linux, Macos], 100);
     let plain = upload(env, "my-plugin", "1.0.0", &[Linux], 100);
-    let lookup = |id: &str| env.s().job_by_legacy_callback(id);
+    let lookup = |id: &str| match env.s().job_by_legacy_callback(id).unwrap() {
+        LegacyLookup::Ambiguous(n) => Err(n),
+        found => Ok(found.found()),
+    };
     let found = lookup("my-plugin-1.0.0-beta.1-linux")
         .unwrap()
         .expect("found");
@@ -1297,3 +1300,344 @@ contract!(
     retry_failed_resets_failed_jobs,
     count_by_status_counts,
 );
+
+// ---------------------------------------------------------------------------
+// Drifts between the two former implementations, settled one way (issue #9)
+// ---------------------------------------------------------------------------
+
+/// A failed or reset job has no `completedAt`: failing a claimed job,
+/// timing out a queued one, retrying a failed one and rebuilding a failed
+/// one at upload all clear it (rows of the old server may carry one).
+fn failed_and_reset_jobs_have_no_completed_at(env: &Env) {
+    let jobs = upload(env, "chi", "1.0.0", &[Linux, Macos, Windows], 100);
+    let (lin, mac, win) = (
+        by_platform(&jobs, "linux").id,
+        by_platform(&jobs, "macos").id,
+        by_platform(&jobs, "windows").id,
+    );
+    let stamp = |id: i64| {
+        (env.exec)(&format!(
+            "UPDATE buildJobs SET completedAt = 77 WHERE id = {id}"
+        ))
+    };
+    // Failed by the hub's answer.
+    let claimed = env
+        .s()
+        .claim(ClaimFilter::Ids(vec![lin]), 100_000, 60_000)
+        .unwrap();
+    stamp(lin);
+    let failed = AttemptResult::Failed { error: "no".into() };
+    assert!(
+        env.s()
+            .record_attempt(lin, claimed[0].attempts, &failed, 101)
+            .unwrap()
+    );
+    let j = env.job(lin);
+    assert_eq!((j.status.as_str(), j.completed_at), ("failed", None));
+
+    // Timed out.
+    accept(env, mac, 101);
+    stamp(mac);
+    let got = env.s().fail_timed_out(1_000, "timed out", 102).unwrap();
+    assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), [mac]);
+    let j = env.job(mac);
+    assert_eq!((j.status.as_str(), j.completed_at), ("failed", None));
+
+    // Retried: pending again, still no completedAt.
+    stamp(mac);
+    assert_eq!(
+        env.s()
+            .retry_failed("chi", "1.0.0", Some("macos"), 200)
+            .unwrap(),
+        1
+    );
+    let j = env.job(mac);
+    assert_eq!((j.status.as_str(), j.completed_at), ("pending", None));
+
+    // Rebuilt by an upload.
+    stamp(lin);
+    accept(env, win, 201);
+    assert_eq!(complete(env, win, 1, "w", 202), CompleteOutcome::Completed);
+    (env.exec)(&format!(
+        "UPDATE buildJobs SET status = 'failed' WHERE id = {mac}"
+    ));
+    let again = upload(env, "chi", "1.0.0", &[Linux], 300);
+    assert_eq!(
+        again.iter().map(|j| j.id).collect::<BTreeSet<_>>(),
+        BTreeSet::from([lin, mac])
+    );
+    assert!(again.iter().all(|j| j.completed_at.is_none()), "{again:?}");
+    assert_eq!(
+        env.job(win).completed_at,
+        Some(202),
+        "a completed job keeps it"
+    );
+}
+
+/// What `claim` and `fail_timed_out` return is the rows as they now are
+/// (SQLite returned claimed jobs with a stale `updatedAt`, both returned
+/// timed-out jobs as still queued), and claims come in platform order
+/// whatever the filter.
+fn claimed_and_timed_out_jobs_are_returned_as_stored(env: &Env) {
+    let jobs = upload(env, "psi", "1.0.0", &[Windows, Linux, Macos], 10);
+    let (lin, mac, win) = (
+        by_platform(&jobs, "linux").id,
+        by_platform(&jobs, "macos").id,
+        by_platform(&jobs, "windows").id,
+    );
+    // Due order (windows, macos, linux) differs from platform order.
+    for (id, due) in [(win, 1_000), (mac, 2_000), (lin, 3_000)] {
+        (env.exec)(&format!(
+            "UPDATE buildJobs SET nextAttemptAt = {due} WHERE id = {id}"
+        ));
+    }
+    let claimed = env.s().claim(ClaimFilter::Due(10), 5_000, 60_000).unwrap();
+    let platforms: Vec<&str> = claimed.iter().map(|j| j.platform.as_str()).collect();
+    assert_eq!(platforms, ["linux", "macos", "windows"]);
+    for j in &claimed {
+        assert_eq!(j, &env.job(j.id), "claim returns the stored row");
+        assert_eq!(j.updated_at, Some(5));
+    }
+    for j in &claimed {
+        let ok = AttemptResult::Accepted {
+            hub_job_id: format!("h{}", j.id),
+        };
+        assert!(env.s().record_attempt(j.id, 1, &ok, 20).unwrap());
+    }
+    let got = env.s().fail_timed_out(100, "timed out", 30).unwrap();
+    assert_eq!(got.len(), 3);
+    for j in &got {
+        assert_eq!(j, &env.job(j.id), "timeout returns the stored row");
+        assert_eq!(j.status, "failed");
+        assert_eq!(j.error_message.as_deref(), Some("timed out"));
+    }
+}
+
+/// Recording the same retry twice still reports the claim as current (MySQL
+/// counted changed rows, SQLite matched ones: now both count matched rows).
+fn record_attempt_counts_matched_rows(env: &Env) {
+    let jobs = upload(env, "omega", "1.0.0", &[Linux], 100);
+    let id = jobs[0].id;
+    let claimed = env
+        .s()
+        .claim(ClaimFilter::Ids(vec![id]), 100_000, 60_000)
+        .unwrap();
+    let retry = AttemptResult::Retry {
+        next_attempt_at_ms: 200_000,
+        error: "busy".into(),
+    };
+    let attempt = claimed[0].attempts;
+    assert!(env.s().record_attempt(id, attempt, &retry, 101).unwrap());
+    assert!(
+        env.s().record_attempt(id, attempt, &retry, 101).unwrap(),
+        "unchanged values: still the current claim"
+    );
+    assert_eq!(
+        env.s().retry_failed("omega", "1.0.0", None, 102).unwrap(),
+        0
+    );
+}
+
+/// A repeated or conflicting delivery changes nothing, not even a missing
+/// version row (MySQL created it and committed).
+fn declined_completion_writes_nothing(env: &Env) {
+    let jobs = upload(env, "alef", "1.0.0", &[Linux], 100);
+    let id = jobs[0].id;
+    accept(env, id, 101);
+    assert_eq!(complete(env, id, 3, "abc", 102), CompleteOutcome::Completed);
+    (env.exec)("DELETE FROM pluginVersions");
+    assert_eq!(
+        complete(env, id, 3, "abc", 103),
+        CompleteOutcome::AlreadyCompleted
+    );
+    assert_eq!(complete(env, id, 4, "xyz", 103), CompleteOutcome::Conflict);
+    assert_eq!(env.s().version_row("alef", "1.0.0").unwrap(), None);
+    assert_eq!(env.count("SELECT COUNT(*) FROM pluginVersions"), 0);
+}
+
+/// States the old server wrote that hone-build does not know are read, kept
+/// and counted, and touched by nothing.
+fn unknown_states_are_kept(env: &Env) {
+    let jobs = upload(env, "bet", "1.0.0", &[Linux], 100);
+    let pid = env.plugin_id("bet");
+    let odd = insert_old_job(env, pid, "1.0.0", "macos", "cancelled");
+    (env.exec)(&format!(
+        "UPDATE buildJobs SET callbackToken = 'x' WHERE id = {odd}"
+    ));
+    let j = env.job(odd);
+    assert_eq!(j.status, JobStatus::Other("cancelled".into()));
+    assert_eq!(j.status.as_str(), "cancelled");
+    assert!(
+        env.s()
+            .claim(ClaimFilter::Due(10), i64::MAX / 4, 1)
+            .unwrap()
+            .iter()
+            .all(|j| j.id != odd)
+    );
+    assert!(
+        env.s()
+            .fail_timed_out(i64::MAX / 4, "t", 1)
+            .unwrap()
+            .iter()
+            .all(|j| j.id != odd)
+    );
+    assert_eq!(env.job(odd).status, "cancelled");
+    assert!(
+        env.s()
+            .count_by_status()
+            .unwrap()
+            .contains(&("cancelled".to_string(), 1))
+    );
+    assert_eq!(env.s().version_jobs("bet", "1.0.0").unwrap().len(), 2);
+    assert_ne!(jobs[0].id, odd);
+}
+
+/// The ambiguous legacy id is a typed answer naming how many jobs spell it.
+fn legacy_lookup_is_typed(env: &Env) {
+    upload(env, "a-b", "1.0.0", &[Linux], 100);
+    let one = upload(env, "a", "b-1.0.0", &[Linux], 100);
+    assert_eq!(
+        env.s().job_by_legacy_callback("a-b-1.0.0-linux").unwrap(),
+        LegacyLookup::Ambiguous(2)
+    );
+    assert_eq!(
+        env.s().job_by_legacy_callback("a-b-1.0.0-macos").unwrap(),
+        LegacyLookup::NotFound
+    );
+    upload(env, "c", "2.0.0", &[Linux], 100);
+    assert!(matches!(
+        env.s().job_by_legacy_callback("c-2.0.0-linux").unwrap(),
+        LegacyLookup::Found(j) if j.plugin_name == "c"
+    ));
+    assert_ne!(one[0].plugin_name, "c");
+}
+
+/// Uploads and completions of one version from many store instances at
+/// once never fail: every transaction that waits for locks takes them in
+/// one order (plugin, version, jobs by id). MySQL's completion used to lock
+/// the plugin row after the version row — the reverse of an upload.
+fn uploads_and_completions_race_without_deadlock(env: &Env) {
+    const VERSIONS: usize = 6;
+    let mut all = Vec::new();
+    for v in 0..VERSIONS {
+        let jobs = upload(env, "gimel", &format!("1.0.{v}"), &Platform::ALL, 100);
+        for j in &jobs {
+            accept(env, j.id, 101);
+        }
+        all.push(jobs);
+    }
+    let completer = (env.open)();
+    let uploader = (env.open)();
+    std::thread::scope(|s| {
+        let all = &all;
+        let c = s.spawn(move || {
+            for jobs in all {
+                for j in jobs {
+                    let a = Artifact {
+                        size: 1,
+                        sha256: format!("sha-{}", j.id),
+                        now: 200,
+                    };
+                    let out = completer
+                        .complete_job(j.id, &a, &mut || Ok(()))
+                        .expect("complete_job under contention");
+                    assert_eq!(out, CompleteOutcome::Completed);
+                }
+            }
+        });
+        let u = s.spawn(move || {
+            let mut n = 0;
+            while n < 400 {
+                for v in 0..VERSIONS {
+                    let up = new_upload("gimel", &format!("1.0.{v}"), &[Linux], 300);
+                    let (mut tok, _) = tokens();
+                    let out = uploader
+                        .record_upload(&up, &mut tok, &mut || Ok(()))
+                        .expect("record_upload under contention");
+                    assert!(matches!(out, UploadOutcome::Refused(_)), "{out:?}");
+                    n += 1;
+                }
+            }
+        });
+        c.join().expect("completer");
+        u.join().expect("uploader");
+    });
+    for (v, jobs) in all.iter().enumerate() {
+        let row = env
+            .s()
+            .version_row("gimel", &format!("1.0.{v}"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(platforms_of(&row).len(), jobs.len());
+    }
+}
+
+/// The drift tests, run on both stores like the contract above.
+mod settled {
+    use super::*;
+    contract!(
+        failed_and_reset_jobs_have_no_completed_at,
+        claimed_and_timed_out_jobs_are_returned_as_stored,
+        record_attempt_counts_matched_rows,
+        declined_completion_writes_nothing,
+        unknown_states_are_kept,
+        legacy_lookup_is_typed,
+        uploads_and_completions_race_without_deadlock,
+    );
+}
+
+/// MySQL: the pool no longer pings a connection when it is taken, so a
+/// connection the server closed while idle must be noticed before anything
+/// is sent on it and replaced — even for a single UPDATE, which could not
+/// be run again safely once sent.
+#[test]
+fn mysql_connections_closed_while_idle_are_replaced() {
+    use ::mysql::prelude::Queryable;
+    let db = TestDb::new();
+    let store = db.store();
+    store.migrate().expect("migrate");
+    let (mut tok, _) = tokens();
+    let up = new_upload("dalet", "1.0.0", &[Linux], 100);
+    let UploadOutcome::Recorded(jobs) = store.record_upload(&up, &mut tok, &mut || Ok(())).unwrap()
+    else {
+        panic!("refused")
+    };
+    let id = jobs[0].id;
+    let claimed = store
+        .claim(ClaimFilter::Ids(vec![id]), 100_000, 60_000)
+        .unwrap();
+    let kill_store_connections = || {
+        let ids = db.rows(&format!(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = '{}' AND ID <> CONNECTION_ID()",
+            db.name
+        ));
+        assert!(!ids.is_empty(), "the store keeps a connection");
+        for row in ids {
+            let _ = db
+                .conn()
+                .query_drop(format!("KILL {}", row[0].clone().unwrap()));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    kill_store_connections();
+    let ok = AttemptResult::Accepted {
+        hub_job_id: "h".into(),
+    };
+    assert!(
+        store
+            .record_attempt(id, claimed[0].attempts, &ok, 101)
+            .expect("a fresh connection replaces the killed one")
+    );
+    kill_store_connections();
+    assert_eq!(store.job_by_id(id).unwrap().unwrap().status, "queued");
+    kill_store_connections();
+    let a = Artifact {
+        size: 1,
+        sha256: "a".into(),
+        now: 102,
+    };
+    assert_eq!(
+        store.complete_job(id, &a, &mut || Ok(())).unwrap(),
+        CompleteOutcome::Completed
+    );
+}

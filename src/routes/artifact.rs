@@ -8,7 +8,7 @@ use crate::body::Encoding;
 use crate::error::ApiError;
 use crate::http::{Reply, Request};
 use crate::intake;
-use crate::store::Job;
+use crate::store::{Job, LegacyLookup};
 use crate::validate::{self, Query};
 use serde_json::json;
 
@@ -49,13 +49,12 @@ fn resolve(app: &App, callback_id: &str, token: Option<&str>) -> Result<Job, Api
         Some(_) => return Err(ApiError::unauthorized("invalid callback token")),
         None => return Err(ApiError::unauthorized("missing callback token")),
     }
-    match app.store.job_by_legacy_callback(callback_id) {
-        Ok(Some(job)) => Ok(job),
-        Ok(None) => Err(ApiError::not_found("unknown build job")),
-        Err(crate::error::StoreError::Other(m)) if m.starts_with("callback id matches") => Err(
-            ApiError::bad_request("callback id is ambiguous; use the job id form"),
-        ),
-        Err(e) => Err(e.into()),
+    match app.store.job_by_legacy_callback(callback_id)? {
+        LegacyLookup::Found(job) => Ok(*job),
+        LegacyLookup::NotFound => Err(ApiError::not_found("unknown build job")),
+        LegacyLookup::Ambiguous(_) => Err(ApiError::bad_request(
+            "callback id is ambiguous; use the job id form",
+        )),
     }
 }
 

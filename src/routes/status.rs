@@ -3,7 +3,7 @@
 use crate::app::App;
 use crate::error::ApiError;
 use crate::http::{Reply, Request};
-use crate::store::status;
+use crate::store::JobStatus;
 use crate::validate;
 use serde_json::{Map, Value, json};
 
@@ -41,9 +41,9 @@ pub fn get(app: &App, req: &mut Request<'_>) -> Result<Reply, ApiError> {
             Value::Object(b)
         })
         .collect();
-    let overall = if jobs.iter().any(|j| j.status == status::FAILED) {
+    let overall = if jobs.iter().any(|j| j.status == JobStatus::Failed) {
         "failed"
-    } else if jobs.iter().all(|j| j.status == status::COMPLETED) {
+    } else if jobs.iter().all(|j| j.status == JobStatus::Completed) {
         "completed"
     } else {
         "building"

@@ -1,29 +1,94 @@
-//! The store: the marketplace's tables (SPEC 6) behind one trait, with a
-//! MySQL implementation (production) and an SQLite one (embedded default).
+//! The store: the marketplace's tables (SPEC 6) behind one trait, written
+//! once (`flows`: every transaction sequence, over the neutral connection
+//! interface of `sql`) for two dialects: MySQL (production) and SQLite
+//! (embedded default), which supply only connections, DDL and the SQL text
+//! that differs.
 //!
 //! Every multi-statement change is one transaction inside one trait method;
-//! callers never hold a transaction. Rules shared by both implementations
-//! (which platforms an upload builds, the primary artifact) live here as
-//! plain functions so that they are written once.
+//! callers never hold a transaction. Rules of the marketplace (which
+//! platforms an upload builds, the primary artifact) live here as plain
+//! functions.
 
 use crate::error::StoreError;
 use crate::platform::Platform;
 use serde::Serialize;
 
+mod flows;
 pub mod mysql;
+pub mod sql;
 pub mod sqlite;
 
-/// Job states (SPEC 3). `building` is the old server's; hone-build treats it like `queued`.
-pub mod status {
-    pub const PENDING: &str = "pending";
-    pub const QUEUED: &str = "queued";
-    pub const BUILDING: &str = "building";
-    pub const COMPLETED: &str = "completed";
-    pub const FAILED: &str = "failed";
+pub use flows::SqlStore;
+
+/// A job's state (SPEC 3). `Building` is the old server's; hone-build
+/// treats it like `Queued`. A state this version does not know (a row
+/// written by another program) is kept as `Other`: it counts as neither in
+/// progress, completed nor failed, so it blocks no upload, is never rebuilt,
+/// claimed or timed out, and is reported and counted under its own name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum JobStatus {
+    Pending,
+    Queued,
+    Building,
+    Completed,
+    Failed,
+    Other(String),
+}
+
+impl JobStatus {
+    pub fn as_str(&self) -> &str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Queued => "queued",
+            JobStatus::Building => "building",
+            JobStatus::Completed => "completed",
+            JobStatus::Failed => "failed",
+            JobStatus::Other(s) => s,
+        }
+    }
+
+    /// Never fails: an unknown state becomes `Other`.
+    pub fn parse(s: &str) -> JobStatus {
+        match s {
+            "pending" => JobStatus::Pending,
+            "queued" => JobStatus::Queued,
+            "building" => JobStatus::Building,
+            "completed" => JobStatus::Completed,
+            "failed" => JobStatus::Failed,
+            other => JobStatus::Other(other.to_string()),
+        }
+    }
 
     /// States in which a build is still under way.
-    pub fn in_progress(s: &str) -> bool {
-        matches!(s, PENDING | QUEUED | BUILDING)
+    pub fn in_progress(&self) -> bool {
+        matches!(
+            self,
+            JobStatus::Pending | JobStatus::Queued | JobStatus::Building
+        )
+    }
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl Serialize for JobStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl PartialEq<str> for JobStatus {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for JobStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
     }
 }
 
@@ -38,7 +103,7 @@ pub struct Job {
     /// The hub's platform name (`macos`); rows of the old server may hold anything.
     pub platform: String,
     pub hub_job_id: Option<String>,
-    pub status: String,
+    pub status: JobStatus,
     pub error_message: Option<String>,
     pub created_at: i64,
     pub completed_at: Option<i64>,
@@ -90,6 +155,25 @@ pub enum Refusal {
     BuildInProgress,
 }
 
+/// Result of [`Store::job_by_legacy_callback`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LegacyLookup {
+    Found(Box<Job>),
+    NotFound,
+    /// This many jobs spell the id: it names none of them.
+    Ambiguous(usize),
+}
+
+impl LegacyLookup {
+    /// The job, when exactly one spells the id.
+    pub fn found(self) -> Option<Job> {
+        match self {
+            LegacyLookup::Found(j) => Some(*j),
+            _ => None,
+        }
+    }
+}
+
 /// Result of [`Store::record_upload`].
 #[derive(Debug)]
 pub enum UploadOutcome {
@@ -100,26 +184,22 @@ pub enum UploadOutcome {
 
 /// The platforms an upload builds, or why it is refused (SPEC 2): completed
 /// builds are kept, failed ones and requested ones never built are built.
-/// `existing` is `(platform, status)` of the version's jobs.
-pub fn plan_upload(
-    existing: &[(String, String)],
-    requested: &[Platform],
-) -> Result<Vec<Platform>, Refusal> {
-    if !existing.is_empty() && existing.iter().all(|(_, s)| s == status::COMPLETED) {
+/// `existing` are the version's jobs.
+pub fn plan_upload(existing: &[Job], requested: &[Platform]) -> Result<Vec<Platform>, Refusal> {
+    if !existing.is_empty() && existing.iter().all(|j| j.status == JobStatus::Completed) {
         return Err(Refusal::VersionExists);
     }
-    if existing.iter().any(|(_, s)| status::in_progress(s)) {
+    if existing.iter().any(|j| j.status.in_progress()) {
         return Err(Refusal::BuildInProgress);
     }
     let mut out: Vec<Platform> = Platform::ALL
         .into_iter()
-        .filter(|p| {
-            let row = existing.iter().find(|(name, _)| name == p.hub_name());
-            match row {
-                Some((_, s)) => s == status::FAILED,
+        .filter(
+            |p| match existing.iter().find(|j| j.platform == p.hub_name()) {
+                Some(j) => j.status == JobStatus::Failed,
                 None => requested.contains(p),
-            }
-        })
+            },
+        )
         .collect();
     out.sort_by_key(|p| p.hub_name());
     Ok(out)
@@ -158,15 +238,24 @@ pub struct VersionArtifacts {
     pub sha256: Option<String>,
 }
 
-/// `completed`: `(hub platform name, size, sha256)` of a version's completed jobs.
+/// A completed build of a version, as [`version_artifacts`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedBuild {
+    /// The hub's platform name.
+    pub platform: String,
+    pub size_bytes: Option<i64>,
+    pub sha256: Option<String>,
+}
+
+/// The version row's artifact columns, from the version's completed builds.
 pub fn version_artifacts(
     name: &str,
     version: &str,
-    completed: &[(String, Option<i64>, Option<String>)],
+    completed: &[CompletedBuild],
 ) -> VersionArtifacts {
     let platforms: Vec<Platform> = completed
         .iter()
-        .filter_map(|(p, _, _)| Platform::from_hub_name(p))
+        .filter_map(|c| Platform::from_hub_name(&c.platform))
         .collect();
     let mut ids: Vec<&str> = platforms.iter().map(|p| p.id()).collect();
     ids.sort_unstable();
@@ -174,15 +263,15 @@ pub fn version_artifacts(
     let platforms_json = serde_json::to_string(&ids).expect("strings serialize");
     match Platform::primary(&platforms) {
         Some(primary) => {
-            let (_, size, sha) = completed
+            let c = completed
                 .iter()
-                .find(|(p, _, _)| p == primary.hub_name())
+                .find(|c| c.platform == primary.hub_name())
                 .expect("primary is among completed");
             VersionArtifacts {
                 platforms_json,
                 download_url: Some(download_url(name, version, primary)),
-                size_bytes: *size,
-                sha256: sha.clone(),
+                size_bytes: c.size_bytes,
+                sha256: c.sha256.clone(),
             }
         }
         None => VersionArtifacts {
@@ -290,8 +379,9 @@ pub trait Store: Send + Sync {
 
     /// Resolves the old callback form `<name>-<version>-<platform>` by
     /// comparing it with each job's own name, version and platform in the
-    /// database (never by splitting on dashes). More than one match: `Err`.
-    fn job_by_legacy_callback(&self, callback_id: &str) -> Result<Option<Job>, StoreError>;
+    /// database (never by splitting on dashes). More than one match:
+    /// [`LegacyLookup::Ambiguous`].
+    fn job_by_legacy_callback(&self, callback_id: &str) -> Result<LegacyLookup, StoreError>;
 
     /// Completes a job in one transaction: locks it; refuses a completed job
     /// with other bytes; otherwise marks the job completed with size and
@@ -330,29 +420,58 @@ pub trait Store: Send + Sync {
     fn count_by_status(&self) -> Result<Vec<(String, i64)>, StoreError>;
 }
 
-/// The columns of a [`Job`], in the order the implementations read them.
-pub(crate) const JOB_COLUMNS: &str = "j.id, j.pluginId, p.name, j.version, j.platform, j.hubJobId, \
-     j.status, j.errorMessage, j.createdAt, j.completedAt, j.callbackToken, j.attempts, \
-     j.nextAttemptAt, j.submittedAt, j.sizeBytes, j.sha256, j.entry, j.updatedAt";
+/// The type of a column hone-build adds, as each dialect spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    /// `INT` (MySQL) / `INTEGER`.
+    Int,
+    /// `BIGINT` (MySQL) / `INTEGER`.
+    BigInt,
+    /// `VARCHAR(n)` (MySQL) / `TEXT`.
+    VarChar(u16),
+}
 
-/// Columns hone-build adds to `buildJobs` when missing: `(name, MySQL type, SQLite type)`.
-pub(crate) const ADDED_JOB_COLUMNS: &[(&str, &str, &str)] = &[
-    ("callbackToken", "VARCHAR(64) NULL", "TEXT NULL"),
-    (
-        "attempts",
-        "INT NOT NULL DEFAULT 0",
-        "INTEGER NOT NULL DEFAULT 0",
-    ),
-    (
-        "nextAttemptAt",
-        "BIGINT NOT NULL DEFAULT 0",
-        "INTEGER NOT NULL DEFAULT 0",
-    ),
-    ("submittedAt", "BIGINT NULL", "INTEGER NULL"),
-    ("sizeBytes", "BIGINT NULL", "INTEGER NULL"),
-    ("sha256", "VARCHAR(64) NULL", "TEXT NULL"),
-    ("entry", "VARCHAR(256) NULL", "TEXT NULL"),
-    ("updatedAt", "BIGINT NULL", "INTEGER NULL"),
+/// A column hone-build adds to `buildJobs` when missing.
+#[derive(Debug, Clone, Copy)]
+pub struct AddedColumn {
+    pub name: &'static str,
+    pub ty: ColumnType,
+    /// `NOT NULL DEFAULT <n>`; `None`: `NULL`.
+    pub default: Option<i64>,
+}
+
+const fn col(name: &'static str, ty: ColumnType, default: Option<i64>) -> AddedColumn {
+    AddedColumn { name, ty, default }
+}
+
+/// Columns hone-build adds to the old server's `buildJobs`.
+pub(crate) const ADDED_JOB_COLUMNS: &[AddedColumn] = &[
+    col("callbackToken", ColumnType::VarChar(64), None),
+    col("attempts", ColumnType::Int, Some(0)),
+    col("nextAttemptAt", ColumnType::BigInt, Some(0)),
+    col("submittedAt", ColumnType::BigInt, None),
+    col("sizeBytes", ColumnType::BigInt, None),
+    col("sha256", ColumnType::VarChar(64), None),
+    col("entry", ColumnType::VarChar(256), None),
+    col("updatedAt", ColumnType::BigInt, None),
+];
+
+/// An index hone-build adds to `buildJobs` when missing.
+#[derive(Debug, Clone, Copy)]
+pub struct AddedIndex {
+    pub name: &'static str,
+    pub columns: &'static str,
+}
+
+pub(crate) const ADDED_JOB_INDEXES: &[AddedIndex] = &[
+    AddedIndex {
+        name: "idx_buildJobs_due",
+        columns: "status, nextAttemptAt",
+    },
+    AddedIndex {
+        name: "idx_buildJobs_version",
+        columns: "pluginId, version, platform",
+    },
 ];
 
 /// Opens the store the configuration names: MySQL with DB_HOST, else SQLite
@@ -373,10 +492,31 @@ mod tests {
     use super::*;
     use Platform::*;
 
-    fn ex(rows: &[(&str, &str)]) -> Vec<(String, String)> {
-        rows.iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
+    fn job(platform: &str, status: &str) -> Job {
+        Job {
+            id: 1,
+            plugin_id: 1,
+            plugin_name: "p".into(),
+            version: "1".into(),
+            platform: platform.into(),
+            hub_job_id: None,
+            status: JobStatus::parse(status),
+            error_message: None,
+            created_at: 0,
+            completed_at: None,
+            callback_token: None,
+            attempts: 0,
+            next_attempt_at_ms: 0,
+            submitted_at: None,
+            size_bytes: None,
+            sha256: None,
+            entry: None,
+            updated_at: None,
+        }
+    }
+
+    fn ex(rows: &[(&str, &str)]) -> Vec<Job> {
+        rows.iter().map(|(a, b)| job(a, b)).collect()
     }
 
     #[test]
@@ -411,10 +551,41 @@ mod tests {
     }
 
     #[test]
+    fn status_round_trip_and_unknown_states() {
+        for s in ["pending", "queued", "building", "completed", "failed"] {
+            let st = JobStatus::parse(s);
+            assert!(!matches!(st, JobStatus::Other(_)), "{s}");
+            assert_eq!(st.as_str(), s);
+            assert_eq!(format!("{st:<10}|"), format!("{s:<10}|"));
+        }
+        let odd = JobStatus::parse("cancelled");
+        assert_eq!(odd, JobStatus::Other("cancelled".into()));
+        assert_eq!(odd.as_str(), "cancelled");
+        assert!(!odd.in_progress());
+        assert_eq!(serde_json::to_string(&odd).unwrap(), r#""cancelled""#);
+        // An unknown state blocks nothing and is not rebuilt.
+        let rows = ex(&[("linux", "cancelled"), ("macos", "failed")]);
+        assert_eq!(
+            plan_upload(&rows, &[Linux, Windows]).unwrap(),
+            vec![Macos, Windows]
+        );
+        let rows = ex(&[("linux", "completed"), ("macos", "cancelled")]);
+        assert_eq!(plan_upload(&rows, &[Linux]).unwrap(), vec![]);
+    }
+
+    #[test]
     fn primary_and_platforms() {
         let c = vec![
-            ("windows".to_string(), Some(3), Some("w".to_string())),
-            ("linux".to_string(), Some(2), Some("l".to_string())),
+            CompletedBuild {
+                platform: "windows".into(),
+                size_bytes: Some(3),
+                sha256: Some("w".into()),
+            },
+            CompletedBuild {
+                platform: "linux".into(),
+                size_bytes: Some(2),
+                sha256: Some("l".into()),
+            },
         ];
         let v = version_artifacts("p", "1.0.0", &c);
         assert_eq!(v.platforms_json, r#"["linux-x64","windows-x64"]"#);

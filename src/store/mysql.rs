@@ -1,14 +1,19 @@
-//! The production store: the marketplace's MySQL/MariaDB database through a
-//! `mysql` connection pool (pure Rust, no TLS). Transactions run at READ
-//! COMMITTED; rows that decide a change are read with `FOR UPDATE`, and
+//! The production store's dialect: the marketplace's MySQL/MariaDB database
+//! through a `mysql` connection pool (pure Rust, no TLS). Sessions run at
+//! READ COMMITTED; rows that decide a change are read with `FOR UPDATE`, and
 //! claims use `FOR UPDATE SKIP LOCKED` so several processes never claim one job.
+//!
+//! One round trip per statement: no ping when a connection is taken from
+//! the pool (a local, non-blocking look at its socket instead), no reset
+//! when it is returned, so each connection keeps its prepared statements.
+//! A connection found dead before anything of an operation could have been
+//! committed is discarded and the operation runs once more on a fresh one.
 
-use super::*;
+use super::sql::{Backend, Conn, Dialect, Row, Value};
+use super::{ColumnType, SqlStore, StoreError};
+use ::mysql::consts::CapabilityFlags;
 use ::mysql::prelude::*;
-use ::mysql::{
-    IsolationLevel, Opts, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, PooledConn, Row,
-    Transaction, TxOpts, Value,
-};
+use ::mysql::{Opts, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, PooledConn};
 use std::time::Duration;
 
 /// Connection settings (from DB_* keys).
@@ -35,13 +40,13 @@ impl MysqlSettings {
     }
 }
 
-pub struct MysqlStore {
-    pool: Pool,
-}
+/// The MySQL store.
+pub type MysqlStore = SqlStore<Mysql>;
 
-/// Positional statement parameters.
-macro_rules! p {
-    ($($v:expr),* $(,)?) => { Params::Positional(vec![$(Value::from($v)),*]) };
+/// The MySQL backend: a connection pool.
+pub struct Mysql {
+    pool: Pool,
+    max_connections: usize,
 }
 
 fn err(e: ::mysql::Error) -> StoreError {
@@ -58,60 +63,15 @@ fn err(e: ::mysql::Error) -> StoreError {
     }
 }
 
-fn take<T: FromValue>(row: &mut Row, i: usize) -> Result<T, StoreError> {
-    match row.take_opt::<T, usize>(i) {
-        Some(Ok(v)) => Ok(v),
-        Some(Err(e)) => Err(StoreError::Other(format!("column {i}: {e}"))),
-        None => Err(StoreError::Other(format!("column {i} missing"))),
-    }
-}
-
-fn job_from_row(mut r: Row) -> Result<Job, StoreError> {
-    Ok(Job {
-        id: take(&mut r, 0)?,
-        plugin_id: take(&mut r, 1)?,
-        plugin_name: take(&mut r, 2)?,
-        version: take(&mut r, 3)?,
-        platform: take(&mut r, 4)?,
-        hub_job_id: take(&mut r, 5)?,
-        status: take(&mut r, 6)?,
-        error_message: take(&mut r, 7)?,
-        created_at: take::<Option<i64>>(&mut r, 8)?.unwrap_or(0),
-        completed_at: take(&mut r, 9)?,
-        callback_token: take(&mut r, 10)?,
-        attempts: take::<Option<u32>>(&mut r, 11)?.unwrap_or(0),
-        next_attempt_at_ms: take::<Option<i64>>(&mut r, 12)?.unwrap_or(0),
-        submitted_at: take(&mut r, 13)?,
-        size_bytes: take(&mut r, 14)?,
-        sha256: take(&mut r, 15)?,
-        entry: take(&mut r, 16)?,
-        updated_at: take(&mut r, 17)?,
-    })
-}
-
-fn select_jobs(where_clause: &str) -> String {
-    format!(
-        "SELECT {JOB_COLUMNS} FROM buildJobs j JOIN plugins p ON p.id = j.pluginId WHERE {where_clause}"
+/// The error says the connection is gone (or its state unknown).
+fn is_lost(e: &::mysql::Error) -> bool {
+    matches!(
+        e,
+        ::mysql::Error::IoError(_) | ::mysql::Error::CodecError(_) | ::mysql::Error::DriverError(_)
     )
 }
 
-fn jobs<Q: Queryable>(
-    q: &mut Q,
-    where_clause: &str,
-    params: Params,
-) -> Result<Vec<Job>, StoreError> {
-    let rows: Vec<Row> = q.exec(select_jobs(where_clause), params).map_err(err)?;
-    rows.into_iter().map(job_from_row).collect()
-}
-
-fn id_list(ids: &[i64]) -> String {
-    ids.iter()
-        .map(|i| i.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-const SCHEMA: &[&str] = &[
+const CREATE_TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS plugins (
         id INT AUTO_INCREMENT PRIMARY KEY,
         name VARCHAR(128) NOT NULL,
@@ -145,17 +105,20 @@ const SCHEMA: &[&str] = &[
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
 ];
 
-const INDEXES: &[(&str, &str)] = &[
-    ("idx_buildJobs_due", "(status, nextAttemptAt)"),
-    ("idx_buildJobs_version", "(pluginId, version, platform)"),
-];
-
-impl MysqlStore {
+impl SqlStore<Mysql> {
     /// Creates the pool; no connection is made until first use, so the
     /// service starts (and answers `/health` 503) while the database is down.
     pub fn open(s: &MysqlSettings) -> Result<MysqlStore, StoreError> {
-        let constraints = PoolConstraints::new(0, s.max_connections.max(1))
+        let max = s.max_connections.max(1);
+        let constraints = PoolConstraints::new(0, max)
             .ok_or_else(|| StoreError::Other("bad pool size".into()))?;
+        let pool_opts = PoolOpts::default()
+            .with_constraints(constraints)
+            // No ping when a connection is taken (see `Mysql::connect`)...
+            .with_check_health(false)
+            // ...and no reset when it is returned: the session (READ
+            // COMMITTED) and the prepared statements stay.
+            .with_reset_connection(false);
         let opts = OptsBuilder::new()
             .ip_or_hostname(Some(s.host.clone()))
             .tcp_port(s.port)
@@ -170,449 +133,257 @@ impl MysqlStore {
             .tcp_connect_timeout(Some(Duration::from_secs(3)))
             .read_timeout(Some(Duration::from_secs(15)))
             .write_timeout(Some(Duration::from_secs(15)))
-            .stmt_cache_size(Some(64))
-            .pool_opts(PoolOpts::default().with_constraints(constraints));
+            .init(vec![
+                "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            ])
+            // Affected rows = rows matched, as SQLite counts them.
+            .additional_capabilities(CapabilityFlags::CLIENT_FOUND_ROWS)
+            .stmt_cache_size(Some(128))
+            .pool_opts(pool_opts);
         let pool = Pool::new(Opts::from(opts)).map_err(err)?;
-        Ok(MysqlStore { pool })
-    }
-
-    fn conn(&self) -> Result<PooledConn, StoreError> {
-        self.pool.try_get_conn(Duration::from_secs(10)).map_err(err)
-    }
-
-    fn tx<T>(
-        &self,
-        f: impl FnOnce(&mut Transaction<'_>) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let out = self.tx_or_rollback(|tx| f(tx).map(Ok::<T, std::convert::Infallible>))?;
-        Ok(out.unwrap_or_else(|never| match never {}))
-    }
-
-    /// Like [`MysqlStore::tx`], but `f` may decline the change: `Ok(Err(r))`
-    /// rolls the transaction back and returns `r`.
-    fn tx_or_rollback<T, R>(
-        &self,
-        f: impl FnOnce(&mut Transaction<'_>) -> Result<Result<T, R>, StoreError>,
-    ) -> Result<Result<T, R>, StoreError> {
-        let mut conn = self.conn()?;
-        let opts = TxOpts::default().set_isolation_level(Some(IsolationLevel::ReadCommitted));
-        let mut tx = conn.start_transaction(opts).map_err(err)?;
-        // On an error, dropping the uncommitted transaction rolls it back.
-        match f(&mut tx)? {
-            Ok(out) => {
-                tx.commit().map_err(|e| match e {
-                    // The COMMIT may have reached the server: the outcome is unknown.
-                    ::mysql::Error::IoError(_)
-                    | ::mysql::Error::CodecError(_)
-                    | ::mysql::Error::DriverError(_) => StoreError::CommitUnknown(e.to_string()),
-                    e => err(e),
-                })?;
-                Ok(Ok(out))
-            }
-            Err(declined) => {
-                tx.rollback().map_err(err)?;
-                Ok(Err(declined))
-            }
-        }
-    }
-
-    /// Locks the version row, creating it if absent. The row is read with
-    /// `FOR UPDATE` first: an `INSERT IGNORE` on an existing row would take a
-    /// shared lock, and two transactions holding it and both asking for the
-    /// exclusive one deadlock (artifacts of one version arriving together).
-    fn lock_version(
-        tx: &mut Transaction<'_>,
-        plugin_id: i64,
-        version: &str,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        let select = "SELECT id FROM pluginVersions WHERE pluginId = ? AND version = ? FOR UPDATE";
-        let found: Option<i64> = tx.exec_first(select, p![plugin_id, version]).map_err(err)?;
-        if found.is_some() {
-            return Ok(());
-        }
-        // Not `INSERT IGNORE`: on a row inserted meanwhile by another
-        // transaction it would take a shared lock (the deadlock above);
-        // `ON DUPLICATE KEY UPDATE` takes the exclusive one.
-        tx.exec_drop(
-            "INSERT INTO pluginVersions (pluginId, version, platforms, publishedAt) VALUES (?, ?, '[]', ?)
-             ON DUPLICATE KEY UPDATE id = id",
-            p![plugin_id, version, now],
-        )
-        .map_err(err)
+        Ok(SqlStore::new(Mysql {
+            pool,
+            max_connections: max,
+        }))
     }
 }
 
-impl Store for MysqlStore {
-    fn kind(&self) -> &'static str {
-        "mysql"
+/// Whether the connection's socket is still open, without a round trip: a
+/// closed connection has its end-of-file (or an error, or the server's
+/// goodbye packet) waiting to be read; a live idle one has nothing.
+fn looks_alive(c: &PooledConn) -> bool {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    let raw = c.as_raw_fd();
+    // SAFETY: `c` owns this open descriptor and outlives `fd`, which is
+    // only used inside this function.
+    let fd = unsafe { BorrowedFd::borrow_raw(raw) };
+    let sock = socket2::SockRef::from(&fd);
+    if sock.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    let peeked = sock.peek(&mut buf);
+    let restored = sock.set_nonblocking(false).is_ok();
+    restored && matches!(peeked, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+/// Takes the connection out of the pool for good: its socket is shut down
+/// first, so the reset the pool then attempts fails at once and the pool
+/// forgets it (no I/O waits on a dead peer).
+fn discard(mut c: PooledConn) {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    let raw = c.as_raw_fd();
+    // SAFETY: as in `looks_alive`.
+    let fd = unsafe { BorrowedFd::borrow_raw(raw) };
+    let _ = socket2::SockRef::from(&fd).shutdown(std::net::Shutdown::Both);
+    c.reset_connection(true);
+    drop(c);
+}
+
+impl Dialect for Mysql {
+    const KIND: &'static str = "mysql";
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
+    const FOR_UPDATE_SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
+    const CREATE_TABLES: &'static [&'static str] = CREATE_TABLES;
+    const LIST_JOB_COLUMNS: &'static str = "SELECT COLUMN_NAME FROM information_schema.COLUMNS
+         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'buildJobs'";
+    const LIST_JOB_INDEXES: &'static str =
+        "SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS
+         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'buildJobs'";
+
+    fn upsert(_key: &str) -> String {
+        "ON DUPLICATE KEY UPDATE".to_string()
     }
 
-    fn ping(&self) -> Result<(), StoreError> {
-        let mut c = self.conn()?;
-        c.query_drop("SELECT 1").map_err(err)
+    /// Not `INSERT IGNORE`: on a row inserted meanwhile by another
+    /// transaction it would take a shared lock (a deadlock when two then ask
+    /// for the exclusive one); `ON DUPLICATE KEY UPDATE` takes the exclusive one.
+    fn insert_keep_existing(_key: &str) -> String {
+        "ON DUPLICATE KEY UPDATE id = id".to_string()
     }
 
-    fn migrate(&self) -> Result<(), StoreError> {
-        let mut c = self.conn()?;
-        for stmt in SCHEMA {
-            c.query_drop(stmt).map_err(err)?;
+    fn concat(parts: &[&str]) -> String {
+        format!("CONCAT({})", parts.join(", "))
+    }
+
+    fn column_type(ty: ColumnType) -> String {
+        match ty {
+            ColumnType::Int => "INT".into(),
+            ColumnType::BigInt => "BIGINT".into(),
+            ColumnType::VarChar(n) => format!("VARCHAR({n})"),
         }
-        let existing: Vec<String> = c
-            .query(
-                "SELECT COLUMN_NAME FROM information_schema.COLUMNS
-                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'buildJobs'",
-            )
-            .map_err(err)?;
-        for (col, ty, _) in ADDED_JOB_COLUMNS {
-            if !existing.iter().any(|e| e.eq_ignore_ascii_case(col)) {
-                log::info!("migrate: adding buildJobs.{col}");
-                c.query_drop(format!("ALTER TABLE buildJobs ADD COLUMN {col} {ty}"))
-                    .map_err(err)?;
+    }
+}
+
+impl Backend for Mysql {
+    type Conn<'a> = MysqlConn;
+
+    fn connect(&self) -> Result<MysqlConn, StoreError> {
+        // Idle connections the server (or a network cut) closed are dropped
+        // here, before anything is sent on them.
+        for _ in 0..=self.max_connections {
+            let c = self
+                .pool
+                .try_get_conn(Duration::from_secs(10))
+                .map_err(err)?;
+            if looks_alive(&c) {
+                return Ok(MysqlConn {
+                    conn: Some(c),
+                    in_tx: false,
+                    lost: false,
+                    committed_maybe: false,
+                });
             }
+            log::info!("mysql: dropping a pooled connection the server closed");
+            discard(c);
         }
-        let indexes: Vec<String> = c
-            .query(
-                "SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS
-                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'buildJobs'",
-            )
+        Err(StoreError::Unavailable(
+            "no live database connection".into(),
+        ))
+    }
+}
+
+/// A pooled connection, for one store operation.
+pub struct MysqlConn {
+    conn: Option<PooledConn>,
+    in_tx: bool,
+    /// The connection failed (its state is unknown).
+    lost: bool,
+    /// Something may have been committed: a statement outside a
+    /// transaction, or a COMMIT, was sent.
+    committed_maybe: bool,
+}
+
+fn to_params(params: &[Value]) -> Params {
+    Params::Positional(
+        params
+            .iter()
+            .map(|v| match v {
+                Value::Null => ::mysql::Value::NULL,
+                Value::Int(i) => ::mysql::Value::Int(*i),
+                Value::Text(s) => ::mysql::Value::Bytes(s.clone().into_bytes()),
+            })
+            .collect(),
+    )
+}
+
+fn from_mysql(v: ::mysql::Value) -> Result<Value, StoreError> {
+    match v {
+        ::mysql::Value::NULL => Ok(Value::Null),
+        ::mysql::Value::Int(i) => Ok(Value::Int(i)),
+        ::mysql::Value::UInt(u) => i64::try_from(u)
+            .map(Value::Int)
+            .map_err(|_| StoreError::Other(format!("value {u} out of range"))),
+        ::mysql::Value::Bytes(b) => String::from_utf8(b)
+            .map(Value::Text)
+            .map_err(|_| StoreError::Other("a text column is not UTF-8".into())),
+        other => Err(StoreError::Other(format!(
+            "unexpected column value {other:?}"
+        ))),
+    }
+}
+
+impl MysqlConn {
+    /// Runs one request on the connection, noting a lost connection. With
+    /// no parameters the text protocol is used (one round trip, nothing to
+    /// prepare); otherwise the statement is prepared once per connection.
+    fn call<T>(
+        &mut self,
+        f: impl FnOnce(&mut PooledConn) -> Result<T, ::mysql::Error>,
+    ) -> Result<T, ::mysql::Error> {
+        if !self.in_tx {
+            self.committed_maybe = true;
+        }
+        let c = self.conn.as_mut().expect("connection present until drop");
+        f(c).inspect_err(|e| self.lost |= is_lost(e))
+    }
+
+    fn write(&mut self, sql: &str, params: &[Value]) -> Result<&mut PooledConn, StoreError> {
+        let p = to_params(params);
+        self.call(|c| match p {
+            Params::Positional(v) if v.is_empty() => c.query_drop(sql),
+            p => c.exec_drop(sql, p),
+        })
+        .map_err(err)?;
+        Ok(self.conn.as_mut().expect("connection present until drop"))
+    }
+}
+
+impl Conn for MysqlConn {
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
+        Ok(self.write(sql, params)?.affected_rows())
+    }
+
+    fn insert(&mut self, sql: &str, params: &[Value]) -> Result<i64, StoreError> {
+        let id = self.write(sql, params)?.last_insert_id();
+        i64::try_from(id).map_err(|_| StoreError::Other(format!("insert id {id} out of range")))
+    }
+
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
+        // A read commits nothing.
+        let before = self.committed_maybe;
+        let p = to_params(params);
+        let rows: Vec<::mysql::Row> = self
+            .call(|c| match p {
+                Params::Positional(v) if v.is_empty() => c.query(sql),
+                p => c.exec(sql, p),
+            })
             .map_err(err)?;
-        for (name, cols) in INDEXES {
-            if !indexes.iter().any(|i| i == name) {
-                log::info!("migrate: adding index {name} on buildJobs");
-                c.query_drop(format!("CREATE INDEX {name} ON buildJobs {cols}"))
-                    .map_err(err)?;
+        self.committed_maybe = before;
+        rows.into_iter()
+            .map(|r| {
+                r.unwrap()
+                    .into_iter()
+                    .map(from_mysql)
+                    .collect::<Result<_, _>>()
+                    .map(Row)
+            })
+            .collect()
+    }
+
+    fn begin(&mut self) -> Result<(), StoreError> {
+        self.in_tx = true;
+        self.call(|c| c.query_drop("START TRANSACTION"))
+            .map_err(err)
+    }
+
+    fn commit(&mut self) -> Result<(), StoreError> {
+        self.committed_maybe = true;
+        self.call(|c| c.query_drop("COMMIT")).map_err(|e| {
+            if is_lost(&e) {
+                // The COMMIT may have reached the server: the outcome is unknown.
+                StoreError::CommitUnknown(e.to_string())
+            } else {
+                err(e)
             }
-        }
+        })?;
+        self.in_tx = false;
         Ok(())
     }
 
-    fn version_jobs(&self, name: &str, version: &str) -> Result<Vec<Job>, StoreError> {
-        jobs(
-            &mut self.conn()?,
-            "p.name = ? AND j.version = ? ORDER BY j.platform, j.id",
-            p![name, version],
-        )
+    fn rollback(&mut self) -> Result<(), StoreError> {
+        self.call(|c| c.query_drop("ROLLBACK")).map_err(err)?;
+        self.in_tx = false;
+        Ok(())
     }
 
-    fn record_upload(
-        &self,
-        up: &NewUpload,
-        new_token: &mut dyn FnMut() -> String,
-        commit_file: &mut dyn FnMut() -> std::io::Result<()>,
-    ) -> Result<UploadOutcome, StoreError> {
-        self.tx_or_rollback(|tx| {
-            let now = up.now;
-            // Locks the plugin row: uploads of one plugin are serialized.
-            tx.exec_drop(
-                "INSERT INTO plugins (name, displayName, description, publishedAt, updatedAt)
-                 VALUES (?, COALESCE(?, ?), COALESCE(?, ''), ?, ?)
-                 ON DUPLICATE KEY UPDATE
-                   displayName = COALESCE(?, displayName),
-                   description = COALESCE(?, description),
-                   updatedAt = VALUES(updatedAt)",
-                p![
-                    up.name.as_str(),
-                    up.display_name.clone(),
-                    up.name.as_str(),
-                    up.description.clone(),
-                    now,
-                    now,
-                    up.display_name.clone(),
-                    up.description.clone()
-                ],
-            )
-            .map_err(err)?;
-            let plugin_id: i64 = tx
-                .exec_first("SELECT id FROM plugins WHERE name = ?", p![up.name.as_str()])
-                .map_err(err)?
-                .ok_or_else(|| StoreError::Other("plugin row vanished".into()))?;
-            Self::lock_version(tx, plugin_id, &up.version, now)?;
-            let existing = jobs(
-                tx,
-                "j.pluginId = ? AND j.version = ? ORDER BY j.platform, j.id FOR UPDATE",
-                p![plugin_id, up.version.as_str()],
-            )?;
-            let pairs: Vec<(String, String)> =
-                existing.iter().map(|j| (j.platform.clone(), j.status.clone())).collect();
-            let to_build = match plan_upload(&pairs, &up.platforms) {
-                Ok(p) => p,
-                // Declined: rolled back (the plugin row's updatedAt included).
-                Err(r) => return Ok(Err(r)),
-            };
-            let now_ms = up.reserved_until_ms;
-            let mut ids = Vec::new();
-            for pf in &to_build {
-                let token = new_token();
-                match existing.iter().find(|j| j.platform == pf.hub_name()) {
-                    Some(old) => {
-                        tx.exec_drop(
-                            "UPDATE buildJobs SET status = 'pending', hubJobId = NULL, errorMessage = NULL,
-                               createdAt = ?, completedAt = NULL, callbackToken = ?, attempts = 0,
-                               nextAttemptAt = ?, submittedAt = NULL, sizeBytes = NULL, sha256 = NULL,
-                               entry = ?, updatedAt = ? WHERE id = ?",
-                            p![now, token, now_ms, up.entry.as_str(), now, old.id],
-                        )
-                        .map_err(err)?;
-                        ids.push(old.id);
-                    }
-                    None => {
-                        tx.exec_drop(
-                            "INSERT INTO buildJobs (pluginId, version, platform, status, createdAt,
-                               callbackToken, attempts, nextAttemptAt, entry, updatedAt)
-                             VALUES (?, ?, ?, 'pending', ?, ?, 0, ?, ?, ?)",
-                            p![plugin_id, up.version.as_str(), pf.hub_name(), now, token, now_ms, up.entry.as_str(), now],
-                        )
-                        .map_err(err)?;
-                        ids.push(tx.last_insert_id().unwrap_or(0) as i64);
-                    }
-                }
-            }
-            let created = if ids.is_empty() {
-                Vec::new()
-            } else {
-                jobs(tx, &format!("j.id IN ({}) ORDER BY j.platform", id_list(&ids)), Params::Empty)?
-            };
-            // The file goes in place last, just before COMMIT (in `tx`).
-            commit_file().map_err(|e| StoreError::Other(format!("storing the tarball: {e}")))?;
-            Ok(Ok(UploadOutcome::Recorded(created)))
-        })
-        .map(|r| r.unwrap_or_else(UploadOutcome::Refused))
+    fn retry_on_fresh(&self, _e: &StoreError) -> bool {
+        self.lost && !self.committed_maybe
     }
+}
 
-    fn claim(
-        &self,
-        filter: ClaimFilter,
-        now_ms: i64,
-        lease_ms: i64,
-    ) -> Result<Vec<Job>, StoreError> {
-        self.tx(|tx| {
-            let ids: Vec<i64> = match &filter {
-                ClaimFilter::Due(limit) => tx
-                    .exec(
-                        "SELECT id FROM buildJobs
-                         WHERE status = 'pending' AND callbackToken IS NOT NULL AND nextAttemptAt <= ?
-                         ORDER BY nextAttemptAt, id LIMIT ? FOR UPDATE SKIP LOCKED",
-                        p![now_ms, *limit as u64],
-                    )
-                    .map_err(err)?,
-                ClaimFilter::Ids(ids) if ids.is_empty() => Vec::new(),
-                ClaimFilter::Ids(ids) => tx
-                    .query(format!(
-                        "SELECT id FROM buildJobs
-                         WHERE status = 'pending' AND attempts = 0 AND callbackToken IS NOT NULL AND id IN ({})
-                         FOR UPDATE SKIP LOCKED",
-                        id_list(ids)
-                    ))
-                    .map_err(err)?,
-            };
-            if ids.is_empty() {
-                return Ok(Vec::new());
-            }
-            let list = id_list(&ids);
-            tx.exec_drop(
-                format!(
-                    "UPDATE buildJobs SET attempts = attempts + 1, nextAttemptAt = ?, updatedAt = ?
-                     WHERE id IN ({list})"
-                ),
-                p![now_ms + lease_ms, now_ms / 1000],
-            )
-            .map_err(err)?;
-            jobs(tx, &format!("j.id IN ({list}) ORDER BY j.platform, j.id"), Params::Empty)
-        })
-    }
-
-    fn record_attempt(
-        &self,
-        job_id: i64,
-        attempt: u32,
-        result: &AttemptResult,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        let mut c = self.conn()?;
-        let guard = "id = ? AND status = 'pending' AND attempts = ?";
-        match result {
-            AttemptResult::Accepted { hub_job_id } => c.exec_drop(
-                format!(
-                    "UPDATE buildJobs SET status = 'queued', hubJobId = ?, errorMessage = NULL,
-                       submittedAt = ?, updatedAt = ? WHERE {guard}"
-                ),
-                p![hub_job_id.as_str(), now, now, job_id, attempt],
-            ),
-            AttemptResult::Retry { next_attempt_at_ms, error } => c.exec_drop(
-                format!("UPDATE buildJobs SET nextAttemptAt = ?, errorMessage = ?, updatedAt = ? WHERE {guard}"),
-                p![*next_attempt_at_ms, error.as_str(), now, job_id, attempt],
-            ),
-            AttemptResult::Failed { error } => c.exec_drop(
-                format!("UPDATE buildJobs SET status = 'failed', errorMessage = ?, updatedAt = ? WHERE {guard}"),
-                p![error.as_str(), now, job_id, attempt],
-            ),
+impl Drop for MysqlConn {
+    /// Back to the pool only in a clean state: an open transaction is
+    /// rolled back; a connection that failed, or cannot roll back, is dropped.
+    fn drop(&mut self) {
+        let Some(mut c) = self.conn.take() else {
+            return;
+        };
+        if !self.lost && self.in_tx && c.query_drop("ROLLBACK").is_err() {
+            self.lost = true;
         }
-        .map_err(err)?;
-        if c.affected_rows() == 0
-            && let AttemptResult::Accepted { hub_job_id } = result
-        {
-            // The artifact may have arrived before the hub's answer was
-            // recorded: keep the hub's job id all the same.
-            c.exec_drop(
-                "UPDATE buildJobs SET hubJobId = ?, submittedAt = COALESCE(submittedAt, ?)
-                 WHERE id = ? AND attempts = ? AND status = 'completed' AND hubJobId IS NULL",
-                p![hub_job_id.as_str(), now, job_id, attempt],
-            )
-            .map_err(err)?;
+        if self.lost {
+            discard(c);
         }
-        Ok(c.affected_rows() == 1)
-    }
-
-    fn fail_timed_out(
-        &self,
-        submitted_before: i64,
-        message: &str,
-        now: i64,
-    ) -> Result<Vec<Job>, StoreError> {
-        self.tx(|tx| {
-            let ids: Vec<i64> = tx
-                .exec(
-                    "SELECT id FROM buildJobs WHERE status IN ('queued', 'building')
-                     AND COALESCE(submittedAt, createdAt) < ? FOR UPDATE SKIP LOCKED",
-                    p![submitted_before],
-                )
-                .map_err(err)?;
-            if ids.is_empty() {
-                return Ok(Vec::new());
-            }
-            let list = id_list(&ids);
-            let timed_out = jobs(tx, &format!("j.id IN ({list})"), Params::Empty)?;
-            tx.exec_drop(
-                format!("UPDATE buildJobs SET status = 'failed', errorMessage = ?, updatedAt = ? WHERE id IN ({list})"),
-                p![message, now],
-            )
-            .map_err(err)?;
-            Ok(timed_out)
-        })
-    }
-
-    fn job_by_id(&self, id: i64) -> Result<Option<Job>, StoreError> {
-        Ok(jobs(&mut self.conn()?, "j.id = ?", p![id])?
-            .into_iter()
-            .next())
-    }
-
-    fn job_by_legacy_callback(&self, callback_id: &str) -> Result<Option<Job>, StoreError> {
-        let found = jobs(
-            &mut self.conn()?,
-            "CONCAT(p.name, '-', j.version, '-', j.platform) = ?",
-            p![callback_id],
-        )?;
-        match found.len() {
-            0 | 1 => Ok(found.into_iter().next()),
-            n => Err(StoreError::Other(format!("callback id matches {n} jobs"))),
-        }
-    }
-
-    fn complete_job(
-        &self,
-        job_id: i64,
-        a: &Artifact,
-        commit_file: &mut dyn FnMut() -> std::io::Result<()>,
-    ) -> Result<CompleteOutcome, StoreError> {
-        self.tx(|tx| {
-            let Some(job) = jobs(tx, "j.id = ?", p![job_id])?.into_iter().next() else {
-                return Ok(CompleteOutcome::NotFound);
-            };
-            // Lock order (version, then job) is the same as record_upload's.
-            Self::lock_version(tx, job.plugin_id, &job.version, a.now)?;
-            let job = jobs(tx, "j.id = ? FOR UPDATE", p![job_id])?
-                .into_iter()
-                .next()
-                .ok_or_else(|| StoreError::Other("job vanished".into()))?;
-            if job.status == status::COMPLETED {
-                return Ok(if job.sha256.as_deref() == Some(a.sha256.as_str()) {
-                    CompleteOutcome::AlreadyCompleted
-                } else {
-                    CompleteOutcome::Conflict
-                });
-            }
-            tx.exec_drop(
-                "UPDATE buildJobs SET status = 'completed', completedAt = ?, sizeBytes = ?, sha256 = ?,
-                   errorMessage = NULL, updatedAt = ? WHERE id = ?",
-                p![a.now, a.size, a.sha256.as_str(), a.now, job_id],
-            )
-            .map_err(err)?;
-            let completed: Vec<(String, Option<i64>, Option<String>)> = tx
-                .exec(
-                    "SELECT platform, sizeBytes, sha256 FROM buildJobs
-                     WHERE pluginId = ? AND version = ? AND status = 'completed'",
-                    p![job.plugin_id, job.version.as_str()],
-                )
-                .map_err(err)?;
-            let v = version_artifacts(&job.plugin_name, &job.version, &completed);
-            tx.exec_drop(
-                "UPDATE pluginVersions SET platforms = ?, downloadUrl = ?, sizeBytes = ?, sha256 = ?
-                 WHERE pluginId = ? AND version = ?",
-                p![v.platforms_json, v.download_url, v.size_bytes, v.sha256, job.plugin_id, job.version.as_str()],
-            )
-            .map_err(err)?;
-            commit_file().map_err(|e| StoreError::Other(format!("storing the artifact: {e}")))?;
-            Ok(CompleteOutcome::Completed)
-        })
-    }
-
-    fn version_row(
-        &self,
-        name: &str,
-        version: &str,
-    ) -> Result<Option<VersionArtifacts>, StoreError> {
-        type VersionColumns = (Option<String>, Option<String>, Option<i64>, Option<String>);
-        let row: Option<VersionColumns> = self
-            .conn()?
-            .exec_first(
-                "SELECT v.platforms, v.downloadUrl, v.sizeBytes, v.sha256 FROM pluginVersions v
-                 JOIN plugins p ON p.id = v.pluginId WHERE p.name = ? AND v.version = ?",
-                p![name, version],
-            )
-            .map_err(err)?;
-        Ok(row.map(
-            |(platforms, download_url, size_bytes, sha256)| VersionArtifacts {
-                platforms_json: platforms.unwrap_or_default(),
-                download_url,
-                size_bytes,
-                sha256,
-            },
-        ))
-    }
-
-    fn list_jobs(&self, name: Option<&str>, version: Option<&str>) -> Result<Vec<Job>, StoreError> {
-        jobs(
-            &mut self.conn()?,
-            "(? IS NULL OR p.name = ?) AND (? IS NULL OR j.version = ?) ORDER BY j.createdAt DESC, j.id DESC",
-            p![name, name, version, version],
-        )
-    }
-
-    fn retry_failed(
-        &self,
-        name: &str,
-        version: &str,
-        platform: Option<&str>,
-        now: i64,
-    ) -> Result<usize, StoreError> {
-        let mut c = self.conn()?;
-        c.exec_drop(
-            "UPDATE buildJobs j JOIN plugins p ON p.id = j.pluginId
-             SET j.status = 'pending', j.attempts = 0, j.nextAttemptAt = ?, j.errorMessage = NULL,
-                 j.hubJobId = NULL, j.submittedAt = NULL, j.updatedAt = ?
-             WHERE j.status = 'failed' AND j.callbackToken IS NOT NULL AND p.name = ? AND j.version = ?
-               AND (? IS NULL OR j.platform = ?)",
-            p![now * 1000, now, name, version, platform, platform],
-        )
-        .map_err(err)?;
-        Ok(c.affected_rows() as usize)
-    }
-
-    fn count_by_status(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        self.conn()?
-            .query("SELECT status, COUNT(*) FROM buildJobs GROUP BY status ORDER BY status")
-            .map_err(err)
     }
 }

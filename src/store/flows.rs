@@ -1,0 +1,597 @@
+//! Every [`Store`] operation, written once over a [`Backend`]: the
+//! transaction sequences, their statements and their lock order. A dialect
+//! file supplies only connections, DDL and the SQL text that differs.
+//!
+//! Lock order, the same for every transaction that waits for locks: the
+//! plugin row (uploads only), then the version row, then job rows by id.
+//! Claims and timeouts lock job rows only and skip locked ones instead of
+//! waiting (`FOR UPDATE SKIP LOCKED`; SQLite's `BEGIN IMMEDIATE` locks the
+//! whole database and needs no clause).
+
+use super::sql::{Backend, Conn, Row, Txn, Value, params, placeholders};
+use super::*;
+
+/// The store over one database.
+pub struct SqlStore<B> {
+    b: B,
+}
+
+/// `buildJobs` columns of a [`Job`], in [`job_from_row`]'s order; the
+/// plugin's name follows them.
+const JOB_COLUMNS: &str = "j.id, j.pluginId, j.version, j.platform, j.hubJobId, j.status, \
+     j.errorMessage, j.createdAt, j.completedAt, j.callbackToken, j.attempts, j.nextAttemptAt, \
+     j.submittedAt, j.sizeBytes, j.sha256, j.entry, j.updatedAt";
+
+fn job_from_row(r: &Row) -> Result<Job, StoreError> {
+    Ok(Job {
+        id: r.get(0)?,
+        plugin_id: r.get(1)?,
+        version: r.get(2)?,
+        platform: r.get(3)?,
+        hub_job_id: r.get(4)?,
+        status: JobStatus::parse(&r.get::<String>(5)?),
+        error_message: r.get(6)?,
+        created_at: r.get::<Option<i64>>(7)?.unwrap_or(0),
+        completed_at: r.get(8)?,
+        callback_token: r.get(9)?,
+        attempts: r.get::<Option<u32>>(10)?.unwrap_or(0),
+        next_attempt_at_ms: r.get::<Option<i64>>(11)?.unwrap_or(0),
+        submitted_at: r.get(12)?,
+        size_bytes: r.get(13)?,
+        sha256: r.get(14)?,
+        entry: r.get(15)?,
+        updated_at: r.get(16)?,
+        plugin_name: r.get(17)?,
+    })
+}
+
+/// Jobs (joined with their plugin's name) matching `where_clause`; a
+/// plain read, locking nothing.
+fn jobs(c: &mut dyn Conn, where_clause: &str, params: &[Value]) -> Result<Vec<Job>, StoreError> {
+    let sql = format!(
+        "SELECT {JOB_COLUMNS}, p.name FROM buildJobs j JOIN plugins p ON p.id = j.pluginId \
+         WHERE {where_clause}"
+    );
+    c.query(&sql, params)?.iter().map(job_from_row).collect()
+}
+
+/// Jobs of the plugin `plugin_name` matching `where_clause`, locked until
+/// COMMIT, in id order. Reads `buildJobs` alone: a join would lock the
+/// plugin row too, after the version row (the reverse of an upload's order).
+fn locked_jobs<B: Backend>(
+    c: &mut dyn Conn,
+    where_clause: &str,
+    params: &[Value],
+    plugin_name: &str,
+) -> Result<Vec<Job>, StoreError> {
+    let sql = format!(
+        "SELECT {JOB_COLUMNS}, '' FROM buildJobs j WHERE {where_clause} ORDER BY j.id{}",
+        B::FOR_UPDATE
+    );
+    let mut jobs: Vec<Job> = c
+        .query(&sql, params)?
+        .iter()
+        .map(job_from_row)
+        .collect::<Result<_, _>>()?;
+    for j in &mut jobs {
+        j.plugin_name = plugin_name.to_string();
+    }
+    Ok(jobs)
+}
+
+fn ids_of(rows: Vec<Row>) -> Result<Vec<Value>, StoreError> {
+    rows.iter()
+        .map(|r| r.get::<i64>(0).map(Value::Int))
+        .collect()
+}
+
+/// Locks the version row, creating it if absent. The row is read with
+/// `FOR UPDATE` first: on MySQL an `INSERT` meeting an existing row takes a
+/// shared lock, and two transactions holding it and both asking for the
+/// exclusive one deadlock (artifacts of one version arriving together).
+fn lock_version<B: Backend>(
+    c: &mut dyn Conn,
+    plugin_id: i64,
+    version: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    let select = format!(
+        "SELECT id FROM pluginVersions WHERE pluginId = ? AND version = ?{}",
+        B::FOR_UPDATE
+    );
+    if !c.query(&select, params![plugin_id, version])?.is_empty() {
+        return Ok(());
+    }
+    let insert = format!(
+        "INSERT INTO pluginVersions (pluginId, version, platforms, publishedAt) VALUES (?, ?, '[]', ?) {}",
+        B::insert_keep_existing("pluginId, version")
+    );
+    c.execute(&insert, params![plugin_id, version, now])
+        .map(drop)
+}
+
+impl<B: Backend> SqlStore<B> {
+    pub fn new(backend: B) -> SqlStore<B> {
+        SqlStore { b: backend }
+    }
+
+    /// Runs `f` on a connection, each statement committing itself. Runs it
+    /// once more on a fresh connection when the connection was found dead
+    /// before anything could have been written (see [`Conn::retry_on_fresh`]).
+    fn run<T>(
+        &self,
+        mut f: impl FnMut(&mut dyn Conn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut retried = false;
+        loop {
+            let mut c = self.b.connect()?;
+            match f(&mut c) {
+                Err(e) if !retried && c.retry_on_fresh(&e) => {
+                    log::info!(
+                        "{} connection lost ({e}); once more on a fresh one",
+                        B::KIND
+                    );
+                    retried = true;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// Runs `f` in one transaction. An error rolls it back (the connection
+    /// does, when dropped); a COMMIT is never run twice.
+    fn transaction<T>(
+        &self,
+        mut f: impl FnMut(&mut dyn Conn) -> Result<Txn<T>, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.run(|c| {
+            c.begin()?;
+            match f(c)? {
+                Txn::Commit(out) => c.commit().map(|()| out),
+                Txn::Rollback(out) => c.rollback().map(|()| out),
+            }
+        })
+    }
+}
+
+impl<B: Backend> Store for SqlStore<B> {
+    fn kind(&self) -> &'static str {
+        B::KIND
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        self.run(|c| c.query("SELECT 1", &[]).map(drop))
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        // One transaction where DDL is transactional (SQLite: concurrent
+        // migrations are serialized); MySQL commits each DDL statement
+        // itself, and every step here is safe to run again.
+        self.transaction(|c| {
+            for ddl in B::CREATE_TABLES {
+                c.execute(ddl, &[])?;
+            }
+            let names = |c: &mut dyn Conn, sql: &str| -> Result<Vec<String>, StoreError> {
+                c.query(sql, &[])?.iter().map(|r| r.get(0)).collect()
+            };
+            let existing = names(c, B::LIST_JOB_COLUMNS)?;
+            for col in ADDED_JOB_COLUMNS {
+                if !existing.iter().any(|e| e.eq_ignore_ascii_case(col.name)) {
+                    log::info!("migrate: adding buildJobs.{}", col.name);
+                    let null = match col.default {
+                        Some(d) => format!("NOT NULL DEFAULT {d}"),
+                        None => "NULL".to_string(),
+                    };
+                    let ty = B::column_type(col.ty);
+                    c.execute(
+                        &format!("ALTER TABLE buildJobs ADD COLUMN {} {ty} {null}", col.name),
+                        &[],
+                    )?;
+                }
+            }
+            let indexes = names(c, B::LIST_JOB_INDEXES)?;
+            for ix in ADDED_JOB_INDEXES {
+                if !indexes.iter().any(|i| i == ix.name) {
+                    log::info!("migrate: adding index {} on buildJobs", ix.name);
+                    c.execute(
+                        &format!("CREATE INDEX {} ON buildJobs ({})", ix.name, ix.columns),
+                        &[],
+                    )?;
+                }
+            }
+            Ok(Txn::Commit(()))
+        })
+    }
+
+    fn version_jobs(&self, name: &str, version: &str) -> Result<Vec<Job>, StoreError> {
+        self.run(|c| {
+            jobs(
+                c,
+                "p.name = ? AND j.version = ? ORDER BY j.platform, j.id",
+                params![name, version],
+            )
+        })
+    }
+
+    fn record_upload(
+        &self,
+        up: &NewUpload,
+        new_token: &mut dyn FnMut() -> String,
+        commit_file: &mut dyn FnMut() -> std::io::Result<()>,
+    ) -> Result<UploadOutcome, StoreError> {
+        self.transaction(|c| {
+            let now = up.now;
+            // Locks the plugin row: uploads of one plugin are serialized.
+            let upsert = format!(
+                "INSERT INTO plugins (name, displayName, description, publishedAt, updatedAt)
+                 VALUES (?, COALESCE(?, ?), COALESCE(?, ''), ?, ?) {}
+                   displayName = COALESCE(?, plugins.displayName),
+                   description = COALESCE(?, plugins.description),
+                   updatedAt = ?",
+                B::upsert("name")
+            );
+            c.execute(
+                &upsert,
+                params![
+                    &up.name,
+                    up.display_name.as_ref(),
+                    &up.name,
+                    up.description.as_ref(),
+                    now,
+                    now,
+                    up.display_name.as_ref(),
+                    up.description.as_ref(),
+                    now
+                ],
+            )?;
+            let plugin_id: i64 = c
+                .query("SELECT id FROM plugins WHERE name = ?", params![&up.name])?
+                .first()
+                .ok_or_else(|| StoreError::Other("plugin row vanished".into()))?
+                .get(0)?;
+            lock_version::<B>(c, plugin_id, &up.version, now)?;
+            let existing = locked_jobs::<B>(
+                c,
+                "j.pluginId = ? AND j.version = ?",
+                params![plugin_id, &up.version],
+                &up.name,
+            )?;
+            let to_build = match plan_upload(&existing, &up.platforms) {
+                Ok(p) => p,
+                // Declined: rolled back (the plugin row's updatedAt included).
+                Err(r) => return Ok(Txn::Rollback(UploadOutcome::Refused(r))),
+            };
+            let reserved_until = up.reserved_until_ms;
+            let mut ids = Vec::new();
+            for pf in &to_build {
+                let token = new_token();
+                match existing.iter().find(|j| j.platform == pf.hub_name()) {
+                    Some(old) => {
+                        c.execute(
+                            "UPDATE buildJobs SET status = 'pending', hubJobId = NULL, errorMessage = NULL,
+                               createdAt = ?, completedAt = NULL, callbackToken = ?, attempts = 0,
+                               nextAttemptAt = ?, submittedAt = NULL, sizeBytes = NULL, sha256 = NULL,
+                               entry = ?, updatedAt = ? WHERE id = ?",
+                            params![now, token, reserved_until, &up.entry, now, old.id],
+                        )?;
+                        ids.push(Value::Int(old.id));
+                    }
+                    None => {
+                        let id = c.insert(
+                            "INSERT INTO buildJobs (pluginId, version, platform, status, createdAt,
+                               callbackToken, attempts, nextAttemptAt, entry, updatedAt)
+                             VALUES (?, ?, ?, 'pending', ?, ?, 0, ?, ?, ?)",
+                            params![
+                                plugin_id,
+                                &up.version,
+                                pf.hub_name(),
+                                now,
+                                token,
+                                reserved_until,
+                                &up.entry,
+                                now
+                            ],
+                        )?;
+                        ids.push(Value::Int(id));
+                    }
+                }
+            }
+            let created = if ids.is_empty() {
+                Vec::new()
+            } else {
+                let w = format!("j.id IN ({}) ORDER BY j.platform, j.id", placeholders(ids.len()));
+                jobs(c, &w, &ids)?
+            };
+            // The file goes in place last, just before COMMIT; if the COMMIT
+            // fails the caller puts back what was there (see `commit_file`).
+            commit_file().map_err(|e| StoreError::Other(format!("storing the tarball: {e}")))?;
+            Ok(Txn::Commit(UploadOutcome::Recorded(created)))
+        })
+    }
+
+    fn claim(
+        &self,
+        filter: ClaimFilter,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<Job>, StoreError> {
+        self.transaction(|c| {
+            let ids = match &filter {
+                ClaimFilter::Due(limit) => {
+                    let sql = format!(
+                        "SELECT id FROM buildJobs
+                         WHERE status = 'pending' AND callbackToken IS NOT NULL AND nextAttemptAt <= ?
+                         ORDER BY nextAttemptAt, id LIMIT ?{}",
+                        B::FOR_UPDATE_SKIP_LOCKED
+                    );
+                    let limit = i64::try_from(*limit).unwrap_or(i64::MAX);
+                    ids_of(c.query(&sql, params![now_ms, limit])?)?
+                }
+                ClaimFilter::Ids(ids) if ids.is_empty() => Vec::new(),
+                ClaimFilter::Ids(ids) => {
+                    let sql = format!(
+                        "SELECT id FROM buildJobs
+                         WHERE status = 'pending' AND attempts = 0 AND callbackToken IS NOT NULL
+                           AND id IN ({}) ORDER BY id{}",
+                        placeholders(ids.len()),
+                        B::FOR_UPDATE_SKIP_LOCKED
+                    );
+                    let ids: Vec<Value> = ids.iter().map(|&i| Value::Int(i)).collect();
+                    ids_of(c.query(&sql, &ids)?)?
+                }
+            };
+            if ids.is_empty() {
+                return Ok(Txn::Rollback(Vec::new()));
+            }
+            let list = placeholders(ids.len());
+            let mut p = vec![Value::Int(now_ms + lease_ms), Value::Int(now_ms / 1000)];
+            p.extend(ids.iter().cloned());
+            c.execute(
+                &format!(
+                    "UPDATE buildJobs SET attempts = attempts + 1, nextAttemptAt = ?, updatedAt = ?
+                     WHERE id IN ({list})"
+                ),
+                &p,
+            )?;
+            let claimed = jobs(c, &format!("j.id IN ({list}) ORDER BY j.platform, j.id"), &ids)?;
+            Ok(Txn::Commit(claimed))
+        })
+    }
+
+    fn record_attempt(
+        &self,
+        job_id: i64,
+        attempt: u32,
+        result: &AttemptResult,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        const GUARD: &str = "id = ? AND status = 'pending' AND attempts = ?";
+        self.run(|c| {
+            let n = match result {
+                AttemptResult::Accepted { hub_job_id } => c.execute(
+                    &format!(
+                        "UPDATE buildJobs SET status = 'queued', hubJobId = ?, errorMessage = NULL,
+                           submittedAt = ?, updatedAt = ? WHERE {GUARD}"
+                    ),
+                    params![hub_job_id, now, now, job_id, attempt],
+                )?,
+                AttemptResult::Retry {
+                    next_attempt_at_ms,
+                    error,
+                } => c.execute(
+                    &format!(
+                        "UPDATE buildJobs SET nextAttemptAt = ?, errorMessage = ?, updatedAt = ?
+                         WHERE {GUARD}"
+                    ),
+                    params![*next_attempt_at_ms, error, now, job_id, attempt],
+                )?,
+                AttemptResult::Failed { error } => c.execute(
+                    &format!(
+                        "UPDATE buildJobs SET status = 'failed', errorMessage = ?, completedAt = NULL,
+                           updatedAt = ? WHERE {GUARD}"
+                    ),
+                    params![error, now, job_id, attempt],
+                )?,
+            };
+            if n == 0
+                && let AttemptResult::Accepted { hub_job_id } = result
+            {
+                // The artifact may have arrived before the hub's answer was
+                // recorded: keep the hub's job id all the same.
+                let n = c.execute(
+                    "UPDATE buildJobs SET hubJobId = ?, submittedAt = COALESCE(submittedAt, ?)
+                     WHERE id = ? AND attempts = ? AND status = 'completed' AND hubJobId IS NULL",
+                    params![hub_job_id, now, job_id, attempt],
+                )?;
+                return Ok(n == 1);
+            }
+            Ok(n == 1)
+        })
+    }
+
+    fn fail_timed_out(
+        &self,
+        submitted_before: i64,
+        message: &str,
+        now: i64,
+    ) -> Result<Vec<Job>, StoreError> {
+        self.transaction(|c| {
+            let sql = format!(
+                "SELECT id FROM buildJobs WHERE status IN ('queued', 'building')
+                 AND COALESCE(submittedAt, createdAt) < ? ORDER BY id{}",
+                B::FOR_UPDATE_SKIP_LOCKED
+            );
+            let ids = ids_of(c.query(&sql, params![submitted_before])?)?;
+            if ids.is_empty() {
+                return Ok(Txn::Rollback(Vec::new()));
+            }
+            let list = placeholders(ids.len());
+            let mut p = vec![Value::from(message), Value::Int(now)];
+            p.extend(ids.iter().cloned());
+            c.execute(
+                &format!(
+                    "UPDATE buildJobs SET status = 'failed', errorMessage = ?, completedAt = NULL,
+                       updatedAt = ? WHERE id IN ({list})"
+                ),
+                &p,
+            )?;
+            let failed = jobs(c, &format!("j.id IN ({list}) ORDER BY j.id"), &ids)?;
+            Ok(Txn::Commit(failed))
+        })
+    }
+
+    fn job_by_id(&self, id: i64) -> Result<Option<Job>, StoreError> {
+        self.run(|c| Ok(jobs(c, "j.id = ?", params![id])?.into_iter().next()))
+    }
+
+    fn job_by_legacy_callback(&self, callback_id: &str) -> Result<LegacyLookup, StoreError> {
+        let spelled = B::concat(&["p.name", "'-'", "j.version", "'-'", "j.platform"]);
+        let found = self.run(|c| jobs(c, &format!("{spelled} = ?"), params![callback_id]))?;
+        Ok(match found.len() {
+            0 => LegacyLookup::NotFound,
+            1 => LegacyLookup::Found(Box::new(found.into_iter().next().expect("one job"))),
+            n => LegacyLookup::Ambiguous(n),
+        })
+    }
+
+    fn complete_job(
+        &self,
+        job_id: i64,
+        a: &Artifact,
+        commit_file: &mut dyn FnMut() -> std::io::Result<()>,
+    ) -> Result<CompleteOutcome, StoreError> {
+        self.transaction(|c| {
+            let Some(seen) = jobs(c, "j.id = ?", params![job_id])?.into_iter().next() else {
+                return Ok(Txn::Rollback(CompleteOutcome::NotFound));
+            };
+            lock_version::<B>(c, seen.plugin_id, &seen.version, a.now)?;
+            let job = locked_jobs::<B>(c, "j.id = ?", params![job_id], &seen.plugin_name)?
+                .into_iter()
+                .next()
+                .ok_or_else(|| StoreError::Other("job vanished".into()))?;
+            if job.status == JobStatus::Completed {
+                return Ok(Txn::Rollback(
+                    if job.sha256.as_deref() == Some(a.sha256.as_str()) {
+                        CompleteOutcome::AlreadyCompleted
+                    } else {
+                        CompleteOutcome::Conflict
+                    },
+                ));
+            }
+            c.execute(
+                "UPDATE buildJobs SET status = 'completed', completedAt = ?, sizeBytes = ?, sha256 = ?,
+                   errorMessage = NULL, updatedAt = ? WHERE id = ?",
+                params![a.now, a.size, &a.sha256, a.now, job_id],
+            )?;
+            let completed = c
+                .query(
+                    "SELECT platform, sizeBytes, sha256 FROM buildJobs
+                     WHERE pluginId = ? AND version = ? AND status = 'completed' ORDER BY id",
+                    params![job.plugin_id, &job.version],
+                )?
+                .iter()
+                .map(|r| {
+                    Ok(CompletedBuild {
+                        platform: r.get(0)?,
+                        size_bytes: r.get(1)?,
+                        sha256: r.get(2)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            let v = version_artifacts(&job.plugin_name, &job.version, &completed);
+            c.execute(
+                "UPDATE pluginVersions SET platforms = ?, downloadUrl = ?, sizeBytes = ?, sha256 = ?
+                 WHERE pluginId = ? AND version = ?",
+                params![
+                    v.platforms_json,
+                    v.download_url,
+                    v.size_bytes,
+                    v.sha256,
+                    job.plugin_id,
+                    &job.version
+                ],
+            )?;
+            commit_file().map_err(|e| StoreError::Other(format!("storing the artifact: {e}")))?;
+            Ok(Txn::Commit(CompleteOutcome::Completed))
+        })
+    }
+
+    fn version_row(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<Option<VersionArtifacts>, StoreError> {
+        let rows = self.run(|c| {
+            c.query(
+                "SELECT v.platforms, v.downloadUrl, v.sizeBytes, v.sha256 FROM pluginVersions v
+                 JOIN plugins p ON p.id = v.pluginId WHERE p.name = ? AND v.version = ?",
+                params![name, version],
+            )
+        })?;
+        rows.first()
+            .map(|r| {
+                Ok(VersionArtifacts {
+                    platforms_json: r.get::<Option<String>>(0)?.unwrap_or_default(),
+                    download_url: r.get(1)?,
+                    size_bytes: r.get(2)?,
+                    sha256: r.get(3)?,
+                })
+            })
+            .transpose()
+    }
+
+    fn list_jobs(&self, name: Option<&str>, version: Option<&str>) -> Result<Vec<Job>, StoreError> {
+        let mut conds = vec!["1 = 1"];
+        let mut p = Vec::new();
+        if let Some(n) = name {
+            conds.push("p.name = ?");
+            p.push(Value::from(n));
+        }
+        if let Some(v) = version {
+            conds.push("j.version = ?");
+            p.push(Value::from(v));
+        }
+        let w = format!(
+            "{} ORDER BY j.createdAt DESC, j.id DESC",
+            conds.join(" AND ")
+        );
+        self.run(|c| jobs(c, &w, &p))
+    }
+
+    fn retry_failed(
+        &self,
+        name: &str,
+        version: &str,
+        platform: Option<&str>,
+        now: i64,
+    ) -> Result<usize, StoreError> {
+        let mut sql = "UPDATE buildJobs SET status = 'pending', attempts = 0, nextAttemptAt = ?,
+               errorMessage = NULL, hubJobId = NULL, submittedAt = NULL, completedAt = NULL,
+               updatedAt = ?
+             WHERE status = 'failed' AND callbackToken IS NOT NULL AND version = ?
+               AND pluginId = (SELECT id FROM plugins WHERE name = ?)"
+            .to_string();
+        let mut p = vec![
+            Value::Int(now * 1000),
+            Value::Int(now),
+            Value::from(version),
+            Value::from(name),
+        ];
+        if let Some(pf) = platform {
+            sql.push_str(" AND platform = ?");
+            p.push(Value::from(pf));
+        }
+        let n = self.run(|c| c.execute(&sql, &p))?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    fn count_by_status(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = self.run(|c| {
+            c.query(
+                "SELECT status, COUNT(*) FROM buildJobs GROUP BY status ORDER BY status",
+                &[],
+            )
+        })?;
+        rows.iter().map(|r| Ok((r.get(0)?, r.get(1)?))).collect()
+    }
+}
