@@ -14,4 +14,5 @@ pub mod router;
 pub mod routes;
 pub mod server;
 pub mod store;
+pub mod unpack;
 pub mod validate;
