@@ -114,6 +114,15 @@ impl ProgramFormat {
         }
     }
 
+    /// `an ELF`, `a Mach-O`, `a PE`.
+    pub fn with_article(self) -> &'static str {
+        match self {
+            ProgramFormat::Elf => "an ELF",
+            ProgramFormat::MachO => "a Mach-O",
+            ProgramFormat::Pe => "a PE",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             ProgramFormat::Elf => "ELF",
@@ -179,7 +188,7 @@ fn describe(head: &[u8]) -> String {
         return "an AppImage (a package, not a program)".into();
     }
     if let Some(f) = program_format(head) {
-        return format!("a {f} program");
+        return format!("{} program", f.with_article());
     }
     let known: &[(&[u8], &str)] = &[
         (b"\x1f\x8b", "gzip data"),
@@ -362,8 +371,16 @@ impl fmt::Display for Problem {
                 expected,
                 found,
             } => match entry {
-                Some(e) => write!(f, "'{e}' is {found}, not a {expected} program"),
-                None => write!(f, "the artifact is {found}, not a {expected} program"),
+                Some(e) => write!(
+                    f,
+                    "'{e}' is {found}, not {} program",
+                    expected.with_article()
+                ),
+                None => write!(
+                    f,
+                    "the artifact is {found}, not {} program",
+                    expected.with_article()
+                ),
             },
             Problem::Ambiguous {
                 expected,
@@ -1411,31 +1428,47 @@ mod zipfile {
             }
             None => None,
         };
+        let peek = |archive: &mut ZipArchive<TagIo<'_, R>>, i: usize| {
+            let mut f = archive.by_index(i).map_err(|e| zip_err(ctx, e))?;
+            if f.encrypted() {
+                return Ok((None, "encrypted".to_string()));
+            }
+            let head = read_head(&mut f).map_err(|e| ctx.read_err(e))?;
+            Ok::<_, UnpackError>((program_format(&head), describe(&head)))
+        };
         let mut cands = Vec::with_capacity(placed.len());
         for (i, comps) in placed {
             let place = ctx
                 .rules
                 .place(&comps, bundle_exec.as_deref())
                 .expect("placed before");
-            let (format, what) = {
-                let mut f = archive.by_index(i).map_err(|e| zip_err(ctx, e))?;
-                if f.encrypted() {
-                    (None, "encrypted".to_string())
-                } else {
-                    let head = read_head(&mut f).map_err(|e| ctx.read_err(e))?;
-                    (program_format(&head), describe(&head))
-                }
-            };
             cands.push(Candidate {
                 index: i as u64,
                 path: comps.join("/"),
-                format,
-                what,
+                format: None,
+                what: String::new(),
                 preferred: place.preferred,
             });
         }
-        let chosen =
-            &cands[choose(&cands, ctx.expected, &ctx.rules).map_err(|p| ctx.package(p))?];
+        // The only preferred candidate, of the right format, is the choice
+        // whatever the others are: then the others' heads are not read.
+        let preferred: Vec<usize> = (0..cands.len()).filter(|&c| cands[c].preferred).collect();
+        let mut shortcut = None;
+        if let [c] = preferred[..] {
+            let (format, _) = peek(&mut archive, cands[c].index as usize)?;
+            if format == Some(ctx.expected) {
+                shortcut = Some(c);
+            }
+        }
+        let chosen = match shortcut {
+            Some(c) => &cands[c],
+            None => {
+                for c in &mut cands {
+                    (c.format, c.what) = peek(&mut archive, c.index as usize)?;
+                }
+                &cands[choose(&cands, ctx.expected, &ctx.rules).map_err(|p| ctx.package(p))?]
+            }
+        };
         let mut f = archive
             .by_index(chosen.index as usize)
             .map_err(|e| zip_err(ctx, e))?;
@@ -1775,7 +1808,7 @@ mod tests {
         ));
         assert_eq!(
             msg,
-            "macos artifact app.bin (macos-precompiled): the artifact is a ELF program, not a Mach-O program"
+            "macos artifact app.bin (macos-precompiled): the artifact is an ELF program, not a Mach-O program"
         );
         let (p, _) = problem(&pe(5000, 1), &art(Platform::Android, "a"), &limits());
         assert!(matches!(
@@ -2075,7 +2108,7 @@ mod tests {
         ));
         assert_eq!(
             msg,
-            "linux artifact app-x.tar.gz: 'app-1-linux-x86_64/bin/app' is a script, not a ELF program"
+            "linux artifact app-x.tar.gz: 'app-1-linux-x86_64/bin/app' is a script, not an ELF program"
         );
         // A Mach-O in the APK's place.
         let apk = zip_bytes(&[Z::File("lib/arm64-v8a/libperry_app.so", &macho(1000, 1))]);
@@ -2777,7 +2810,21 @@ mod tests {
     fn throughput() {
         let dir = tempfile::tempdir().unwrap();
         let size = 128 * MIB as usize;
-        let prog = elf(size, 42);
+        // UNPACK_BENCH_PROGRAM=<file>: its bytes, repeated to 128 MiB (a real
+        // binary compresses like one); otherwise synthetic bytes.
+        let body = match std::env::var_os("UNPACK_BENCH_PROGRAM") {
+            Some(p) => {
+                let b = std::fs::read(p).unwrap();
+                b.iter().copied().cycle().take(size).collect()
+            }
+            None => filler(size, 42),
+        };
+        let with = |head: &[u8]| {
+            let mut v = body.clone();
+            v[..head.len()].copy_from_slice(head);
+            v
+        };
+        let prog = with(&elf(64, 0)[..16]);
         let raw = dir.path().join("prog.bin");
         std::fs::write(&raw, &prog).unwrap();
         let t = Instant::now();
@@ -2791,8 +2838,10 @@ mod tests {
         let tgz = dir.path().join("p.tar.gz");
         std::fs::write(&tgz, targz(&[T::File("app-1-linux-x86_64/bin/app", &prog)])).unwrap();
         let zip = dir.path().join("p.zip");
-        std::fs::write(&zip, zip_bytes(&[Z::File("App.exe", &pe(size, 42))])).unwrap();
-        let want_pe = crate::body::hex(&Sha256::digest(pe(size, 42)));
+        let prog_pe = with(&pe_head());
+        std::fs::write(&zip, zip_bytes(&[Z::File("App.exe", &prog_pe)])).unwrap();
+        let want_pe = crate::body::hex(&Sha256::digest(&prog_pe));
+        drop((prog_pe, body));
         drop(prog);
         println!("sha256sum of 128 MiB: {:.3} s", sha256sum.as_secs_f64());
         for (path, p, want) in [
