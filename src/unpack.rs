@@ -45,7 +45,11 @@
 //! [`Limits::max_program_bytes`] as they are read, everything a `.tar.gz`
 //! decompresses to by [`Limits::max_unpacked_bytes`], and the entries read
 //! by [`Limits::max_entries`], so a zip or gzip bomb is refused after at
-//! most the limit, never materialized.
+//! most the limit, never materialized. A zip's entry count is checked from
+//! its end records (zip64 included) before its central directory is read;
+//! a `.tar.gz` is read to the end of its gzip stream so the CRC is checked.
+//! Long names and PAX headers are read by this module, bounded (64 KiB,
+//! 1 MiB), not by the `tar` crate (which would read them whole).
 
 use crate::platform::Platform;
 use serde::Serialize;
