@@ -16,4 +16,5 @@ pub mod platform;
 pub mod publish;
 pub mod routes;
 pub mod store;
+pub mod unpack;
 pub mod validate;
