@@ -7,6 +7,7 @@ pub mod codec;
 pub mod config;
 pub mod error;
 pub mod files;
+pub mod follow;
 pub mod http;
 pub mod hub;
 pub mod intake;

@@ -98,7 +98,9 @@ mod tests {
         );
         assert!(matches!(ready, HubMessage::ArtifactReady { ref target, .. } if target == "linux"));
         assert_eq!(
-            HubMessage::parse(r#"{"type":"error","code":"JOB_NOT_FOUND","message":"Job not found"}"#),
+            HubMessage::parse(
+                r#"{"type":"error","code":"JOB_NOT_FOUND","message":"Job not found"}"#
+            ),
             HubMessage::Error {
                 code: Some("JOB_NOT_FOUND".into()),
                 message: Some("Job not found".into())
@@ -121,6 +123,9 @@ mod tests {
             HubMessage::parse(r#"{"type":"complete"}"#),
             HubMessage::Unreadable(_)
         ));
-        assert!(matches!(HubMessage::parse("not json"), HubMessage::Unreadable(_)));
+        assert!(matches!(
+            HubMessage::parse("not json"),
+            HubMessage::Unreadable(_)
+        ));
     }
 }

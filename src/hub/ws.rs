@@ -37,7 +37,11 @@ impl HubSocket {
         let host = uri.host().ok_or("the URL has no host")?;
         let port = uri
             .port_u16()
-            .unwrap_or(if uri.scheme_str() == Some("wss") { 443 } else { 80 });
+            .unwrap_or(if uri.scheme_str() == Some("wss") {
+                443
+            } else {
+                80
+            });
         let addrs: Vec<_> = (host.trim_matches(|c| c == '[' || c == ']'), port)
             .to_socket_addrs()
             .map_err(|e| format!("cannot resolve {host}: {e}"))?
@@ -56,8 +60,12 @@ impl HubSocket {
         let stream = stream.ok_or(last)?;
         let _ = stream.set_nodelay(true);
         // The handshake is bounded by `timeout`; reads afterwards by `poll`.
-        stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-        stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+        stream
+            .set_read_timeout(Some(timeout))
+            .map_err(|e| e.to_string())?;
+        stream
+            .set_write_timeout(Some(timeout))
+            .map_err(|e| e.to_string())?;
         let config = WebSocketConfig::default()
             .max_message_size(Some(MAX_MESSAGE))
             .max_frame_size(Some(MAX_MESSAGE));
@@ -68,7 +76,8 @@ impl HubSocket {
             MaybeTlsStream::Rustls(s) => s.get_ref(),
             _ => return Err("unsupported stream".into()),
         };
-        tcp.set_read_timeout(Some(poll)).map_err(|e| e.to_string())?;
+        tcp.set_read_timeout(Some(poll))
+            .map_err(|e| e.to_string())?;
         Ok(HubSocket {
             ws,
             last_ping: Instant::now(),
