@@ -45,30 +45,238 @@
 mod artifact;
 mod hub;
 mod multipart;
+mod package;
+mod realhub;
 mod state;
 mod worker;
+mod ws;
 
 use hub::error_body;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use state::{Config, ConfigPatch, Sim};
 use std::io::{self, Read, Write};
+use std::net::TcpListener;
 use std::sync::Arc;
 use std::thread;
 use tiny_http::{Header, Method, Request, Response, Server};
 
-const USAGE: &str = "\
-Usage: perry-hub-sim [OPTIONS]
+/// How a knob's command-line value is read.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    /// `--flag` alone is true; `--flag=false` too.
+    Bool,
+    Num,
+    Str,
+    /// Repeatable; each value appended (or comma-separated).
+    List,
+}
 
-A Perry Hub simulator for testing hone-build.
+/// Every knob: flag, `/_sim/config` field, kind, one line of help.
+const KNOBS: &[(&str, &str, Kind, &str)] = &[
+    (
+        "--callbacks",
+        "callbacks",
+        Kind::Bool,
+        "patched hub: POST artifacts to artifact_upload_url (the old protocol) instead of the real hub's WebSocket + downloads",
+    ),
+    (
+        "--license-key",
+        "license_key",
+        Kind::Str,
+        "the valid license key (default sim-license)",
+    ),
+    (
+        "--account",
+        "accounts",
+        Kind::List,
+        "a valid account API token (Authorization: Bearer); repeatable or comma-separated",
+    ),
+    (
+        "--device-bound-keys",
+        "device_bound_keys",
+        Kind::Bool,
+        "license keys bind to their first bundle_id; another one is 403 ACCOUNT_REQUIRED",
+    ),
+    (
+        "--rate-limit-per-hour",
+        "rate_limit_per_hour",
+        Kind::Num,
+        "429 RATE_LIMITED past N accepted submissions per key/token in a sliding hour (0 = off)",
+    ),
+    (
+        "--publish-limit-per-month",
+        "publish_limit_per_month",
+        Kind::Num,
+        "429 PUBLISH_LIMIT_REACHED past N successful builds per key/token (0 = off)",
+    ),
+    (
+        "--build-delay-ms",
+        "build_delay_ms",
+        Kind::Num,
+        "time a job waits queued before its worker starts (callbacks: before delivery) (default 200)",
+    ),
+    (
+        "--stage-delay-ms",
+        "stage_delay_ms",
+        Kind::Num,
+        "pause before each stage message of a build (default 10)",
+    ),
+    (
+        "--program-size",
+        "program_size",
+        Kind::Num,
+        "size in bytes of the compiled program inside each package (default 4096)",
+    ),
+    (
+        "--artifact-size",
+        "artifact_size",
+        Kind::Num,
+        "callbacks: size in bytes of each delivered artifact (default 4096)",
+    ),
+    (
+        "--expires-in-secs",
+        "expires_in_secs",
+        Kind::Num,
+        "download links expire N s after the upload (default 600)",
+    ),
+    (
+        "--close-subscribers-after-ms",
+        "close_subscribers_after_ms",
+        Kind::Num,
+        "close each WebSocket subscriber N ms after it subscribed (0 = never)",
+    ),
+    (
+        "--compile-failure",
+        "compile_failure",
+        Kind::Bool,
+        "builds fail: stderr log lines (error TS2304 ...), error, complete(false)",
+    ),
+    (
+        "--upload-failure",
+        "upload_failure",
+        Kind::Bool,
+        "the worker's upload fails: error, then complete(success:true), no artifact_ready",
+    ),
+    (
+        "--wrong-sha256",
+        "wrong_sha256",
+        Kind::Bool,
+        "artifact_ready announces a wrong sha256",
+    ),
+    (
+        "--raw-program",
+        "raw_program",
+        Kind::Bool,
+        "patched worker: the artifact is the raw program (one stage, target = the hub target)",
+    ),
+    (
+        "--bad-package",
+        "bad_package",
+        Kind::Str,
+        "dotdot|absolute|symlink|no_program|zip_bomb: break the package that carries the program",
+    ),
+    (
+        "--zip-bomb-size",
+        "zip_bomb_size",
+        Kind::Num,
+        "bytes the zip_bomb entry expands to (whole MiB; default 1 GiB)",
+    ),
+    (
+        "--download-delay-ms",
+        "download_delay_ms",
+        Kind::Num,
+        "wait N ms before answering a download (the token is already spent)",
+    ),
+    (
+        "--download-hang",
+        "download_hang",
+        Kind::Bool,
+        "downloads send half of the body, then hang",
+    ),
+    (
+        "--download-throttle-bytes-per-sec",
+        "download_throttle_bytes_per_sec",
+        Kind::Num,
+        "limit download bodies to about N bytes/s (0 = off)",
+    ),
+    (
+        "--fail-next",
+        "fail_next",
+        Kind::Num,
+        "refuse the next N submissions (with fail_kind)",
+    ),
+    (
+        "--fail-kind",
+        "fail_kind",
+        Kind::Str,
+        "500|rate_limited|publish_limit|account_required|auth_invalid (default 500)",
+    ),
+    (
+        "--hang-next",
+        "hang_next",
+        Kind::Num,
+        "hold the next N submissions hang_ms before answering",
+    ),
+    (
+        "--hang-ms",
+        "hang_ms",
+        Kind::Num,
+        "how long hang_next holds a submission",
+    ),
+    (
+        "--never-callback",
+        "never_callback",
+        Kind::Bool,
+        "callbacks: never deliver automatically",
+    ),
+    (
+        "--wrong-checksum",
+        "wrong_checksum",
+        Kind::Bool,
+        "callbacks: x-artifact-sha256 is wrong",
+    ),
+    (
+        "--deliver-twice",
+        "deliver_twice",
+        Kind::Bool,
+        "callbacks: deliver every artifact twice",
+    ),
+    (
+        "--raw-body",
+        "raw_body",
+        Kind::Bool,
+        "callbacks: deliver raw bytes instead of base64",
+    ),
+    (
+        "--throttle-bytes-per-sec",
+        "throttle_bytes_per_sec",
+        Kind::Num,
+        "callbacks: limit deliveries to about N bytes/s (0 = off)",
+    ),
+];
 
-Options:
-  --bind ADDR            address to listen on (default 127.0.0.1)
-  --port PORT            port to listen on, 0 = any free port (default 0)
-  --license-key KEY      accepted license key (default sim-license)
-  --build-delay-ms N     delay before a job's artifact is delivered (default 200)
-  --artifact-size N      size in bytes of each built artifact (default 4096)
-  -h, --help             print this help
-";
+fn usage() -> String {
+    let mut u = String::from(
+        "Usage: perry-hub-sim [OPTIONS]\n\n\
+         A Perry Hub simulator for testing hone-build: by default today's real hub\n\
+         (WebSocket, single-use base64 downloads, packages per target).\n\n\
+         Options:\n\
+         \x20 --bind ADDR            address to listen on (default 127.0.0.1)\n\
+         \x20 --port PORT            HTTP port, 0 = any free port (default 0)\n\
+         \x20 --ws-port PORT         WebSocket port, 0 = any free port (default 0)\n\
+         \x20 -h, --help             print this help\n\n\
+         Knobs (also fields of POST /_sim/config; POST /_sim/forget forgets all jobs):\n",
+    );
+    for (flag, _, kind, help) in KNOBS {
+        let arg = match kind {
+            Kind::Bool => "",
+            Kind::Num => " N",
+            Kind::Str | Kind::List => " VALUE",
+        };
+        u.push_str(&format!("  {:<42} {help}\n", format!("{flag}{arg}")));
+    }
+    u
+}
 
 /// Largest control-API request body read.
 const MAX_CONTROL_BODY: u64 = 1024 * 1024;
@@ -76,17 +284,19 @@ const MAX_CONTROL_BODY: u64 = 1024 * 1024;
 struct Args {
     bind: String,
     port: u16,
+    ws_port: u16,
     config: Config,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut bind = "127.0.0.1".to_string();
     let mut port = 0u16;
-    let mut config = Config::new("sim-license".into(), 200, 4096);
+    let mut ws_port = 0u16;
+    let mut knobs = Map::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         if arg == "-h" || arg == "--help" {
-            print!("{USAGE}");
+            print!("{}", usage());
             std::process::exit(0);
         }
         let (flag, inline) = match arg.split_once('=') {
@@ -99,30 +309,74 @@ fn parse_args() -> Result<Args, String> {
                 .or_else(|| args.next())
                 .ok_or_else(|| format!("{flag} needs a value"))
         };
-        let number = |v: String| {
-            v.parse::<u64>()
-                .map_err(|_| format!("{flag}: not a number: {v:?}"))
+        let parse_port = |v: String| {
+            v.parse::<u16>()
+                .map_err(|_| format!("{flag}: bad port {v:?}"))
         };
         match flag.as_str() {
             "--bind" => bind = value()?,
-            "--port" => {
+            "--port" => port = parse_port(value()?)?,
+            "--ws-port" => ws_port = parse_port(value()?)?,
+            "--accounts" => {
                 let v = value()?;
-                port = v.parse().map_err(|_| format!("--port: bad port {v:?}"))?;
+                let list = knobs.entry("accounts").or_insert_with(|| json!([]));
+                for t in v.split(',').filter(|t| !t.is_empty()) {
+                    list.as_array_mut().expect("array").push(json!(t));
+                }
             }
-            "--license-key" => config.license_key = value()?,
-            "--build-delay-ms" => config.build_delay_ms = number(value()?)?,
-            "--artifact-size" => config.artifact_size = number(value()?)?,
-            _ => return Err(format!("unknown argument {arg:?}")),
+            _ => {
+                let Some(&(_, key, kind, _)) = KNOBS.iter().find(|k| k.0 == flag) else {
+                    return Err(format!("unknown argument {arg:?}"));
+                };
+                let v = match kind {
+                    Kind::Bool => match inline.as_deref() {
+                        None | Some("true") => json!(true),
+                        Some("false") => json!(false),
+                        Some(v) => {
+                            return Err(format!("{flag}: expected true or false, not {v:?}"));
+                        }
+                    },
+                    Kind::Num => {
+                        let v = value()?;
+                        json!(
+                            v.parse::<u64>()
+                                .map_err(|_| format!("{flag}: not a number: {v:?}"))?
+                        )
+                    }
+                    Kind::Str => json!(value()?),
+                    Kind::List => {
+                        let v = value()?;
+                        let list = knobs.entry(key).or_insert_with(|| json!([]));
+                        for t in v.split(',').filter(|t| !t.is_empty()) {
+                            list.as_array_mut().expect("array").push(json!(t));
+                        }
+                        continue;
+                    }
+                };
+                knobs.insert(key.to_string(), v);
+            }
         }
     }
-    Ok(Args { bind, port, config })
+    let patch: ConfigPatch =
+        serde_json::from_value(Value::Object(knobs)).map_err(|e| format!("bad option: {e}"))?;
+    if patch.forget_jobs.is_some() {
+        return Err("forget_jobs is not an option".into());
+    }
+    let mut config = Config::new("sim-license".into(), 200, 4096);
+    config.apply(patch);
+    Ok(Args {
+        bind,
+        port,
+        ws_port,
+        config,
+    })
 }
 
 fn main() {
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("perry-hub-sim: {e}\n\n{USAGE}");
+            eprintln!("perry-hub-sim: {e}\n\n{}", usage());
             std::process::exit(2);
         }
     };
@@ -140,15 +394,52 @@ fn main() {
         eprintln!("perry-hub-sim: not listening on an IP address");
         std::process::exit(1);
     };
+    let ws_listener = match TcpListener::bind((args.bind.as_str(), args.ws_port)) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "perry-hub-sim: cannot listen on {}:{} (websocket): {e}",
+                args.bind, args.ws_port
+            );
+            std::process::exit(1);
+        }
+    };
+    let ws_addr = match ws_listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("perry-hub-sim: websocket address: {e}");
+            std::process::exit(1);
+        }
+    };
     let mut stdout = io::stdout();
     let _ = writeln!(stdout, "perry-hub-sim listening on http://{addr}");
+    let _ = writeln!(stdout, "perry-hub-sim websocket on ws://{ws_addr}/ws");
     let _ = stdout.flush();
     eprintln!(
-        "perry-hub-sim: license key {:?}, build delay {} ms, artifact size {} bytes",
-        args.config.license_key, args.config.build_delay_ms, args.config.artifact_size
+        "perry-hub-sim: {} mode, license key {:?}, build delay {} ms, program size {} bytes",
+        if args.config.callbacks {
+            "callbacks"
+        } else {
+            "real-hub"
+        },
+        args.config.license_key,
+        args.config.build_delay_ms,
+        args.config.program_size
     );
 
-    let sim = Arc::new(Sim::new(args.config, worker::make_agent()));
+    let sim = Arc::new(Sim::new(
+        args.config,
+        worker::make_agent(),
+        format!("http://{addr}"),
+    ));
+    let ws_sim = Arc::clone(&sim);
+    if let Err(e) = thread::Builder::new()
+        .name("ws-accept".into())
+        .spawn(move || ws::serve(ws_sim, ws_listener))
+    {
+        eprintln!("perry-hub-sim: cannot start the websocket server: {e}");
+        std::process::exit(1);
+    }
     // One thread per request: a hanging submission or a synchronous
     // delivery never blocks other requests.
     for request in server.incoming_requests() {
@@ -173,6 +464,12 @@ fn handle(sim: &Arc<Sim>, mut req: Request) {
     let method = req.method().clone();
     let url = req.url().to_string();
     let path = url.split('?').next().unwrap_or("").to_string();
+    if method == Method::Get
+        && let Some(token) = path.strip_prefix("/api/v1/dl/")
+    {
+        realhub::download(sim, token, req);
+        return;
+    }
     let (status, body) = route(sim, &method, &path, &mut req);
     // Never leave body bytes unread (tiny_http would buffer them all at once).
     let _ = io::copy(req.as_reader(), &mut io::sink());
@@ -207,10 +504,30 @@ fn route(sim: &Arc<Sim>, method: &Method, path: &str, req: &mut Request) -> (u16
             let authorization = header(req, "Authorization");
             hub::handle_build(sim, content_type, authorization, req.as_reader())
         }
-        "/api/v1/status" if get => (
-            200,
-            json!({"status": "ok", "service": "perry-hub-sim", "queued": sim.queued(), "workers": 1}),
-        ),
+        "/api/v1/status" if get => {
+            let queued = sim.queued()
+                + sim
+                    .lock()
+                    .hub
+                    .jobs
+                    .values()
+                    .filter(|j| !j.finished())
+                    .count();
+            (
+                200,
+                json!({"status": "ok", "service": "perry-hub-sim", "queued": sim.queued(),
+                    "workers": 1, "queue_length": queued, "perry_version": "0.0.0-sim",
+                    "expected_perry_version": "0.0.0-sim",
+                    "supported_targets": ["macos", "ios", "android", "linux", "windows"],
+                    "connected_workers": 3}),
+            )
+        }
+        "/_sim/jobs" if get => (200, sim.lock().hub.jobs_json()),
+        "/_sim/forget" if post => {
+            sim.lock().hub.forget();
+            eprintln!("perry-hub-sim: forgot every job (hub restart)");
+            (200, json!({"forgotten": true}))
+        }
         "/_sim/config" if get => (200, json!(sim.config())),
         "/_sim/config" if post => update_config(sim, req),
         "/_sim/submissions" if get => (200, json!(sim.lock().submissions)),
@@ -221,7 +538,9 @@ fn route(sim: &Arc<Sim>, method: &Method, path: &str, req: &mut Request) -> (u16
             (200, json!({"reset": true}))
         }
         "/api/v1/build" | "/api/v1/status" | "/_sim/config" | "/_sim/submissions"
-        | "/_sim/deliveries" | "/_sim/reset" => method_not_allowed(),
+        | "/_sim/deliveries" | "/_sim/reset" | "/_sim/jobs" | "/_sim/forget" => {
+            method_not_allowed()
+        }
         _ => match path.strip_prefix("/_sim/deliver/") {
             Some(job_id) if post => deliver_job(sim, job_id),
             Some(_) => method_not_allowed(),
@@ -247,8 +566,13 @@ fn update_config(sim: &Sim, req: &mut Request) -> (u16, Value) {
             );
         }
     };
+    let forget = patch.forget_jobs == Some(true);
     let mut s = sim.lock();
     s.config.apply(patch);
+    if forget {
+        s.hub.forget();
+        eprintln!("perry-hub-sim: forgot every job (hub restart)");
+    }
     eprintln!("perry-hub-sim: config now {:?}", s.config);
     (200, json!(s.config))
 }
