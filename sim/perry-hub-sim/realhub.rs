@@ -534,7 +534,18 @@ fn play_build(
     tarball: [u8; 32],
     config: &Config,
 ) {
-    thread::sleep(Duration::from_millis(config.build_delay_ms));
+    // Queued: wait, in small steps so that a cancel or a forget is seen.
+    let queued_until = Instant::now() + Duration::from_millis(config.build_delay_ms);
+    while Instant::now() < queued_until {
+        match sim.lock().hub.jobs.get(job_id) {
+            None => return,
+            Some(j) if j.cancel_requested => break,
+            Some(_) => {}
+        }
+        thread::sleep(
+            Duration::from_millis(10).min(queued_until.saturating_duration_since(Instant::now())),
+        );
+    }
     {
         let mut s = sim.lock();
         match s.hub.jobs.get_mut(job_id) {
