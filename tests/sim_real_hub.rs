@@ -616,3 +616,115 @@ fn expired_and_slow_downloads() {
     assert!(started.elapsed() >= Duration::from_millis(400));
     assert_eq!(sha_hex(&bytes), ready["sha256"].as_str().unwrap());
 }
+
+#[test]
+fn bad_packages_hanging_downloads_and_forget_jobs_knob() {
+    let sim = Sim::start_real(&["--build-delay-ms", "300", "--bad-package", "zip_bomb"]);
+    let job = submit_ok(
+        &sim,
+        &manifest("bomb", "codes.hone.plugin.bomb", &["android"]),
+    );
+    let msgs = Client::subscribe(&sim, &job).until_complete();
+    let ready = msgs
+        .iter()
+        .find(|m| m["type"] == "artifact_ready")
+        .unwrap()
+        .clone();
+    let pkg = download(
+        ready["download_url"].as_str().unwrap(),
+        ready["artifact_name"].as_str().unwrap(),
+    );
+    assert!(pkg.len() < 2 * 1024 * 1024, "{} bytes", pkg.len());
+    let zip = zip::ZipArchive::new(Cursor::new(pkg)).unwrap();
+    assert_eq!(zip.len(), 1);
+    let mut zip = zip;
+    let f = zip.by_index(0).unwrap();
+    assert_eq!(f.name_raw(), b"lib/arm64-v8a/libbomb.so");
+    assert_eq!(f.size(), 1024 * 1024 * 1024);
+    drop(f);
+    assert_eq!(jobs(&sim)[0]["artifacts"][0]["program_sha256"], Value::Null);
+
+    sim.set(json!({"bad_package": "dotdot"}));
+    let job = submit_ok(
+        &sim,
+        &manifest("dots", "codes.hone.plugin.dots", &["linux"]),
+    );
+    let msgs = Client::subscribe(&sim, &job).until_complete();
+    let ready = msgs
+        .iter()
+        .find(|m| m["type"] == "artifact_ready")
+        .unwrap()
+        .clone();
+    let pkg = download(
+        ready["download_url"].as_str().unwrap(),
+        ready["artifact_name"].as_str().unwrap(),
+    );
+    let mut tar = tar::Archive::new(GzDecoder::new(Cursor::new(&pkg)));
+    let names: Vec<String> = tar
+        .entries()
+        .unwrap()
+        .map(|e| String::from_utf8_lossy(&e.unwrap().path_bytes()).into_owned())
+        .collect();
+    assert!(
+        names.contains(&"dots/bin/../../../../dots".to_string()),
+        "{names:?}"
+    );
+
+    // A hanging download: headers and part of the body, then nothing.
+    sim.set(json!({"bad_package": null, "download_hang": true}));
+    let job = submit_ok(
+        &sim,
+        &manifest("hang", "codes.hone.plugin.hang", &["android"]),
+    );
+    let msgs = Client::subscribe(&sim, &job).until_complete();
+    let ready = msgs
+        .iter()
+        .find(|m| m["type"] == "artifact_ready")
+        .unwrap()
+        .clone();
+    let url = ready["download_url"].as_str().unwrap();
+    let path = &url[sim.url().len()..];
+    let mut s = TcpStream::connect(("127.0.0.1", sim.port())).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    use std::io::Write;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => panic!("the download ended: {}", String::from_utf8_lossy(&got)),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => break, // stalled
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(|v| v.parse().unwrap())
+        })
+        .unwrap();
+    assert!(
+        !body.is_empty() && body.len() < len,
+        "{} of {len}",
+        body.len()
+    );
+
+    // "forget_jobs": true in /_sim/config acts like POST /_sim/forget.
+    sim.set(json!({"forget_jobs": true}));
+    assert!(jobs(&sim).is_empty());
+    let mut c = Client::subscribe(&sim, &job);
+    assert_eq!(
+        c.next(Duration::from_secs(5)).unwrap()["code"],
+        "JOB_NOT_FOUND"
+    );
+}

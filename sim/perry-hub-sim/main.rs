@@ -1,46 +1,109 @@
 //! `perry-hub-sim`: a local stand-in for Perry Hub, for testing hone-build.
 //!
-//! It speaks the hub protocol hone-build uses (SPEC section 4) and plays the
-//! hub's build worker: each accepted job is "built" after a delay into a
-//! deterministic artifact (see `artifact.rs`: tests can predict its bytes)
-//! that is POSTed to the job's `artifact_upload_url` exactly like Perry's
-//! Linux worker does (`Content-Type: text/plain`, base64 body,
-//! `x-artifact-name`, `x-artifact-sha256`, `x-artifact-target`,
-//! `Authorization: Bearer <hub job token>`).
+//! By default it behaves as **today's real hub** does (it never calls a
+//! submitter back); `--callbacks` (`"callbacks": true`) makes it a hub
+//! patched to POST artifacts to `artifact_upload_url`, the protocol
+//! hone-build was first designed against.
 //!
 //! ```text
-//! perry-hub-sim [--bind 127.0.0.1] [--port 0] [--license-key sim-license]
-//!               [--build-delay-ms 200] [--artifact-size 4096]
+//! perry-hub-sim [--bind 127.0.0.1] [--port 0] [--ws-port 0] [KNOBS…]   (--help lists them)
 //! ```
-//! On start it prints one line to stdout,
-//! `perry-hub-sim listening on http://127.0.0.1:PORT`; logs go to stderr.
+//! On start it prints two lines to stdout,
+//! `perry-hub-sim listening on http://127.0.0.1:PORT` then
+//! `perry-hub-sim websocket on ws://127.0.0.1:WSPORT/ws`; logs go to stderr.
 //!
-//! # Hub API
-//! - `POST /api/v1/build` (multipart: `license_key`, `manifest`,
-//!   `credentials`, `tarball_b64`, `artifact_upload_url`) →
-//!   `200 {"job_id","ws_url":"/ws","position"}` (position: jobs accepted and
-//!   not yet delivered, this one included), or
-//!   `{"error":{"code","message"}}` with 400 `BAD_REQUEST`,
-//!   401 `LICENSE_INVALID`, or a simulated failure (see `fail_next`).
-//! - `GET /api/v1/status` → `{"status":"ok","service":"perry-hub-sim","queued":N,"workers":1}`.
+//! # Real-hub mode (default)
+//! - `POST /api/v1/build` (multipart): only `manifest` (required JSON
+//!   object), `tarball_b64` (required), `credentials`, `license_key` count;
+//!   other parts (`artifact_upload_url`) are read and dropped. Auth:
+//!   `Authorization: Bearer <token>` from `accounts` (unknown: 401
+//!   `AUTH_INVALID`, even with a valid key) or `license_key` (unknown: 401
+//!   `LICENSE_INVALID`); neither: 400 `BAD_REQUEST`. With
+//!   `device_bound_keys` a key binds to its first `bundle_id`; another is
+//!   403 `ACCOUNT_REQUIRED` (+ `login_url`); tokens are never bound.
+//!   `rate_limit_per_hour` → 429 `RATE_LIMITED` (accepted submissions per
+//!   key/token in a sliding hour); `publish_limit_per_month` → 429
+//!   `PUBLISH_LIMIT_REACHED` (+ `usage: {publishes, limit, period}`; counted
+//!   successful builds). Targets: empty means `["macos"]`; one no worker has
+//!   is a 400. Success: exactly `200 {"job_id":"<uuid v4>","ws_url":"/ws","position":N}`;
+//!   errors `{"error":{"code","message"}}`. `fail_next`/`hang_next` work in
+//!   both modes.
+//! - The job waits `build_delay_ms` (queued), then a worker thread plays it,
+//!   pausing `stage_delay_ms` before each stage: the Linux worker's checks
+//!   (`app_name` letters, digits, space, `-`, `_`, ≤ 200 chars; `bundle_id`
+//!   letters, digits, `.`, `-`, `_`; `version` digits and dots; `entry` not
+//!   absolute, no `..`; failing: `error` INTERNAL_ERROR naming the field,
+//!   `complete(false)`); then per target `stage` (extracting, compiling,
+//!   bundling, uploading, signing, complete), `progress`, `log` lines, the
+//!   packages (see `package.rs`) with `artifact_ready`, and finally
+//!   `complete(success:true, duration_secs, artifacts:[{name,size,sha256}])`.
+//!   windows: a hidden `windows-precompiled` upload (never announced), then
+//!   `stage signing`, then `artifact_ready` `windows`; macos/ios: a visible
+//!   `*-precompiled` `artifact_ready`, `stage signing`, then `*-sign`.
+//!   Artifact names `<app_name>-<job_id>.<ext>`.
+//! - WebSocket (own port, any path, text frames of JSON, at most 256
+//!   connections): the first client message must be
+//!   `{"type":"subscribe","job_id"}` (else the socket is closed); answer
+//!   `job_created` (`position` 0, `estimated_wait_secs` 0) and, for a finished
+//!   job, at once `complete` (`duration_secs` 0, `artifacts` []). Unknown job:
+//!   `{"type":"error","code":"JOB_NOT_FOUND","message":"Job not found"}`,
+//!   then close. A second subscribe is ignored; `{"type":"cancel","job_id"}`
+//!   ends a running job (`error` + `complete(false)`); pings get pongs; the
+//!   hub never pings. Nothing is replayed: a message sent while nobody is
+//!   subscribed is lost; every subscriber gets every message.
+//! - `GET /api/v1/dl/<token>` (the `download_url` of `artifact_ready`):
+//!   single use (spent before the body is sent), valid `expires_in_secs`
+//!   from the upload; spent or expired: 404 `ARTIFACT_NOT_FOUND`. 200
+//!   `Content-Type: text/plain`, `Content-Disposition: attachment;
+//!   filename="<name>"`, body the package in standard base64 (streamed,
+//!   with a Content-Length).
+//! - Traps: `compile_failure`, `upload_failure` (`error` then
+//!   `complete(success:true)`, no `artifact_ready`), `wrong_sha256`,
+//!   `raw_program` (one `artifact_ready` per target, `target` = the hub
+//!   target, the program itself), `bad_package`, `close_subscribers_after_ms`,
+//!   `download_delay_ms`, `download_hang` (half the body, then nothing),
+//!   `download_throttle_bytes_per_sec`, and `POST /_sim/forget` (or
+//!   `"forget_jobs": true`): every job, download token and rate window is
+//!   forgotten and subscriber sockets are closed, as a hub restart does.
 //!
-//! # Control API (same port)
+//! # Callbacks mode (`--callbacks`)
+//! The old behaviour: submissions need `license_key`, `manifest`,
+//! `credentials`, `tarball_b64` and an http(s) `artifact_upload_url`; after
+//! `build_delay_ms` each target's deterministic artifact (`artifact.rs`, of
+//! `artifact_size` bytes) is POSTed there like Perry's Linux worker would
+//! (`Content-Type: text/plain`, base64 body, `x-artifact-name`,
+//! `x-artifact-sha256`, `x-artifact-target`, `Authorization: Bearer <hub job
+//! token>`), shaped by `never_callback`, `wrong_checksum`, `deliver_twice`,
+//! `raw_body`, `throttle_bytes_per_sec`. Such jobs can be followed on the
+//! WebSocket too; they only get `complete(success:true)` once delivered.
+//!
+//! # Other routes
+//! - `GET /api/v1/status` → `{"status":"ok","queue_length","perry_version",
+//!   "expected_perry_version","supported_targets","connected_workers",
+//!   "service":"perry-hub-sim","queued","workers"}`.
+//!
+//! # Control API (HTTP port)
 //! - `GET /_sim/config`, `POST /_sim/config` (JSON object, any subset of the
-//!   knobs; unknown fields are a 400; answers the full config):
-//!   `license_key`, `build_delay_ms`, `artifact_size`,
-//!   `fail_next` + `fail_kind` (`"500"`, `"rate_limited"`, `"publish_limit"`,
-//!   `"account_required"`, `"auth_invalid"`), `hang_next` + `hang_ms`,
-//!   `never_callback`, `wrong_checksum`, `deliver_twice`, `raw_body`,
-//!   `throttle_bytes_per_sec`.
-//!   An automatic delivery uses the configuration of the moment its job was
-//!   accepted.
+//!   knobs; unknown fields are a 400; answers the full config). A build uses
+//!   the configuration of the moment its job was accepted (downloads: of the
+//!   moment they are requested).
+//! - `GET /_sim/jobs`: every job of either mode, in acceptance order:
+//!   `{job_id, mode ("real"|"callbacks"), manifest, targets, state
+//!   ("queued"|"running"|"succeeded"|"failed"|"cancelled"), error, identity
+//!   ("license:<key>"|"token:<token>"), created_at_ms, finished_at_ms,
+//!   subscribers, subscriptions, artifacts: [{target, name, size, sha256 (of
+//!   the package), announced_sha256, program_path, program_sha256,
+//!   program_size (null when the package holds no usable program), relayed,
+//!   downloads, download_url, expires_at_ms}]}`.
+//! - `POST /_sim/forget`: a hub restart (see above).
 //! - `GET /_sim/submissions`: every `POST /api/v1/build`, rejected ones too.
-//! - `GET /_sim/deliveries`: every delivery attempt and its outcome.
-//! - `POST /_sim/reset`: forget submissions, deliveries and jobs (pending
-//!   automatic deliveries are cancelled), restore the start configuration.
-//! - `POST /_sim/deliver/<job_id>`: deliver that job's artifact now, with the
-//!   current configuration (even under `never_callback`); answers the
-//!   delivery record (an array of records if the job has several targets).
+//! - `GET /_sim/deliveries`: every callback delivery attempt and its outcome.
+//! - `POST /_sim/reset`: forget submissions, deliveries, jobs, bindings and
+//!   counts (pending work is dropped), restore the start configuration.
+//! - `POST /_sim/deliver/<job_id>` (callbacks mode): deliver that job's
+//!   artifact now, with the current configuration (even under
+//!   `never_callback`); answers the delivery record (an array of records if
+//!   the job has several targets).
 
 mod artifact;
 mod hub;
@@ -265,7 +328,8 @@ fn usage() -> String {
          \x20 --port PORT            HTTP port, 0 = any free port (default 0)\n\
          \x20 --ws-port PORT         WebSocket port, 0 = any free port (default 0)\n\
          \x20 -h, --help             print this help\n\n\
-         Knobs (also fields of POST /_sim/config; POST /_sim/forget forgets all jobs):\n",
+         Knobs (also fields of POST /_sim/config; there, \"forget_jobs\": true, like\n\
+         POST /_sim/forget, forgets every job as a hub restart does):\n",
     );
     for (flag, _, kind, help) in KNOBS {
         let arg = match kind {
