@@ -504,6 +504,9 @@ impl Player<'_> {
             };
             let index = job.artifacts.len();
             job.artifacts.push(rec);
+            // Expired tokens release their (unlinked) package files.
+            let now = now_ms();
+            s.hub.downloads.retain(|_, d| d.expires_at_ms > now);
             s.hub.downloads.insert(
                 token,
                 Download {
