@@ -9,7 +9,7 @@
 
 mod common;
 
-#[path = "../src/bin/perry-hub-sim/artifact.rs"]
+#[path = "../sim/perry-hub-sim/artifact.rs"]
 mod artifact;
 
 use base64::Engine;

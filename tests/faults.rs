@@ -18,7 +18,7 @@
 //! simulator cannot do (a hub that keeps its queue across a crash, the
 //! passage of a claim's lease), it says so and the run's summary counts it.
 
-#[path = "../src/bin/perry-hub-sim/artifact.rs"]
+#[path = "../sim/perry-hub-sim/artifact.rs"]
 mod artifact;
 mod common;
 

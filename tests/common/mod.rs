@@ -649,15 +649,40 @@ pub struct Sim {
 
 impl Sim {
     /// Starts the simulator on a free port with these extra arguments
-    /// (e.g. `["--build-delay-ms", "50"]`).
+    /// (e.g. `["--build-delay-ms", "50"]`), as a patched hub that calls back
+    /// (`--callbacks`).
     pub fn start(args: &[&str]) -> Sim {
         Sim::start_on(0, args)
     }
 
-    /// Starts it on `port` (0: any), retrying for a few seconds while the
-    /// port is still taken (a restart right after a kill).
+    /// Starts it in its default real-hub mode (WebSocket, downloads); its
+    /// WebSocket address is [`Sim::ws_url`].
+    pub fn start_real(args: &[&str]) -> Sim {
+        Sim::launch(0, args.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// `ws://127.0.0.1:PORT/ws` of the simulator's WebSocket server.
+    pub fn ws_url(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if let Some(at) = log.find("websocket on ws://") {
+                let rest = &log[at + "websocket on ".len()..];
+                return rest.split_whitespace().next().unwrap_or("").to_string();
+            }
+            assert!(Instant::now() < deadline, "no websocket line: {log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts it (with `--callbacks`) on `port` (0: any), retrying for a few
+    /// seconds while the port is still taken (a restart right after a kill).
     pub fn start_on(port: u16, args: &[&str]) -> Sim {
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let args = ["--callbacks"].iter().chain(args).map(|s| s.to_string());
+        Sim::launch(port, args.collect())
+    }
+
+    fn launch(port: u16, args: Vec<String>) -> Sim {
         let log: LogBuf = Arc::default();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -784,8 +809,7 @@ impl Sim {
     /// Starts it again on the same port with the same arguments (state is fresh).
     pub fn restart(&mut self) {
         self.kill();
-        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        let new = Sim::start_on(self.addr.port(), &args);
+        let new = Sim::launch(self.addr.port(), self.args.clone());
         *self = new;
     }
 }
