@@ -42,7 +42,7 @@
 //!   answered request's unread body is bounded in bytes and time;
 //! - [`access_log_lines_cannot_be_forged`] — control characters escaped.
 
-mod common;
+use crate::common;
 
 use common::{Service, Sim, http, random_hex, sqlite_rows, wait_until};
 use serde_json::{Value, json};

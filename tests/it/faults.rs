@@ -18,9 +18,8 @@
 //! simulator cannot do (a hub that keeps its queue across a crash, the
 //! passage of a claim's lease), it says so and the run's summary counts it.
 
-#[path = "../src/bin/perry-hub-sim/artifact.rs"]
-mod artifact;
-mod common;
+use crate::common;
+use crate::sim_artifact as artifact;
 
 use common::{Resp, Service, ServiceBuilder, Sim, TcpProxy, TestDb, http, try_http, wait_until};
 use serde_json::{Value, json};

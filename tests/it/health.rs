@@ -2,7 +2,7 @@
 //! stores and through a database outage, routing errors, slow clients,
 //! body limits, start-up errors, secrets in logs, SIGTERM.
 
-mod common;
+use crate::common;
 
 use common::{Service, TcpProxy, TestDb, http, raw_request, wait_until};
 use serde_json::json;

@@ -3,7 +3,7 @@
 //! database of its own on the real MySQL/MariaDB server (see
 //! `tests/common`). Every trait method is covered.
 
-mod common;
+use crate::common;
 
 use common::{TestDb, sqlite_rows, sqlite_store};
 use hone_build::platform::Platform::{self, *};

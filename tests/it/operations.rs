@@ -1,7 +1,7 @@
 //! Operating hone-build (SPEC 8, issue "Operations"): the command line, graceful
 //! shutdown, `/metrics`, and secrets kept out of every log line.
 
-mod common;
+use crate::common;
 
 use common::{Service, Sim, TestDb, http, wait_until};
 use std::io::{Read, Write};
