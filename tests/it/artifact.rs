@@ -293,6 +293,15 @@ impl Env {
         serde_json::from_str(&last).unwrap()
     }
 
+    /// The simulator's delivery records once it has `n` of them (at most
+    /// 10 s). A worker records a delivery after hone-build's answer, so
+    /// `/status` can say "completed" a moment before the last record exists.
+    #[track_caller]
+    fn deliveries(&self, n: usize) -> Vec<Value> {
+        wait_until(Duration::from_secs(10), || self.sim.deliveries().len() >= n);
+        self.sim.deliveries()
+    }
+
     /// The accepted submission of one job.
     #[track_caller]
     fn callback(&self, name: &str, version: &str, platform: &str) -> Callback {
@@ -639,7 +648,7 @@ fn end_to_end_three_platforms(kind: Kind) {
     );
 
     // Every delivery was answered 200 with SPEC 2's body.
-    let deliveries = env.sim.deliveries();
+    let deliveries = env.deliveries(3);
     assert_eq!(deliveries.len(), 3, "{deliveries:?}");
     for d in &deliveries {
         assert_eq!(d["status"], 200, "{d}");
@@ -1047,7 +1056,7 @@ fn raw_octet_stream_body(kind: Kind) {
     let tar = tarball("raw");
     env.upload_ok(name, version, "linux,windows", &tar);
     env.wait_overall(name, version, "completed", Duration::from_secs(15));
-    let deliveries = env.sim.deliveries();
+    let deliveries = env.deliveries(2);
     assert_eq!(deliveries.len(), 2);
     for d in &deliveries {
         assert_eq!(d["content_type"], "application/octet-stream", "{d}");
