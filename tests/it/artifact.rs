@@ -9,13 +9,14 @@
 
 use crate::common;
 
-use crate::sim_artifact as artifact;
-
+use crate::fixtures::{Fill, chunked, expected_artifact, sha256_hex, tarball};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use common::{Resp, Service, ServiceBuilder, Sim, TestDb, http, raw_request, wait_until};
+use common::{
+    Resp, Service, ServiceBuilder, Sim, StoreKind, TestDb, Wire, both_stores, exchange, http,
+    wait_until,
+};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::net::SocketAddr;
@@ -25,12 +26,6 @@ use std::time::{Duration, SystemTime};
 // ---------------------------------------------------------------------------
 // Harness
 // ---------------------------------------------------------------------------
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Sqlite,
-    Mysql,
-}
 
 /// The hub's platform names with the marketplace's ids.
 const PLATFORMS: [(&str, &str); 3] = [
@@ -44,28 +39,6 @@ fn now_secs() -> i64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
-}
-
-fn sha_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A "tarball": the gzip magic bytes the upload checks, then unique content.
-fn tarball(tag: &str) -> Vec<u8> {
-    let mut t = vec![0x1f, 0x8b, 0x08, 0x00];
-    t.extend_from_slice(tag.as_bytes());
-    t.extend_from_slice(common::random_hex().as_bytes());
-    t
-}
-
-/// What perry-hub-sim delivers for this tarball and hub target.
-fn expected_artifact(tar: &[u8], target: &str, size: usize) -> Vec<u8> {
-    let sha: [u8; 32] = Sha256::digest(tar).into();
-    artifact::build_artifact(&sha, target, size)
 }
 
 /// File names in a directory (empty when it does not exist).
@@ -166,7 +139,7 @@ struct Env {
 impl Env {
     /// Starts the simulator (with `sim_args`) and hone-build with the
     /// configuration keys `extra`.
-    fn start(kind: Kind, sim_args: &[&str], extra: &[(&str, &str)]) -> Env {
+    fn start(kind: StoreKind, sim_args: &[&str], extra: &[(&str, &str)]) -> Env {
         let root = tempfile::Builder::new()
             .prefix("hone-artifact-test")
             .tempdir()
@@ -174,7 +147,7 @@ impl Env {
         let workdir = root.path().join("w/x/y");
         fs::create_dir_all(&workdir).unwrap();
         let sim = Sim::start(sim_args);
-        let db = (kind == Kind::Mysql).then(TestDb::new);
+        let db = (kind == StoreKind::Mysql).then(TestDb::new);
         let extra: Vec<(String, String)> = extra
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -351,7 +324,7 @@ impl Env {
             path_query,
             "text/plain",
             B64.encode(bytes).as_bytes(),
-            Some(&sha_hex(bytes)),
+            Some(&sha256_hex(bytes)),
         )
     }
 
@@ -468,17 +441,15 @@ fn assert_no_artifact(dir: &Path) {
 fn raw(addr: SocketAddr, head: &str, body: &[u8]) -> (u16, String) {
     let mut bytes = head.as_bytes().to_vec();
     bytes.extend_from_slice(body);
-    let resp = raw_request(addr, &bytes);
-    let status = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no HTTP status in {resp:?}"));
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    let a = exchange(
+        addr,
+        &bytes,
+        Wire::Normal,
+        Duration::from_secs(5),
+        Duration::ZERO,
+    );
+    assert_ne!(a.status, 0, "no HTTP status in {:?}", a.raw);
+    (a.status, a.body)
 }
 
 /// `POST <target>` with a Content-Length body, sent as-is (no client-side
@@ -514,17 +485,6 @@ fn snapshot(root: &Path, volatile: &Path) -> BTreeMap<PathBuf, Option<(u64, Syst
     out
 }
 
-macro_rules! both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[test] fn $name() { super::$name(super::Kind::Sqlite) })*
-        }
-        mod mysql {
-            $(#[test] fn $name() { super::$name(super::Kind::Mysql) })*
-        }
-    };
-}
-
 both_stores!(
     end_to_end_three_platforms,
     primary_platform_without_macos,
@@ -544,7 +504,7 @@ both_stores!(
 
 /// Upload for macos, linux, windows; the simulator builds and delivers each;
 /// the binaries, manifest, rows and `/status` are exactly as SPEC 2/5 say.
-fn end_to_end_three_platforms(kind: Kind) {
+fn end_to_end_three_platforms(kind: StoreKind) {
     const SIZE: usize = 10_001; // not a multiple of 3: base64 padding
     let env = Env::start(
         kind,
@@ -552,7 +512,7 @@ fn end_to_end_three_platforms(kind: Kind) {
         &[],
     );
     let (name, version) = ("my-cool-plugin", "1.0.0-beta.1");
-    let tar = tarball("e2e");
+    let tar = tarball("e2e", Fill::Unique);
     let t0 = now_secs();
     env.upload_ok(name, version, "macos,linux,windows", &tar);
     let st = env.wait_overall(name, version, "completed", Duration::from_secs(20));
@@ -575,7 +535,7 @@ fn end_to_end_three_platforms(kind: Kind) {
         let got = fs::read(dir.join(format!("{id}.bin"))).unwrap();
         assert_eq!(got.len(), SIZE, "{id}.bin size");
         assert!(got == want, "{id}.bin differs from the hub's artifact");
-        shas.insert(hub, sha_hex(&want));
+        shas.insert(hub, sha256_hex(&want));
     }
     let manifest: Value = serde_json::from_slice(&fs::read(dir.join("manifest.json")).unwrap())
         .expect("manifest.json is JSON");
@@ -723,16 +683,16 @@ fn end_to_end_three_platforms(kind: Kind) {
 
 /// SPEC 2's primary rule without macOS: first the only completed platform
 /// (windows), then linux-x64 as soon as it completes.
-fn primary_platform_without_macos(kind: Kind) {
+fn primary_platform_without_macos(kind: StoreKind) {
     let env = Env::start(kind, &["--artifact-size", "777"], &[]);
     env.sim.set(json!({"never_callback": true}));
     let (name, version) = ("no-mac-plugin", "3.1.4");
-    let tar = tarball("primary");
+    let tar = tarball("primary", Fill::Unique);
     env.upload_ok(name, version, "linux,windows", &tar);
     let win = env.callback(name, version, "windows");
     let lin = env.callback(name, version, "linux");
-    let win_sha = sha_hex(&expected_artifact(&tar, "windows", 777));
-    let lin_sha = sha_hex(&expected_artifact(&tar, "linux", 777));
+    let win_sha = sha256_hex(&expected_artifact(&tar, "windows", 777));
+    let lin_sha = sha256_hex(&expected_artifact(&tar, "linux", 777));
     assert_eq!(
         env.version_row(name, version).platforms,
         json!([]),
@@ -774,7 +734,7 @@ fn primary_platform_without_macos(kind: Kind) {
 /// The hub builds a version's platforms in parallel, so their artifacts
 /// arrive together: every one of them must be stored (no 503 from lock
 /// contention between the completions of one version).
-fn concurrent_deliveries_of_one_version(kind: Kind) {
+fn concurrent_deliveries_of_one_version(kind: StoreKind) {
     const ALL: [(&str, &str); 5] = [
         ("macos", "darwin-arm64"),
         ("linux", "linux-x64"),
@@ -785,7 +745,7 @@ fn concurrent_deliveries_of_one_version(kind: Kind) {
     let env = Env::start(kind, &["--artifact-size", "20000"], &[]);
     env.sim.set(json!({"never_callback": true}));
     let (name, version) = ("parallel-plugin", "5.0.0");
-    let tar = tarball("parallel");
+    let tar = tarball("parallel", Fill::Unique);
     env.upload_ok(name, version, "macos,linux,windows,ios,android", &tar);
     let barrier = std::sync::Barrier::new(ALL.len());
     let results: Vec<(&str, Resp)> = std::thread::scope(|s| {
@@ -797,7 +757,7 @@ fn concurrent_deliveries_of_one_version(kind: Kind) {
                 let barrier = &barrier;
                 s.spawn(move || {
                     let body = B64.encode(&bytes);
-                    let sha = sha_hex(&bytes);
+                    let sha = sha256_hex(&bytes);
                     let headers = [("Content-Type", "text/plain"), ("x-artifact-sha256", &sha)];
                     barrier.wait();
                     (*hub, http("POST", &url, &headers, Some(body.as_bytes())))
@@ -820,7 +780,7 @@ fn concurrent_deliveries_of_one_version(kind: Kind) {
         );
         assert_eq!(
             manifest["artifacts"][id]["sha256"],
-            sha_hex(&want),
+            sha256_hex(&want),
             "{manifest}"
         );
     }
@@ -845,7 +805,7 @@ fn concurrent_deliveries_of_one_version(kind: Kind) {
 /// A delivery whose `x-artifact-sha256` does not match: 422, nothing stored
 /// (no binary, no temporary file, no manifest), the job still waiting; a
 /// correct delivery afterwards completes it.
-fn checksum_mismatch_stores_nothing(kind: Kind) {
+fn checksum_mismatch_stores_nothing(kind: StoreKind) {
     let env = Env::start(
         kind,
         &["--build-delay-ms", "50", "--artifact-size", "5000"],
@@ -853,7 +813,7 @@ fn checksum_mismatch_stores_nothing(kind: Kind) {
     );
     env.sim.set(json!({"wrong_checksum": true}));
     let (name, version) = ("sum-plugin", "0.1.0");
-    let tar = tarball("checksum");
+    let tar = tarball("checksum", Fill::Unique);
     env.upload_ok(name, version, "linux", &tar);
     assert!(
         wait_until(Duration::from_secs(10), || !env.sim.deliveries().is_empty()),
@@ -883,7 +843,7 @@ fn checksum_mismatch_stores_nothing(kind: Kind) {
         &cb.path_query,
         "application/octet-stream",
         b"some bytes",
-        Some(&sha_hex(b"other bytes")),
+        Some(&sha256_hex(b"other bytes")),
     );
     assert_error(&r, 422, "CHECKSUM_MISMATCH", &["x-artifact-sha256"]);
     assert!(listing(&dir).is_empty(), "{:?}", listing(&dir));
@@ -899,7 +859,7 @@ fn checksum_mismatch_stores_nothing(kind: Kind) {
 /// Tokens: wrong, another job's, missing, empty, the upload secret: 401;
 /// unknown job: 404. Odd callback ids (traversal, separators, NUL, very
 /// long, invalid UTF-8): 400 or 404, and nothing is written anywhere.
-fn callback_auth_and_odd_ids(kind: Kind) {
+fn callback_auth_and_odd_ids(kind: StoreKind) {
     const SECRET: &str = "s3cret-upload-value";
     let env = Env::start(
         kind,
@@ -908,7 +868,7 @@ fn callback_auth_and_odd_ids(kind: Kind) {
     );
     env.sim.set(json!({"never_callback": true}));
     let (name, version) = ("auth-plugin", "2.0.0-rc.1");
-    let tar = tarball("auth");
+    let tar = tarball("auth", Fill::Unique);
     env.upload_ok(name, version, "linux,windows", &tar);
     let lin = env.callback(name, version, "linux");
     let win = env.callback(name, version, "windows");
@@ -1026,13 +986,13 @@ fn callback_auth_and_odd_ids(kind: Kind) {
         &lin.path_query,
         "text/plain",
         good_body.as_bytes(),
-        Some(&sha_hex(&bytes).to_uppercase()),
+        Some(&sha256_hex(&bytes).to_uppercase()),
     );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
         r.json(),
         json!({"success": true, "plugin": name, "version": version,
-               "platform": "linux-x64", "size": 600, "sha256": sha_hex(&bytes)})
+               "platform": "linux-x64", "size": 600, "sha256": sha256_hex(&bytes)})
     );
     assert!(fs::read(dir.join("linux-x64.bin")).unwrap() == bytes);
     assert_eq!(env.job(name, version, "linux").status, "completed");
@@ -1045,7 +1005,7 @@ fn callback_auth_and_odd_ids(kind: Kind) {
 
 /// `Content-Type: application/octet-stream` (sim raw_body): the body is the
 /// binary itself.
-fn raw_octet_stream_body(kind: Kind) {
+fn raw_octet_stream_body(kind: StoreKind) {
     let env = Env::start(
         kind,
         &["--build-delay-ms", "50", "--artifact-size", "4099"],
@@ -1053,7 +1013,7 @@ fn raw_octet_stream_body(kind: Kind) {
     );
     env.sim.set(json!({"raw_body": true}));
     let (name, version) = ("raw-plugin", "1.2.3");
-    let tar = tarball("raw");
+    let tar = tarball("raw", Fill::Unique);
     env.upload_ok(name, version, "linux,windows", &tar);
     env.wait_overall(name, version, "completed", Duration::from_secs(15));
     let deliveries = env.deliveries(2);
@@ -1072,7 +1032,7 @@ fn raw_octet_stream_body(kind: Kind) {
         let j = env.job(name, version, hub);
         assert_eq!(
             (j.status.as_str(), j.size, j.sha256),
-            ("completed", Some(4099), Some(sha_hex(&want)))
+            ("completed", Some(4099), Some(sha256_hex(&want)))
         );
     }
 }
@@ -1083,13 +1043,13 @@ fn raw_octet_stream_body(kind: Kind) {
 #[test]
 fn body_errors_and_limits() {
     let env = Env::start(
-        Kind::Sqlite,
+        StoreKind::Sqlite,
         &["--artifact-size", "3072"],
         &[("MAX_BODY_BYTES", "4096")],
     );
     env.sim.set(json!({"never_callback": true}));
     let (name, version) = ("body-plugin", "1.0.0");
-    let tar = tarball("body");
+    let tar = tarball("body", Fill::Unique);
     env.upload_ok(name, version, "linux,windows", &tar);
     let lin = env.callback(name, version, "linux");
     let win = env.callback(name, version, "windows");
@@ -1142,14 +1102,7 @@ fn body_errors_and_limits() {
          Transfer-Encoding: chunked\r\n\r\n",
         lin.path_query
     );
-    let mut chunked = Vec::new();
-    for _ in 0..5 {
-        chunked.extend_from_slice(b"400\r\n");
-        chunked.extend_from_slice(&[b'A'; 0x400]);
-        chunked.extend_from_slice(b"\r\n");
-    }
-    chunked.extend_from_slice(b"0\r\n\r\n");
-    let (status, body) = raw(env.addr(), &head, &chunked);
+    let (status, body) = raw(env.addr(), &head, &chunked(&[b'A'; 5 * 0x400], 0x400));
     assert_eq!(status, 413, "{body}");
     assert!(body.contains("PAYLOAD_TOO_LARGE"), "{body}");
     check_nothing_stored("413 chunked");
@@ -1178,7 +1131,7 @@ fn body_errors_and_limits() {
     let w = env.job(name, version, "windows");
     assert_eq!(
         (w.status.as_str(), w.size, w.sha256),
-        ("completed", Some(1500), Some(sha_hex(&bytes)))
+        ("completed", Some(1500), Some(sha256_hex(&bytes)))
     );
 }
 
@@ -1190,13 +1143,13 @@ fn body_errors_and_limits() {
 fn stalled_and_interrupted_deliveries_leave_nothing() {
     use std::io::Write;
     let env = Env::start(
-        Kind::Sqlite,
+        StoreKind::Sqlite,
         &["--artifact-size", "30000"],
         &[("READ_TIMEOUT_SECS", "1")],
     );
     env.sim.set(json!({"never_callback": true}));
     let (name, version) = ("stall-plugin", "1.0.0");
-    let tar = tarball("stall");
+    let tar = tarball("stall", Fill::Unique);
     env.upload_ok(name, version, "linux", &tar);
     let cb = env.callback(name, version, "linux");
     let bytes = expected_artifact(&tar, "linux", 30_000);
@@ -1206,7 +1159,7 @@ fn stalled_and_interrupted_deliveries_leave_nothing() {
         "POST {} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n\
          x-artifact-sha256: {}\r\nContent-Length: {}\r\n\r\n",
         cb.path_query,
-        sha_hex(&bytes),
+        sha256_hex(&bytes),
         b64.len()
     );
 
@@ -1301,7 +1254,7 @@ fn stored(env: &Env, name: &str, version: &str, hub: &str, id: &str) -> Stored {
 
 /// The same bytes twice: both 200, nothing changes (files, mtimes, rows).
 /// Different bytes for a completed job: 409, nothing changes.
-fn repeated_and_conflicting_delivery(kind: Kind) {
+fn repeated_and_conflicting_delivery(kind: StoreKind) {
     let env = Env::start(
         kind,
         &["--build-delay-ms", "50", "--artifact-size", "3000"],
@@ -1309,7 +1262,7 @@ fn repeated_and_conflicting_delivery(kind: Kind) {
     );
     // The simulator's own double delivery.
     env.sim.set(json!({"deliver_twice": true}));
-    let tar = tarball("twice");
+    let tar = tarball("twice", Fill::Unique);
     env.upload_ok("twice-plugin", "1.0.0", "linux", &tar);
     assert!(
         wait_until(Duration::from_secs(10), || env.sim.deliveries().len() >= 2),
@@ -1335,14 +1288,14 @@ fn repeated_and_conflicting_delivery(kind: Kind) {
     let j = env.job("twice-plugin", "1.0.0", "linux");
     assert_eq!(
         (j.status.as_str(), j.sha256),
-        ("completed", Some(sha_hex(&want)))
+        ("completed", Some(sha256_hex(&want)))
     );
 
     // Deliveries one at a time, with time in between.
     env.sim
         .set(json!({"deliver_twice": false, "never_callback": true}));
     let (name, version) = ("repeat-plugin", "1.0.0-rc.2");
-    let tar = tarball("repeat");
+    let tar = tarball("repeat", Fill::Unique);
     env.upload_ok(name, version, "linux", &tar);
     let cb = env.callback(name, version, "linux");
     let d = env.sim.deliver(&cb.hub_job_id);
@@ -1382,7 +1335,7 @@ fn repeated_and_conflicting_delivery(kind: Kind) {
 /// the database (dashed names and versions, confusable decoys), ambiguity
 /// reported, wrong secret 401; also a job row written by the old server
 /// (no callback token) is completed that way and not through its id.
-fn legacy_callback_ids(kind: Kind) {
+fn legacy_callback_ids(kind: StoreKind) {
     const SECRET: &str = "legacy-secret-xyz";
     let env = Env::start(
         kind,
@@ -1390,7 +1343,7 @@ fn legacy_callback_ids(kind: Kind) {
         &[("UPLOAD_SECRET", SECRET)],
     );
     env.sim.set(json!({"never_callback": true}));
-    let tar = tarball("legacy");
+    let tar = tarball("legacy", Fill::Unique);
     // The target, and two decoys that split on dashes into the same words.
     env.upload_ok("my-plugin", "1.0.0-beta.1", "linux", &tar);
     env.upload_ok("my", "plugin-1.0.0-beta.1", "windows", &tar);
@@ -1417,7 +1370,7 @@ fn legacy_callback_ids(kind: Kind) {
     assert_eq!(
         r.json(),
         json!({"success": true, "plugin": "my-plugin", "version": "1.0.0-beta.1",
-               "platform": "linux-x64", "size": 900, "sha256": sha_hex(&bytes)})
+               "platform": "linux-x64", "size": 900, "sha256": sha256_hex(&bytes)})
     );
     assert!(
         fs::read(
@@ -1517,7 +1470,7 @@ fn legacy_callback_ids(kind: Kind) {
         (
             "completed",
             Some(900),
-            Some(sha_hex(&mac)),
+            Some(sha256_hex(&mac)),
             Some("old-hub-1")
         )
     );
@@ -1527,7 +1480,7 @@ fn legacy_callback_ids(kind: Kind) {
             platforms: json!(["darwin-arm64"]),
             download_url: Some("/api/v1/pkg/old-plugin/0.9.0-alpha.2?platform=darwin-arm64".into()),
             size: Some(900),
-            sha256: Some(sha_hex(&mac)),
+            sha256: Some(sha256_hex(&mac)),
         }
     );
 }
@@ -1542,10 +1495,14 @@ fn legacy_callback_ids(kind: Kind) {
 #[test]
 fn kill9_during_slow_delivery() {
     const SIZE: usize = 900_000; // 1.2 MB of base64 at 300 kB/s: about 4 s
-    let mut env = Env::start(Kind::Sqlite, &["--artifact-size", &SIZE.to_string()], &[]);
+    let mut env = Env::start(
+        StoreKind::Sqlite,
+        &["--artifact-size", &SIZE.to_string()],
+        &[],
+    );
     env.sim.set(json!({"never_callback": true}));
     let (name, version) = ("crash-plugin", "1.0.0");
-    let tar = tarball("crash");
+    let tar = tarball("crash", Fill::Unique);
     env.upload_ok(name, version, "linux", &tar);
     let cb = env.callback(name, version, "linux");
     env.sim.set(json!({"throttle_bytes_per_sec": 300_000}));
@@ -1602,7 +1559,7 @@ fn kill9_during_slow_delivery() {
     let j = env.job(name, version, "linux");
     assert_eq!(
         (j.status.as_str(), j.size, j.sha256),
-        ("completed", Some(SIZE as i64), Some(sha_hex(&got)))
+        ("completed", Some(SIZE as i64), Some(sha256_hex(&got)))
     );
     env.wait_overall(name, version, "completed", Duration::from_secs(5));
 }
@@ -1613,7 +1570,7 @@ fn kill9_during_slow_delivery() {
 
 /// BUILD_TIMEOUT_SECS without an artifact: the job fails with a message
 /// naming the timeout; a late delivery is still accepted and completes it.
-fn build_timeout_then_late_delivery(kind: Kind) {
+fn build_timeout_then_late_delivery(kind: StoreKind) {
     let env = Env::start(
         kind,
         &["--artifact-size", "2048"],
@@ -1621,7 +1578,7 @@ fn build_timeout_then_late_delivery(kind: Kind) {
     );
     env.sim.set(json!({"never_callback": true}));
     let (name, version) = ("slow-plugin", "0.0.1-alpha");
-    let tar = tarball("timeout");
+    let tar = tarball("timeout", Fill::Unique);
     env.upload_ok(name, version, "linux", &tar);
     let st = env.wait_overall(name, version, "failed", Duration::from_secs(12));
     let b = &st["builds"][0];
@@ -1650,7 +1607,7 @@ fn build_timeout_then_late_delivery(kind: Kind) {
     let j = env.job(name, version, "linux");
     assert_eq!(
         (j.status.as_str(), j.error, j.sha256),
-        ("completed", None, Some(sha_hex(&want)))
+        ("completed", None, Some(sha256_hex(&want)))
     );
     assert!(j.completed_at.is_some());
     assert_eq!(
@@ -1670,8 +1627,8 @@ fn build_timeout_then_late_delivery(kind: Kind) {
 /// parameter.
 #[test]
 fn status_not_found_and_invalid() {
-    let env = Env::start(Kind::Sqlite, &["--build-delay-ms", "50"], &[]);
-    let tar = tarball("status");
+    let env = Env::start(StoreKind::Sqlite, &["--build-delay-ms", "50"], &[]);
+    let tar = tarball("status", Fill::Unique);
     env.upload_ok("status-plugin", "1.0.0", "linux", &tar);
 
     let r = env.status("status-plugin", "9.9.9");
@@ -1709,11 +1666,11 @@ fn status_not_found_and_invalid() {
 /// hub builds it twice and two artifacts arrive for it (seen as a flaky
 /// `end_to_end_three_platforms`: the job's hubJobId is the second hub job).
 /// Store contract: "no other process claims it meanwhile".
-fn leased_job_is_not_claimed_twice(kind: Kind) {
+fn leased_job_is_not_claimed_twice(kind: StoreKind) {
     use hone_build::platform::Platform;
     use hone_build::store::{ClaimFilter, NewUpload, Store, UploadOutcome};
     let dir = tempfile::tempdir().unwrap();
-    let db = (kind == Kind::Mysql).then(TestDb::new);
+    let db = (kind == StoreKind::Mysql).then(TestDb::new);
     let store: Box<dyn Store> = match &db {
         Some(db) => Box::new(db.store()),
         None => Box::new(common::sqlite_store(dir.path())),

@@ -44,12 +44,17 @@
 
 use crate::common;
 
-use common::{Service, Sim, http, random_hex, sqlite_rows, wait_until};
+use crate::fixtures::{Fill, chunked, tarball};
+use base64::Engine;
+use common::{
+    Answer, Service, Sim, Wire, exchange, http, random_hex, read_until, response_complete,
+    sqlite_rows, wait_until,
+};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -58,6 +63,8 @@ const MAX_BODY: u64 = 65536;
 const READ_TIMEOUT_SECS: u64 = 3;
 const NAME: &str = "good-plugin";
 const VERSION: &str = "1.0.0";
+/// Small bodies that pass the gzip check.
+const FILL: Fill = Fill::Pattern { len: 200, step: 37 };
 
 // ---------------------------------------------------------------------------
 // Fixture: one service, one sim, two queued jobs
@@ -79,14 +86,6 @@ struct Fx {
     macos: Callback,
     /// Unique probe string put in every traversal / shell payload.
     probe: String,
-}
-
-/// A small body that passes the gzip check.
-fn tarball(tag: &str) -> Vec<u8> {
-    let mut t = vec![0x1f, 0x8b, 0x08, 0x00];
-    t.extend_from_slice(tag.as_bytes());
-    t.extend((0..200u32).map(|i| (i * 37 % 251) as u8));
-    t
 }
 
 fn bearer() -> String {
@@ -120,7 +119,7 @@ fn upload_ok(svc: &Service, name: &str, version: &str, platforms: &str) -> Value
             "/upload?name={name}&version={version}&platforms={platforms}"
         )),
         &[("Authorization", &bearer())],
-        Some(&tarball(name)),
+        Some(&tarball(name, FILL)),
     );
     assert_eq!(r.status, 200, "upload {name}: {}\n{}", r.text(), svc.log());
     r.json()
@@ -284,147 +283,6 @@ fn find_named(root: &Path, needle: &str, depth: u32) -> Vec<PathBuf> {
 }
 
 // ---------------------------------------------------------------------------
-// Raw HTTP
-// ---------------------------------------------------------------------------
-
-/// What the client does after sending its bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Wire {
-    /// Nothing: read the answer.
-    Normal,
-    /// Half-closes (FIN) right after its bytes: a body that ends early.
-    HalfClose,
-    /// Stays silent with the connection open (the server must time out).
-    Stall,
-}
-
-/// The first response on a connection, parsed (`status` 0: none).
-#[derive(Debug, Default)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-    /// Everything received (possibly several responses).
-    raw: String,
-    /// The server closed the connection after answering (checked only
-    /// when asked for).
-    closed: bool,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-fn parse_answer(raw: String) -> Answer {
-    let Some(end) = raw.find("\r\n\r\n") else {
-        return Answer {
-            raw,
-            ..Answer::default()
-        };
-    };
-    let mut lines = raw[..end].split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let rest = &raw[end + 4..];
-    let len = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| v.parse::<usize>().ok())
-        .unwrap_or(rest.len());
-    let body = rest.get(..len.min(rest.len())).unwrap_or(rest).to_string();
-    Answer {
-        status,
-        headers,
-        body,
-        raw,
-        closed: false,
-    }
-}
-
-/// Is `got` one complete response (head plus Content-Length body)?
-fn response_complete(got: &[u8]) -> bool {
-    let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return false;
-    };
-    let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
-    let len = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .unwrap_or(0);
-    got.len() >= end + 4 + len
-}
-
-/// Reads from `s` until `done(bytes so far)`, EOF (or a reset), or
-/// `timeout`. Returns the bytes and whether the connection ended.
-fn read_until(
-    s: &mut TcpStream,
-    timeout: Duration,
-    mut got: Vec<u8>,
-    done: impl Fn(&[u8]) -> bool,
-) -> (Vec<u8>, bool) {
-    let deadline = Instant::now() + timeout;
-    let _ = s.set_read_timeout(Some(Duration::from_millis(50)));
-    let mut buf = [0u8; 8192];
-    while Instant::now() < deadline {
-        match s.read(&mut buf) {
-            Ok(0) => return (got, true),
-            Ok(n) => {
-                got.extend_from_slice(&buf[..n]);
-                if done(&got) {
-                    return (got, false);
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return (got, true),
-        }
-    }
-    (got, false)
-}
-
-/// Sends `bytes` on a new connection, applies `wire`, reads the first
-/// response (at most `timeout`); then, when `linger` is non-zero, keeps
-/// reading for that long (or until the server closes).
-fn exchange(
-    addr: SocketAddr,
-    bytes: &[u8],
-    wire: Wire,
-    timeout: Duration,
-    linger: Duration,
-) -> Answer {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
-    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
-    // The server may answer (and close) before taking everything.
-    let _ = s.write_all(bytes);
-    if wire == Wire::HalfClose {
-        let _ = s.shutdown(Shutdown::Write);
-    }
-    let (mut got, mut closed) = read_until(&mut s, timeout, Vec::new(), response_complete);
-    if !closed && !linger.is_zero() {
-        (got, closed) = read_until(&mut s, linger, got, |_| false);
-    }
-    let mut a = parse_answer(String::from_utf8_lossy(&got).into_owned());
-    a.closed = closed;
-    a
-}
-
-// ---------------------------------------------------------------------------
 // The table
 // ---------------------------------------------------------------------------
 
@@ -570,18 +428,6 @@ impl Case {
     }
 }
 
-/// Chunked transfer coding of `data` in chunks of `size`, with the last chunk.
-fn chunked(data: &[u8], size: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    for c in data.chunks(size) {
-        out.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
-        out.extend_from_slice(c);
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"0\r\n\r\n");
-    out
-}
-
 /// Shorthands for upload targets.
 fn up(q: &str) -> String {
     format!("/upload?{q}")
@@ -608,7 +454,7 @@ fn up_e(extra: &str) -> String {
 }
 
 fn cases() -> Vec<Case> {
-    let tar = tarball("hostile");
+    let tar = tarball("hostile", FILL);
     let mut v: Vec<Case> = Vec::new();
     let name_bad = |label: &str, q: &str, msg: &str| {
         case("name", format!("upload name {label}"), "POST", &up_v(q))
@@ -1445,7 +1291,7 @@ fn cases() -> Vec<Case> {
         )
         .auth()
         .h("Transfer-Encoding", "chunked")
-        .framed([b"1000\r\n".to_vec(), tarball("chunk-fin")].concat())
+        .framed([b"1000\r\n".to_vec(), tarball("chunk-fin", FILL)].concat())
         .wire(Wire::HalfClose)
         .expect(400, "BAD_REQUEST", "")
         .or(&[0]),
@@ -1459,7 +1305,7 @@ fn cases() -> Vec<Case> {
         )
         .auth()
         .h("Content-Length", "1000")
-        .framed(tarball("short")[..20].to_vec())
+        .framed(tarball("short", FILL)[..20].to_vec())
         .wire(Wire::HalfClose)
         .status(400)
         .or(&[0]),
@@ -1527,7 +1373,7 @@ fn cases() -> Vec<Case> {
         .auth()
         .h("Content-Length", "4096")
         .framed({
-            let mut t = tarball("trunc");
+            let mut t = tarball("trunc", FILL);
             t.resize(2000, 7);
             t
         })
@@ -1698,23 +1544,9 @@ fn cases() -> Vec<Case> {
     v
 }
 
-/// Standard base64 (test side; no engine import needed).
+/// Standard base64 of `data`.
 fn b64(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in data.chunks(3) {
-        let n = (c[0] as u32) << 16
-            | (c.get(1).copied().unwrap_or(0) as u32) << 8
-            | c.get(2).copied().unwrap_or(0) as u32;
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    base64::engine::general_purpose::STANDARD.encode(data)
 }
 
 // ---------------------------------------------------------------------------
@@ -1968,7 +1800,7 @@ fn status_of(svc: &Service, name: &str) -> u16 {
 /// A complete authenticated upload request for `name` (a valid one: if
 /// the server ever runs it, it creates `name` 1.0.0).
 fn authed_upload_request(name: &str) -> Vec<u8> {
-    let tar = tarball(name);
+    let tar = tarball(name, FILL);
     let mut r = format!(
         "POST /upload?name={name}&version=1.0.0&platforms=linux HTTP/1.1\r\n\
          Host: x\r\nAuthorization: Bearer {SECRET}\r\nContent-Length: {}\r\n\r\n",
@@ -1998,7 +1830,7 @@ fn fds_of(svc: &Service) -> usize {
 fn request_smuggled_after_the_declared_length_creates_no_upload() {
     let (svc, _sim) = start_service(&[]);
     let first = authed_upload_request("pipe-first");
-    let tar = tarball("smuggled-noauth");
+    let tar = tarball("smuggled-noauth", FILL);
     let mut second = format!(
         "POST /upload?name=smuggled-noauth&version=1.0.0&platforms=linux HTTP/1.1\r\n\
          Host: x\r\nContent-Length: {}\r\n\r\n",
@@ -2200,7 +2032,7 @@ fn truncated_bodies_are_not_stored() {
     let mut failures = Vec::new();
 
     // Upload: declared 4096, 2000 sent, then FIN.
-    let mut t = tarball("trunc");
+    let mut t = tarball("trunc", FILL);
     t.resize(2000, 7);
     let mut req = format!(
         "POST /upload?name=trunc-up&version=1.0.0&platforms=linux HTTP/1.1\r\nHost: x\r\n\
@@ -2228,7 +2060,7 @@ fn truncated_bodies_are_not_stored() {
          Authorization: Bearer {SECRET}\r\nTransfer-Encoding: chunked\r\n\r\n1000\r\n"
     )
     .into_bytes();
-    req.extend_from_slice(&tarball("trunc-chunk"));
+    req.extend_from_slice(&tarball("trunc-chunk", FILL));
     let a = exchange(
         svc.addr(),
         &req,

@@ -1,11 +1,9 @@
 //! hone-build's integration tests: one test binary (`cargo test --test it`),
-//! one module per suite, sharing the support code in `common`.
+//! one module per suite. `common` holds the support (processes, databases,
+//! HTTP clients, the both-stores macro), `fixtures` the generated test data.
 
 mod common;
-
-/// The simulator's artifact definition, to compute what it delivers.
-#[path = "../../src/bin/perry-hub-sim/artifact.rs"]
-mod sim_artifact;
+mod fixtures;
 
 mod artifact;
 mod faults;

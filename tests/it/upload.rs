@@ -13,12 +13,11 @@
 
 use crate::common;
 
+use crate::fixtures::{chunked, sha256_hex, tarball_sized};
 use base64::Engine;
 use common::*;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -40,12 +39,6 @@ const HUB_FIELDS: [&str; 5] = [
 // ---------------------------------------------------------------------------
 // Test rig
 // ---------------------------------------------------------------------------
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum StoreKind {
-    Sqlite,
-    Mysql,
-}
 
 /// A service, its simulator and (for MySQL) its database. Fields drop in
 /// declaration order: the service is killed before the database is dropped.
@@ -217,11 +210,6 @@ impl Rig {
     }
 }
 
-fn tail_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
 fn sqlite_query(data_dir: &Path, sql: &str) -> Vec<Vec<Option<String>>> {
     let c = rusqlite::Connection::open(data_dir.join(SQLITE_FILE)).expect("open sqlite file");
     c.busy_timeout(Duration::from_secs(5)).unwrap();
@@ -267,18 +255,6 @@ impl From<Vec<Option<String>>> for JobRow {
     }
 }
 
-/// Runs each named `fn(StoreKind)` as a test on both stores.
-macro_rules! both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[test] fn $name() { super::$name(super::StoreKind::Sqlite) } )*
-        }
-        mod mysql {
-            $( #[test] fn $name() { super::$name(super::StoreKind::Mysql) } )*
-        }
-    };
-}
-
 both_stores!(
     three_platforms_raw_body,
     three_platforms_base64_body_with_line_breaks,
@@ -301,27 +277,6 @@ both_stores!(
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-/// A fake `.tar.gz`: the gzip magic bytes, then pseudo-random bytes.
-fn tarball(seed: u64, len: usize) -> Vec<u8> {
-    let mut v = vec![0x1f, 0x8b, 0x08, 0x00];
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.push((x >> 24) as u8);
-    }
-    v.truncate(len);
-    v
-}
-
-fn sha256_hex(b: &[u8]) -> String {
-    Sha256::digest(b)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 /// Base64 wrapped at 76 characters with CRLF, as MIME tools write it.
 fn base64_wrapped(b: &[u8]) -> Vec<u8> {
@@ -458,15 +413,6 @@ fn warm_up(addr: std::net::SocketAddr, n: usize) {
 
 fn sim_addr(sim: &Sim) -> std::net::SocketAddr {
     std::net::SocketAddr::from(([127, 0, 0, 1], sim.port()))
-}
-
-/// A port where nothing listens (for a moment at least).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Checks a successful upload of `decoded` for `platforms`, all queued:
@@ -615,7 +561,7 @@ fn three_platforms_raw_body(kind: StoreKind) {
         SLOW_SIM,
         &[("UPLOAD_SECRET", SECRET), ("BIND", "127.0.0.1")],
     );
-    let body = tarball(1, 100_000);
+    let body = tarball_sized(1, 100_000);
     let r = rig.upload_with(
         "name=three-raw&version=1.2.0-beta.1&platforms=macos,linux,windows",
         &body,
@@ -642,7 +588,7 @@ fn three_platforms_base64_body_with_line_breaks(kind: StoreKind) {
         SLOW_SIM,
         &[("UPLOAD_SECRET", SECRET), ("BIND", "127.0.0.1")],
     );
-    let decoded = tarball(2, 70_001); // not a multiple of 3: padding
+    let decoded = tarball_sized(2, 70_001); // not a multiple of 3: padding
     let body = base64_wrapped(&decoded);
     assert!(body.windows(2).any(|w| w == b"\r\n"));
     let r = rig.upload_with(
@@ -665,7 +611,7 @@ fn three_platforms_base64_body_with_line_breaks(kind: StoreKind) {
 
 fn query_values_are_url_decoded(kind: StoreKind) {
     let rig = Rig::new(kind, SLOW_SIM, &[]);
-    let body = tarball(3, 5000);
+    let body = tarball_sized(3, 5000);
     let r = rig.upload(
         "name=decoded&version=1.0.0&platforms=linux\
          &displayName=My%20Plugin+Name\
@@ -710,7 +656,7 @@ fn query_values_are_url_decoded(kind: StoreKind) {
 fn version_exists_when_every_platform_completed(kind: StoreKind) {
     let rig = Rig::new(kind, SLOW_SIM, &[]);
     rig.sim().set(json!({"never_callback": true}));
-    let first = tarball(10, 8000);
+    let first = tarball_sized(10, 8000);
     let r = rig.upload("name=done&version=1.0.0&platforms=linux,macos", &first);
     assert_eq!(r.status, 200, "{}", r.text());
     deliver_all(rig.sim());
@@ -721,7 +667,7 @@ fn version_exists_when_every_platform_completed(kind: StoreKind) {
     let subs_before = rig.sim().submissions().len();
     assert_eq!(subs_before, 2);
 
-    let second = tarball(11, 8000);
+    let second = tarball_sized(11, 8000);
     for platforms in ["linux,macos", "windows"] {
         let r = rig.upload(
             &format!("name=done&version=1.0.0&platforms={platforms}"),
@@ -739,7 +685,7 @@ fn version_exists_when_every_platform_completed(kind: StoreKind) {
 fn build_in_progress_while_jobs_are_queued(kind: StoreKind) {
     let rig = Rig::new(kind, SLOW_SIM, &[]);
     rig.sim().set(json!({"never_callback": true}));
-    let first = tarball(20, 6000);
+    let first = tarball_sized(20, 6000);
     let r = rig.upload("name=busy&version=3.1.4&platforms=linux,windows", &first);
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(
@@ -751,7 +697,7 @@ fn build_in_progress_while_jobs_are_queued(kind: StoreKind) {
     );
     let jobs_before = rig.jobs();
 
-    let second = tarball(21, 6000);
+    let second = tarball_sized(21, 6000);
     for platforms in ["linux,windows", "macos"] {
         let r = rig.upload(
             &format!("name=busy&version=3.1.4&platforms={platforms}"),
@@ -770,7 +716,7 @@ fn reupload_after_failed_build_rebuilds_only_failed(kind: StoreKind) {
     let rig = Rig::new(kind, SLOW_SIM, &[]);
     rig.sim()
         .set(json!({"fail_next": 1, "fail_kind": "publish_limit", "never_callback": true}));
-    let first = tarball(30, 9000);
+    let first = tarball_sized(30, 9000);
     let r = rig.upload("name=redo&version=0.9.0&platforms=linux,macos", &first);
     assert_eq!(r.status, 200, "{}", r.text());
     let builds = r.json()["builds"].as_array().unwrap().clone();
@@ -814,7 +760,7 @@ fn reupload_after_failed_build_rebuilds_only_failed(kind: StoreKind) {
 
     // Upload again, asking for one more platform: the failed one and the
     // new one are built, the completed one is kept; the tarball is replaced.
-    let second = tarball(31, 9500);
+    let second = tarball_sized(31, 9500);
     let r = rig.upload(
         "name=redo&version=0.9.0&platforms=linux,macos,windows",
         &second,
@@ -883,7 +829,7 @@ fn hub_down_at_upload_then_up(kind: StoreKind) {
     let port = free_port();
     let hub = format!("http://127.0.0.1:{port}");
     let mut rig = Rig::with_hub(kind, &hub, &[], None);
-    let body = tarball(40, 7000);
+    let body = tarball_sized(40, 7000);
     let r = rig.upload("name=outage&version=1.0.0&platforms=linux,macos", &body);
     assert_pending_answer(&r, &["linux", "macos"]);
     assert!(r.text().contains("unreachable"), "{}", r.text());
@@ -925,7 +871,7 @@ fn hub_down_across_a_restart(kind: StoreKind) {
     let port = free_port();
     let hub = format!("http://127.0.0.1:{port}");
     let mut rig = Rig::with_hub(kind, &hub, &[], Some(dir.path()));
-    let body = tarball(50, 7000);
+    let body = tarball_sized(50, 7000);
     let r = rig.upload("name=restart&version=1.0.0&platforms=windows", &body);
     assert_pending_answer(&r, &["windows"]);
     assert_eq!(rig.jobs()[0].status, "pending");
@@ -958,7 +904,7 @@ fn rate_limited_is_retried(kind: StoreKind) {
         .set(json!({"fail_next": 1, "fail_kind": "rate_limited"}));
     let r = rig.upload(
         "name=limited&version=1.0.0&platforms=linux",
-        &tarball(60, 3000),
+        &tarball_sized(60, 3000),
     );
     assert_pending_answer(&r, &["linux"]);
     assert!(r.text().contains("RATE_LIMITED"), "{}", r.text());
@@ -983,7 +929,7 @@ fn rate_limited_is_retried(kind: StoreKind) {
 fn assert_fails_at_once(rig: &Rig, name: &str, code: &str, hub_message: &str) {
     let r = rig.upload(
         &format!("name={name}&version=1.0.0&platforms=linux"),
-        &tarball(70, 3000),
+        &tarball_sized(70, 3000),
     );
     assert_eq!(r.status, 200, "{}", r.text());
     let j = r.json();
@@ -1036,7 +982,7 @@ fn gives_up_after_submit_max_attempts(kind: StoreKind) {
     rig.sim().set(json!({"fail_next": 10, "fail_kind": "500"}));
     let r = rig.upload(
         "name=flaky&version=1.0.0&platforms=linux",
-        &tarball(80, 3000),
+        &tarball_sized(80, 3000),
     );
     assert_pending_answer(&r, &["linux"]);
     let st = rig.wait_status("flaky", "1.0.0", Duration::from_secs(10), "failed", |s| {
@@ -1060,7 +1006,7 @@ fn hanging_hub_is_cut_off(kind: StoreKind) {
     let t = Instant::now();
     let r = rig.upload(
         "name=hang&version=1.0.0&platforms=linux",
-        &tarball(90, 3000),
+        &tarball_sized(90, 3000),
     );
     let took = t.elapsed();
     assert_pending_answer(&r, &["linux"]);
@@ -1111,7 +1057,7 @@ fn upload_submits_only_jobs_it_claimed(kind: StoreKind) {
         None => Box::new(sqlite_store(&rig.svc.dir().join("data"))),
     };
     let uploads_n = 30;
-    let body = tarball(100, 2000);
+    let body = tarball_sized(100, 2000);
     warm_up(sim_addr(rig.sim()), 8);
     let stop = AtomicBool::new(false);
     let rival_claimed: BTreeSet<i64> = std::thread::scope(|s| {
@@ -1173,7 +1119,7 @@ fn concurrent_artifacts_of_one_version_all_complete(kind: StoreKind) {
     for v in versions {
         let r = rig.upload(
             &format!("name=together&version={v}&platforms=macos,linux,windows,ios,android"),
-            &tarball(120, 3000),
+            &tarball_sized(120, 3000),
         );
         assert_eq!(r.status, 200, "{}", r.text());
         let done = wait_until(Duration::from_secs(10), || {
@@ -1218,7 +1164,7 @@ fn two_dispatchers_submit_each_job_once() {
     let mut n = 0u64;
     for i in 0..10u64 {
         let name = format!("bulk{i}");
-        let data = tarball(200 + i, 4096);
+        let data = tarball_sized(200 + i, 4096);
         let path = uploads.join(&name).join("1.0.0.tar.gz");
         let up = NewUpload {
             name,
@@ -1336,14 +1282,14 @@ fn secrets_stay_secret(kind: StoreKind) {
     // Refused attempts do not echo what was presented.
     let r = rig.upload_with(
         "name=sec&version=1.0.0",
-        &tarball(1, 100),
+        &tarball_sized(1, 100),
         &[("Authorization", "Bearer UpSecret-7f3a9c21e9")],
     );
     let msg = assert_error(&r, 401, "UNAUTHORIZED", &[]);
     assert!(!msg.contains("UpSecret"), "{msg}");
 
     // Both forms of the secret; artifacts delivered to the callback URLs.
-    let body = tarball(110, 5000);
+    let body = tarball_sized(110, 5000);
     let r = rig.upload_with(
         "name=sec&version=1.0.0&platforms=linux,macos",
         &body,
@@ -1448,29 +1394,29 @@ macro_rules! rejected {
 }
 
 rejected! {
-    missing_name: "version=1.0.0", tarball(1, 500), ["name", "required"];
-    missing_version: "name=p", tarball(1, 500), ["version", "required"];
-    name_with_slash: "name=a/b&version=1.0.0", tarball(1, 500), ["name", "'/'"];
-    name_with_dot_dot: "name=a..b&version=1.0.0", tarball(1, 500), ["name", "'..'"];
-    name_starting_with_dot: "name=.hidden&version=1.0.0", tarball(1, 500), ["name", "start"];
-    name_starting_with_dash: "name=-rf&version=1.0.0", tarball(1, 500), ["name", "start"];
-    name_of_129_chars: format!("name={}&version=1.0.0", "n".repeat(129)), tarball(1, 500),
+    missing_name: "version=1.0.0", tarball_sized(1, 500), ["name", "required"];
+    missing_version: "name=p", tarball_sized(1, 500), ["version", "required"];
+    name_with_slash: "name=a/b&version=1.0.0", tarball_sized(1, 500), ["name", "'/'"];
+    name_with_dot_dot: "name=a..b&version=1.0.0", tarball_sized(1, 500), ["name", "'..'"];
+    name_starting_with_dot: "name=.hidden&version=1.0.0", tarball_sized(1, 500), ["name", "start"];
+    name_starting_with_dash: "name=-rf&version=1.0.0", tarball_sized(1, 500), ["name", "start"];
+    name_of_129_chars: format!("name={}&version=1.0.0", "n".repeat(129)), tarball_sized(1, 500),
         ["name", "128"];
-    version_with_bad_char: "name=p&version=1.0%20beta", tarball(1, 500), ["version", "' '"];
-    entry_with_dot_dot_segment: format!("{Q}&entry=src/../../etc/passwd"), tarball(1, 500),
+    version_with_bad_char: "name=p&version=1.0%20beta", tarball_sized(1, 500), ["version", "' '"];
+    entry_with_dot_dot_segment: format!("{Q}&entry=src/../../etc/passwd"), tarball_sized(1, 500),
         ["entry", "'..'"];
-    entry_absolute: format!("{Q}&entry=/etc/passwd"), tarball(1, 500), ["entry", "relative"];
-    entry_of_257_chars: format!("{Q}&entry={}", "e".repeat(257)), tarball(1, 500),
+    entry_absolute: format!("{Q}&entry=/etc/passwd"), tarball_sized(1, 500), ["entry", "relative"];
+    entry_of_257_chars: format!("{Q}&entry={}", "e".repeat(257)), tarball_sized(1, 500),
         ["entry", "256"];
     display_name_of_257_chars: format!("{Q}&displayName={}", "%C3%A9".repeat(257)),
-        tarball(1, 500), ["displayName", "256"];
-    description_of_4097_chars: format!("{Q}&description={}", "d".repeat(4097)), tarball(1, 500),
+        tarball_sized(1, 500), ["displayName", "256"];
+    description_of_4097_chars: format!("{Q}&description={}", "d".repeat(4097)), tarball_sized(1, 500),
         ["description", "4096"];
-    display_name_invalid_utf8: format!("{Q}&displayName=ab%FFcd"), tarball(1, 500),
+    display_name_invalid_utf8: format!("{Q}&displayName=ab%FFcd"), tarball_sized(1, 500),
         ["displayName", "UTF-8"];
-    unknown_platform: "name=p&version=1.0.0&platforms=linux,beos", tarball(1, 500),
+    unknown_platform: "name=p&version=1.0.0&platforms=linux,beos", tarball_sized(1, 500),
         ["platforms", "beos"];
-    duplicate_query_parameter: "name=p&version=1.0.0&name=q", tarball(1, 500),
+    duplicate_query_parameter: "name=p&version=1.0.0&name=q", tarball_sized(1, 500),
         ["name", "more than once"];
     empty_body: Q, Vec::new(), ["body", "empty"];
     body_not_base64: Q, b"this is not base64 !!! ###".to_vec(), ["body", "base64"];
@@ -1489,7 +1435,7 @@ fn refused_body_leaves_no_directory_behind() {
     for (query, body) in [
         ("name=leftover-a&version=1.0.0", Vec::new()),
         ("name=leftover-b&version=1.0.0", b"not base64 !!!".to_vec()),
-        ("name=leftover-c&version=1.0.0", tarball(5, 5000)),
+        ("name=leftover-c&version=1.0.0", tarball_sized(5, 5000)),
     ] {
         let r = rig.upload_with(query, &body, &[]);
         assert!(r.status == 400 || r.status == 413, "{}", r.text());
@@ -1497,7 +1443,7 @@ fn refused_body_leaves_no_directory_behind() {
     // Too large, found out while streaming.
     let resp = raw_request(
         rig.svc.addr(),
-        &chunked_request("name=leftover-d&version=1.0.0", &tarball(6, 3000)),
+        &chunked_request("name=leftover-d&version=1.0.0", &tarball_sized(6, 3000)),
     );
     assert!(resp.starts_with("HTTP/1.1 413"), "{resp}");
     rig.assert_nothing_written();
@@ -1525,7 +1471,7 @@ fn auth_rig() -> Rig {
 
 fn check_unauthorized(query: &str, headers: &[(&str, &str)], needle: &str) {
     let rig = auth_rig();
-    let r = rig.upload_with(query, &tarball(7, 2000), headers);
+    let r = rig.upload_with(query, &tarball_sized(7, 2000), headers);
     let msg = assert_error(&r, 401, "UNAUTHORIZED", &[needle]);
     assert!(!msg.contains(AUTH_SECRET));
     rig.assert_nothing_written();
@@ -1533,7 +1479,7 @@ fn check_unauthorized(query: &str, headers: &[(&str, &str)], needle: &str) {
 
 fn check_authorized(query: &str, headers: &[(&str, &str)]) {
     let rig = auth_rig();
-    let body = tarball(8, 2000);
+    let body = tarball_sized(8, 2000);
     let r = rig.upload_with(query, &body, headers);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["builds"][0]["status"], "queued");
@@ -1625,12 +1571,7 @@ fn chunked_request(query: &str, body: &[u8]) -> Vec<u8> {
          Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     )
     .into_bytes();
-    for chunk in body.chunks(300) {
-        req.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
-        req.extend_from_slice(chunk);
-        req.extend_from_slice(b"\r\n");
-    }
-    req.extend_from_slice(b"0\r\n\r\n");
+    req.extend_from_slice(&chunked(body, 300));
     req
 }
 
@@ -1641,7 +1582,10 @@ fn too_large_chunked_body_is_refused_while_streaming() {
     let rig = small_limit_rig();
     let resp = raw_request(
         rig.svc.addr(),
-        &chunked_request("name=big&version=1.0.0&platforms=linux", &tarball(9, 3000)),
+        &chunked_request(
+            "name=big&version=1.0.0&platforms=linux",
+            &tarball_sized(9, 3000),
+        ),
     );
     assert!(resp.starts_with("HTTP/1.1 413"), "{resp}");
     let body: Value = serde_json::from_str(&resp[resp.find("\r\n\r\n").unwrap() + 4..]).unwrap();
@@ -1653,7 +1597,7 @@ fn too_large_chunked_body_is_refused_while_streaming() {
     rig.assert_nothing_written();
 
     // Exactly MAX_BODY_BYTES, chunked: accepted.
-    let exact = tarball(9, 1000);
+    let exact = tarball_sized(9, 1000);
     let resp = raw_request(
         rig.svc.addr(),
         &chunked_request("name=exact&version=1.0.0&platforms=linux", &exact),
@@ -1690,7 +1634,7 @@ fn burst_of_new_connections_is_served_promptly() {
         let mut conns: Vec<std::net::TcpStream> = (0..8)
             .map(|_| std::net::TcpStream::connect(addr).expect("connect"))
             .collect();
-        let body = tarball(130, 500);
+        let body = tarball_sized(130, 500);
         let t = Instant::now();
         for (i, c) in conns.iter_mut().enumerate() {
             let mut req = format!(
