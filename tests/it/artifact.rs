@@ -89,16 +89,6 @@ fn assert_error(r: &Resp, status: u16, code: &str, words: &[&str]) {
     );
 }
 
-/// One accepted hub submission, as the simulator recorded it.
-#[derive(Debug, Clone)]
-struct Callback {
-    hub_job_id: String,
-    /// `/artifact/<id>?token=<token>` (path and query of the callback URL).
-    path_query: String,
-    id: String,
-    token: String,
-}
-
 /// A `buildJobs` row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct JobRow {
@@ -273,30 +263,6 @@ impl Env {
     fn deliveries(&self, n: usize) -> Vec<Value> {
         wait_until(Duration::from_secs(10), || self.sim.deliveries().len() >= n);
         self.sim.deliveries()
-    }
-
-    /// The accepted submission of one job.
-    #[track_caller]
-    fn callback(&self, name: &str, version: &str, platform: &str) -> Callback {
-        let subs = self.sim.submissions();
-        let s = subs
-            .iter()
-            .find(|s| {
-                s["status"] == 200
-                    && s["manifest"]["app_name"] == name
-                    && s["manifest"]["version"] == version
-                    && s["manifest"]["targets"] == json!([platform])
-            })
-            .unwrap_or_else(|| panic!("no accepted submission of {name} {version} {platform}"));
-        let url = s["artifact_upload_url"].as_str().unwrap();
-        let path_query = &url[url.find("/artifact/").expect("callback path")..];
-        let (path, token) = path_query.split_once("?token=").expect("token in URL");
-        Callback {
-            hub_job_id: s["job_id"].as_str().unwrap().to_string(),
-            path_query: path_query.to_string(),
-            id: path["/artifact/".len()..].to_string(),
-            token: token.to_string(),
-        }
     }
 
     /// POSTs to `path_query` on hone-build the way a worker does.
@@ -578,7 +544,7 @@ fn end_to_end_three_platforms(kind: StoreKind) {
         ["linux", "macos", "windows"]
     );
     for j in &jobs {
-        let cb = env.callback(name, version, &j.platform);
+        let cb = env.sim.callback(name, version, &j.platform);
         assert_eq!(j.status, "completed", "{j:?}");
         let c = j.completed_at.expect("completedAt");
         assert!(
@@ -669,14 +635,14 @@ fn end_to_end_three_platforms(kind: StoreKind) {
     }
     let text = r.text();
     for (hub, _) in PLATFORMS {
-        let token = env.callback(name, version, hub).token;
+        let token = env.sim.callback(name, version, hub).token;
         assert!(!text.contains(&token), "/status leaks a callback token");
     }
     assert!(!text.to_lowercase().contains("token"), "{text}");
     // The access log never shows a callback token either.
     let log = env.svc.log();
     for (hub, _) in PLATFORMS {
-        let token = env.callback(name, version, hub).token;
+        let token = env.sim.callback(name, version, hub).token;
         assert!(!log.contains(&token), "the log leaks a callback token");
     }
 }
@@ -689,8 +655,8 @@ fn primary_platform_without_macos(kind: StoreKind) {
     let (name, version) = ("no-mac-plugin", "3.1.4");
     let tar = tarball("primary", Fill::Unique);
     env.upload_ok(name, version, "linux,windows", &tar);
-    let win = env.callback(name, version, "windows");
-    let lin = env.callback(name, version, "linux");
+    let win = env.sim.callback(name, version, "windows");
+    let lin = env.sim.callback(name, version, "linux");
     let win_sha = sha256_hex(&expected_artifact(&tar, "windows", 777));
     let lin_sha = sha256_hex(&expected_artifact(&tar, "linux", 777));
     assert_eq!(
@@ -752,7 +718,9 @@ fn concurrent_deliveries_of_one_version(kind: StoreKind) {
         let handles: Vec<_> = ALL
             .iter()
             .map(|(hub, _)| {
-                let url = env.svc.url(&env.callback(name, version, hub).path_query);
+                let url = env
+                    .svc
+                    .url(&env.sim.callback(name, version, hub).path_query);
                 let bytes = expected_artifact(&tar, hub, 20_000);
                 let barrier = &barrier;
                 s.spawn(move || {
@@ -838,7 +806,7 @@ fn checksum_mismatch_stores_nothing(kind: StoreKind) {
     assert_eq!(env.status(name, version).json()["overall"], "building");
 
     // The same mismatch posted directly, raw: also 422.
-    let cb = env.callback(name, version, "linux");
+    let cb = env.sim.callback(name, version, "linux");
     let r = env.post_artifact(
         &cb.path_query,
         "application/octet-stream",
@@ -870,8 +838,8 @@ fn callback_auth_and_odd_ids(kind: StoreKind) {
     let (name, version) = ("auth-plugin", "2.0.0-rc.1");
     let tar = tarball("auth", Fill::Unique);
     env.upload_ok(name, version, "linux,windows", &tar);
-    let lin = env.callback(name, version, "linux");
-    let win = env.callback(name, version, "windows");
+    let lin = env.sim.callback(name, version, "linux");
+    let win = env.sim.callback(name, version, "windows");
     assert_ne!(lin.token, win.token, "each job has its own token");
     assert!(
         !lin.path_query.contains(SECRET),
@@ -1051,8 +1019,8 @@ fn body_errors_and_limits() {
     let (name, version) = ("body-plugin", "1.0.0");
     let tar = tarball("body", Fill::Unique);
     env.upload_ok(name, version, "linux,windows", &tar);
-    let lin = env.callback(name, version, "linux");
-    let win = env.callback(name, version, "windows");
+    let lin = env.sim.callback(name, version, "linux");
+    let win = env.sim.callback(name, version, "windows");
     let dir = env.version_dir(name, version);
     let check_nothing_stored = |what: &str| {
         assert_no_artifact(&dir);
@@ -1151,7 +1119,7 @@ fn stalled_and_interrupted_deliveries_leave_nothing() {
     let (name, version) = ("stall-plugin", "1.0.0");
     let tar = tarball("stall", Fill::Unique);
     env.upload_ok(name, version, "linux", &tar);
-    let cb = env.callback(name, version, "linux");
+    let cb = env.sim.callback(name, version, "linux");
     let bytes = expected_artifact(&tar, "linux", 30_000);
     let b64 = B64.encode(&bytes);
     let dir = env.version_dir(name, version);
@@ -1297,7 +1265,7 @@ fn repeated_and_conflicting_delivery(kind: StoreKind) {
     let (name, version) = ("repeat-plugin", "1.0.0-rc.2");
     let tar = tarball("repeat", Fill::Unique);
     env.upload_ok(name, version, "linux", &tar);
-    let cb = env.callback(name, version, "linux");
+    let cb = env.sim.callback(name, version, "linux");
     let d = env.sim.deliver(&cb.hub_job_id);
     assert_eq!(d["status"], 200, "{d}");
     let first = stored(&env, name, version, "linux", "linux-x64");
@@ -1350,7 +1318,7 @@ fn legacy_callback_ids(kind: StoreKind) {
     env.upload_ok("my-plugin-1.0.0", "beta.1", "windows", &tar);
     let bytes = expected_artifact(&tar, "linux", 900);
     let legacy = "/artifact/my-plugin-1.0.0-beta.1-linux";
-    let own = env.callback("my-plugin", "1.0.0-beta.1", "linux");
+    let own = env.sim.callback("my-plugin", "1.0.0-beta.1", "linux");
 
     for (q, word) in [
         ("?token=wrong-secret", "token"),
@@ -1409,7 +1377,8 @@ fn legacy_callback_ids(kind: StoreKind) {
     }
     // ... and the job-id form still reaches each of them.
     let d = env.sim.deliver(
-        &env.callback("my", "plugin-1.0.0-beta.1", "windows")
+        &env.sim
+            .callback("my", "plugin-1.0.0-beta.1", "windows")
             .hub_job_id,
     );
     assert_eq!(d["status"], 200, "{d}");
@@ -1504,7 +1473,7 @@ fn kill9_during_slow_delivery() {
     let (name, version) = ("crash-plugin", "1.0.0");
     let tar = tarball("crash", Fill::Unique);
     env.upload_ok(name, version, "linux", &tar);
-    let cb = env.callback(name, version, "linux");
+    let cb = env.sim.callback(name, version, "linux");
     env.sim.set(json!({"throttle_bytes_per_sec": 300_000}));
     let deliver_url = format!("{}/_sim/deliver/{}", env.sim.url(), cb.hub_job_id);
     let delivery = std::thread::spawn(move || {
@@ -1594,7 +1563,7 @@ fn build_timeout_then_late_delivery(kind: StoreKind) {
     assert_eq!(j.error.as_deref(), Some(msg));
     assert_no_artifact(&env.version_dir(name, version));
 
-    let cb = env.callback(name, version, "linux");
+    let cb = env.sim.callback(name, version, "linux");
     let d = env.sim.deliver(&cb.hub_job_id);
     assert_eq!(d["status"], 200, "{d}");
     let st = env.wait_overall(name, version, "completed", Duration::from_secs(5));

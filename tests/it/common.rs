@@ -10,7 +10,8 @@
 //! - [`sqlite_store`] — the embedded store in a directory.
 //! - [`Service`] — the real `hone-build` binary in its own working directory,
 //!   configured only through `HONE_BUILD_*` environment variables.
-//! - [`Sim`] — the `perry-hub-sim` binary (a local Perry Hub).
+//! - [`Sim`] — the `perry-hub-sim` binary (a local Perry Hub); [`Sim::callback`]
+//!   — a job's callback URL as the hub received it.
 //! - [`http`] / [`try_http`] — an HTTP client (ureq); [`exchange`] /
 //!   [`raw_request`] / [`read_until`] — the raw TCP client, for malformed
 //!   requests, early ends and stalls.
@@ -710,6 +711,17 @@ impl Drop for Service {
 // perry-hub-sim
 // ---------------------------------------------------------------------------
 
+/// A job's callback, as the hub received it in an accepted submission.
+#[derive(Debug, Clone)]
+pub struct Callback {
+    /// The hub's job id.
+    pub hub_job_id: String,
+    /// `/artifact/<id>?token=<token>` (path and query of the callback URL).
+    pub path_query: String,
+    pub id: String,
+    pub token: String,
+}
+
 /// A running `perry-hub-sim`. Dropping it kills the process.
 pub struct Sim {
     child: Option<Child>,
@@ -842,6 +854,33 @@ impl Sim {
         );
         assert_eq!(r.status, 200, "sim deliver {job_id}: {}", r.text());
         r.json()
+    }
+
+    /// The callback of the accepted submission of `name` `version` for
+    /// `platform` (panics when there is none).
+    #[track_caller]
+    pub fn callback(&self, name: &str, version: &str, platform: &str) -> Callback {
+        let subs = self.submissions();
+        let s = subs
+            .iter()
+            .find(|s| {
+                s["status"] == 200
+                    && s["manifest"]["app_name"] == name
+                    && s["manifest"]["version"] == version
+                    && s["manifest"]["targets"] == serde_json::json!([platform])
+            })
+            .unwrap_or_else(|| panic!("no accepted submission of {name} {version} {platform}"));
+        let url = s["artifact_upload_url"].as_str().expect("callback URL");
+        let path_query = &url[url.find("/artifact/").expect("callback path")..];
+        let (path, token) = path_query
+            .split_once("?token=")
+            .expect("token in callback URL");
+        Callback {
+            hub_job_id: s["job_id"].as_str().expect("hub job id").to_string(),
+            path_query: path_query.to_string(),
+            id: path["/artifact/".len()..].to_string(),
+            token: token.to_string(),
+        }
     }
 
     /// Kills the simulator (the hub goes away); [`Sim::restart`] brings it back.

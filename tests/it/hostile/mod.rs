@@ -68,7 +68,7 @@ use crate::common;
 use crate::fixtures::{Fill, tarball};
 use base64::Engine;
 use case::{find_named, run_table};
-use common::{Service, Sim, http, random_hex, sqlite_rows};
+use common::{Callback, Service, Sim, http, random_hex, sqlite_rows};
 use serde_json::{Value, json};
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -84,13 +84,6 @@ const FILL: Fill = Fill::Pattern { len: 200, step: 37 };
 // ---------------------------------------------------------------------------
 // Fixture: one service, one sim, two queued jobs
 // ---------------------------------------------------------------------------
-
-/// A job's callback, as the hub received it.
-#[derive(Debug, Clone)]
-struct Callback {
-    id: String,
-    token: String,
-}
 
 struct Fx {
     // Drop order: the service before the sim.
@@ -140,26 +133,6 @@ fn upload_ok(svc: &Service, name: &str, version: &str, platforms: &str) -> Value
     r.json()
 }
 
-fn callback_of(sim: &Sim, name: &str, version: &str, platform: &str) -> Callback {
-    let subs = sim.submissions();
-    let s = subs
-        .iter()
-        .find(|s| {
-            s["status"] == 200
-                && s["manifest"]["app_name"] == name
-                && s["manifest"]["version"] == version
-                && s["manifest"]["targets"] == json!([platform])
-        })
-        .unwrap_or_else(|| panic!("no accepted submission of {name} {version} {platform}"));
-    let url = s["artifact_upload_url"].as_str().expect("callback URL");
-    let pq = &url[url.find("/artifact/").expect("callback path")..];
-    let (path, token) = pq.split_once("?token=").expect("token in callback URL");
-    Callback {
-        id: path["/artifact/".len()..].to_string(),
-        token: token.to_string(),
-    }
-}
-
 fn open_db(svc: &Service) -> rusqlite::Connection {
     let path = svc.dir().join("data").join(common::SQLITE_FILE);
     let c =
@@ -175,8 +148,8 @@ fn fixture() -> Fx {
     for b in v["builds"].as_array().unwrap() {
         assert_eq!(b["status"], "queued", "{v}");
     }
-    let linux = callback_of(&sim, NAME, VERSION, "linux");
-    let macos = callback_of(&sim, NAME, VERSION, "macos");
+    let linux = sim.callback(NAME, VERSION, "linux");
+    let macos = sim.callback(NAME, VERSION, "macos");
     let db = open_db(&svc);
     Fx {
         svc,

@@ -2,8 +2,8 @@
 //! past the drain limit, behind ambiguous framing; and bodies cut short.
 
 use super::{
-    FILL, NAME, SECRET, VERSION, authed_upload_request, callback_of, start_service, status_of,
-    statuses, upload_ok,
+    FILL, NAME, SECRET, VERSION, authed_upload_request, start_service, status_of, statuses,
+    upload_ok,
 };
 use crate::common::{Wire, exchange, http, read_until, response_complete};
 use crate::fixtures::tarball;
@@ -216,7 +216,7 @@ fn ambiguous_framing_does_not_run_the_hidden_request() {
 fn truncated_bodies_are_not_stored() {
     let (svc, sim) = start_service(&[]);
     upload_ok(&svc, NAME, VERSION, "linux");
-    let cb = callback_of(&sim, NAME, VERSION, "linux");
+    let cb = sim.callback(NAME, VERSION, "linux");
     let mut failures = Vec::new();
 
     // Upload: declared 4096, 2000 sent, then FIN.
