@@ -58,6 +58,15 @@ fn temp_files(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// [`listing`] once no temporary file is left (at most 2 s). The service
+/// drops the backup link of a file it replaced (`.tmp-bak-*`, kept for an
+/// undo) right after COMMIT, so `/status` can report a delivery a moment
+/// before that link is gone; a backup left for good still shows.
+fn settled_listing(dir: &Path) -> BTreeSet<String> {
+    wait_until(Duration::from_secs(2), || temp_files(dir).is_empty());
+    listing(dir)
+}
+
 fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
@@ -487,7 +496,7 @@ fn end_to_end_three_platforms(kind: StoreKind) {
     // Files: three binaries, byte-identical to what the hub built, and the manifest.
     let dir = env.version_dir(name, version);
     assert_eq!(
-        listing(&dir),
+        settled_listing(&dir),
         set(&[
             "darwin-arm64.bin",
             "linux-x64.bin",
