@@ -1060,6 +1060,8 @@ fn upload_submits_only_jobs_it_claimed(kind: StoreKind) {
     let body = tarball_sized(100, 2000);
     warm_up(sim_addr(rig.sim()), 8);
     let stop = AtomicBool::new(false);
+    // Builds the upload's answer does not report queued (for failure messages).
+    let mut not_queued: Vec<String> = Vec::new();
     let rival_claimed: BTreeSet<i64> = std::thread::scope(|s| {
         let claimer = s.spawn(|| {
             let mut claimed = BTreeSet::new();
@@ -1078,6 +1080,12 @@ fn upload_submits_only_jobs_it_claimed(kind: StoreKind) {
                 &body,
             );
             assert_eq!(r.status, 200, "{}", r.text());
+            let j = r.json();
+            for b in j["builds"].as_array().into_iter().flatten() {
+                if b["status"] != "queued" {
+                    not_queued.push(format!("rival{i}: {b}"));
+                }
+            }
         }
         stop.store(true, Ordering::Release);
         claimer.join().unwrap()
@@ -1104,7 +1112,9 @@ fn upload_submits_only_jobs_it_claimed(kind: StoreKind) {
     assert_eq!(
         rival_claimed.len() + submitted.len(),
         uploads_n * 3,
-        "every job is claimed by exactly one of them"
+        "every job is claimed by exactly one of them; builds answered not queued: \
+         {not_queued:#?}\n{}",
+        rig.diagnostics()
     );
 }
 
