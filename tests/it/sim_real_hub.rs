@@ -2,7 +2,7 @@
 //! a client of today's Perry Hub must: submit (the multipart form hone-build
 //! sends), follow the job over the WebSocket, download once, decode, verify.
 
-mod common;
+use crate::common;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
