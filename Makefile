@@ -51,7 +51,7 @@ test: lint
 # The property tests with many more cases than `make test` runs.
 FUZZ_CASES ?= 20000
 fuzz:
-	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release --test properties
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release --test it properties::
 
 bench: build
 	BIN_DIR=$(RELEASE_DIR) bash scripts/bench-upload.sh

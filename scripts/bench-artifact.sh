@@ -24,7 +24,7 @@ hb_workdir
 
 now() { date +%s.%N; }
 
-hb_start_sim
+hb_start_sim --callbacks
 curl -fsS -X POST -H 'Content-Type: application/json' -d '{"never_callback":true}' \
   "$sim/_sim/config" >/dev/null
 

@@ -50,7 +50,7 @@ hb_before_remove() {
   fi
 }
 hb_workdir
-hb_start_sim
+hb_start_sim --callbacks
 
 secret="bench-load-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 hb_start_hone_build HONE_BUILD_UPLOAD_SECRET="$secret" HONE_BUILD_WORKERS=16

@@ -48,7 +48,7 @@ now() { date +%s.%N; }
 # (`d`) evaluates to.
 json() { python3 -c "import json, sys; d = json.load(sys.stdin); print($1)"; }
 
-"$bin/perry-hub-sim" --port 0 >"$work/sim.out" 2>"$work/sim.err" &
+"$bin/perry-hub-sim" --port 0 --callbacks >"$work/sim.out" 2>"$work/sim.err" &
 pids+=($!)
 sim=$(wait_for_line "$work/sim.out" 'http://127.0.0.1:[0-9]*')
 curl -fsS --max-time 10 -X POST -H 'Content-Type: application/json' \

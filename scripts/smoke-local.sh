@@ -9,7 +9,7 @@ TAG=smoke-local
 . scripts/lib.sh
 BIN_DIR=${1:-target/debug} hb_bins
 hb_workdir
-hb_start_sim --license-key smoke-license --build-delay-ms 100
+hb_start_sim --callbacks --license-key smoke-license --build-delay-ms 100
 
 secret="smoke-$RANDOM$RANDOM"
 hb_start_hone_build HONE_BUILD_UPLOAD_SECRET="$secret" HONE_BUILD_PERRY_HUB_LICENSE_KEY=smoke-license

@@ -5,6 +5,7 @@
 //! hundreds of megabytes uses a few hundred kilobytes of memory.
 
 use crate::multipart::{Multipart, MultipartError, boundary_from_content_type};
+use crate::realhub::{self, Submitted};
 use crate::state::{FailKind, Job, Sim, Submission, hex, now_ms, random_bytes, uuid_v4};
 use crate::worker::spawn_build;
 use base64::engine::general_purpose::STANDARD;
@@ -117,10 +118,47 @@ pub fn handle_build(
         tarball_size: fields.tarball.map(|(_, n)| n),
         artifact_upload_url: fields.artifact_upload_url.clone(),
         fields: fields.names.clone(),
-        authorization_header: authorization,
+        authorization_header: authorization.clone(),
         content_type,
         received_at_ms,
     };
+
+    if !sim.config().callbacks {
+        // Real-hub mode: only manifest, tarball_b64, credentials and
+        // license_key count; everything else was read and dropped.
+        if let Some(kind) = fail {
+            return reject(sim, submission, simulated_failure(kind));
+        }
+        if let Err(rejection) = parsed {
+            return reject(sim, submission, rejection);
+        }
+        let accepted = realhub::accept(
+            sim,
+            Submitted {
+                manifest: fields.manifest.as_deref(),
+                license_key: fields.license_key.as_deref(),
+                tarball: fields.tarball.map(|(h, _)| h),
+                authorization: authorization.as_deref(),
+            },
+        );
+        return match accepted {
+            Ok(body) => {
+                submission.status = 200;
+                submission.job_id = body["job_id"].as_str().map(str::to_string);
+                sim.lock().record_submission(submission);
+                (200, body)
+            }
+            Err((status, code, message, extra)) => {
+                let (status, mut body) = reject(sim, submission, (status, code, message));
+                if let (Some(Value::Object(extra)), Some(Value::Object(err))) =
+                    (extra, body.get_mut("error"))
+                {
+                    err.extend(extra);
+                }
+                (status, body)
+            }
+        };
+    }
 
     let outcome = match fail {
         Some(kind) => Err(simulated_failure(kind)),
@@ -154,12 +192,20 @@ pub fn handle_build(
     };
     s.jobs.insert(job_id.clone(), job.clone());
     let position = s.jobs.values().filter(|j| !j.delivered).count();
+    let manifest_value = submission.manifest.clone();
     submission.status = 200;
     submission.job_id = Some(job_id.clone());
     s.record_submission(submission);
     let config = s.config.clone();
     let generation = s.generation;
     drop(s);
+    realhub::register_callback_job(
+        sim,
+        &job_id,
+        manifest_value,
+        job.targets.clone(),
+        format!("license:{}", config.license_key),
+    );
 
     eprintln!(
         "perry-hub-sim: accepted job {job_id} ({} {} {:?}), callback {}",

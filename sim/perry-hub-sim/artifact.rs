@@ -11,7 +11,7 @@
 //! ```
 //!
 //! This file depends only on `sha2` and `std`, so integration tests can include
-//! it with `#[path = "../src/bin/perry-hub-sim/artifact.rs"] mod artifact;`.
+//! it with `#[path = "../sim/perry-hub-sim/artifact.rs"] mod artifact;`.
 
 // Each includer uses only part of this module.
 #![allow(dead_code)]

@@ -2,11 +2,11 @@
 //! stores and through a database outage, routing errors, slow clients,
 //! body limits, start-up errors, secrets in logs, SIGTERM.
 
-mod common;
+use crate::common;
 
-use common::{Service, TcpProxy, TestDb, http, raw_request, wait_until};
+use common::{Service, TcpProxy, TestDb, http, raw_request, read_until, wait_until};
 use serde_json::json;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -283,31 +283,15 @@ fn stalled_bodies_of_rejected_requests_do_not_pin_workers() {
 /// returns how long it took and what it sent.
 fn wait_closed(s: &mut TcpStream, limit: Duration) -> (Duration, String) {
     let start = Instant::now();
-    s.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while start.elapsed() < limit {
-        match s.read(&mut buf) {
-            Ok(0) => return (start.elapsed(), String::from_utf8_lossy(&got).into_owned()),
-            Ok(n) => {
-                got.extend_from_slice(&buf[..n]);
-                if got.starts_with(b"HTTP/1.1 408") {
-                    return (start.elapsed(), String::from_utf8_lossy(&got).into_owned());
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return (start.elapsed(), String::from_utf8_lossy(&got).into_owned()),
-        }
-    }
-    panic!(
-        "connection still open after {limit:?}; received {:?}",
-        String::from_utf8_lossy(&got)
+    let is_408 = |got: &[u8]| got.starts_with(b"HTTP/1.1 408");
+    let (got, closed) = read_until(s, limit, Vec::new(), is_408);
+    let took = start.elapsed();
+    let text = String::from_utf8_lossy(&got).into_owned();
+    assert!(
+        closed || is_408(&got),
+        "connection still open after {limit:?}; received {text:?}"
     );
+    (took, text)
 }
 
 #[test]

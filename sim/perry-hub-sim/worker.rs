@@ -55,6 +55,7 @@ impl From<&Config> for DeliveryOptions {
 pub fn spawn_build(sim: Arc<Sim>, job: Job, config: Config, generation: u64) {
     let name = format!("build-{}", job.job_id);
     let spawned = thread::Builder::new().name(name).spawn(move || {
+        let started = std::time::Instant::now();
         thread::sleep(Duration::from_millis(config.build_delay_ms));
         let opts = DeliveryOptions::from(&config);
         let copies = if config.deliver_twice { 2 } else { 1 };
@@ -77,6 +78,8 @@ pub fn spawn_build(sim: Arc<Sim>, job: Job, config: Config, generation: u64) {
             && let Some(j) = s.jobs.get_mut(&job.job_id)
         {
             j.delivered = true;
+            drop(s);
+            crate::realhub::finish_callback_job(&sim, &job.job_id, started);
         }
     });
     if let Err(e) = spawned {

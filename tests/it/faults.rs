@@ -18,13 +18,14 @@
 //! simulator cannot do (a hub that keeps its queue across a crash, the
 //! passage of a claim's lease), it says so and the run's summary counts it.
 
-#[path = "../src/bin/perry-hub-sim/artifact.rs"]
-mod artifact;
-mod common;
+use crate::common;
 
-use common::{Resp, Service, ServiceBuilder, Sim, TcpProxy, TestDb, http, try_http, wait_until};
+use crate::fixtures::{Fill, expected_artifact, hex, sha256, tarball};
+use common::{
+    Resp, Service, ServiceBuilder, Sim, TcpProxy, TestDb, free_port, http, tail_lines, try_http,
+    wait_until,
+};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -34,6 +35,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// Size of the simulator's artifacts (not a multiple of 3: base64 padding).
 const ARTIFACT_SIZE: usize = 1501;
 const ARTIFACT_SIZE_ARG: &str = "1501";
+/// Small tarballs, distinct by tag.
+const FILL: Fill = Fill::Pattern { len: 700, step: 31 };
 
 // ---------------------------------------------------------------------------
 // Small helpers
@@ -57,22 +60,6 @@ fn rand_in(lo: u64, hi: u64) -> u64 {
     lo + rand_u64() % (hi - lo + 1)
 }
 
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A small, distinct body that passes the gzip check.
-fn tarball(tag: &str) -> Vec<u8> {
-    let mut t = vec![0x1f, 0x8b, 0x08, 0x00];
-    t.extend_from_slice(tag.as_bytes());
-    t.extend((0..700u32).map(|i| (i * 31 % 251) as u8));
-    t
-}
-
 /// The marketplace's platform id of a hub platform name.
 fn platform_id(hub: &str) -> &'static str {
     match hub {
@@ -86,16 +73,6 @@ fn platform_id(hub: &str) -> &'static str {
 }
 
 const PLATFORMS: [&str; 5] = ["macos", "linux", "windows", "ios", "android"];
-
-/// A free TCP port on loopback (for a service restarted on the same port:
-/// the callback URLs it gave the hub must stay valid).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn upload(
     base: &str,
@@ -475,7 +452,7 @@ fn deliver_as_worker(
 ) -> u16 {
     use base64::Engine;
     let (id, token, _, _, _) = direct.job(name, version, platform).expect("job row");
-    let bin = artifact::build_artifact(&sha256(tarball), platform, ARTIFACT_SIZE);
+    let bin = expected_artifact(tarball, platform, ARTIFACT_SIZE);
     let body = base64::engine::general_purpose::STANDARD.encode(&bin);
     let sha = hex(&sha256(&bin));
     http(
@@ -543,7 +520,7 @@ fn check_version_files(
                     b["sha256"]
                 ));
             }
-            let expected = artifact::build_artifact(&sha256(tarball), platform, ARTIFACT_SIZE);
+            let expected = expected_artifact(tarball, platform, ARTIFACT_SIZE);
             if bytes != expected {
                 problems.push(format!(
                     "{tag}: file is not the simulator's artifact of this tarball ({} bytes)",
@@ -642,7 +619,7 @@ impl UploadLoop {
                 } else {
                     vec!["linux", "windows"]
                 };
-                let body = tarball(&format!("{name}/{version}"));
+                let body = tarball(&format!("{name}/{version}"), FILL);
                 let start = Instant::now();
                 let r = upload(&base, &name, &version, &platforms, &body);
                 let end = Instant::now();
@@ -761,7 +738,7 @@ fn database_outage_mid_run_loses_nothing_and_recovers_without_restart() {
 
     // A job the hub accepts but holds: its artifact is delivered during the outage.
     sim.set(json!({"never_callback": true}));
-    let held_body = tarball("held");
+    let held_body = tarball("held", FILL);
     let r = upload(&base, "held", "1.0.0", &["linux"], &held_body).expect("upload held");
     sim.set(json!({"never_callback": false}));
     assert_eq!(r.status, 200, "{}", r.text());
@@ -771,7 +748,7 @@ fn database_outage_mid_run_loses_nothing_and_recovers_without_restart() {
     // From here the hub refuses (retryably) until just before the restore:
     // uploads made now leave pending jobs that can only be submitted after it.
     sim.set(json!({"fail_next": 1_000_000, "fail_kind": "500"}));
-    let pend_body = tarball("pend");
+    let pend_body = tarball("pend", FILL);
     let r = upload(&base, "pend", "1.0.0", &["linux", "windows"], &pend_body).expect("upload pend");
     assert_eq!(r.status, 200, "{}", r.text());
     for b in r.json()["builds"].as_array().unwrap() {
@@ -1055,14 +1032,9 @@ fn database_outage_mid_run_loses_nothing_and_recovers_without_restart() {
         "{} problem(s):\n{}\n--- log tail:\n{}",
         problems.len(),
         problems.join("\n"),
-        tail(&svc.log(), 60)
+        tail_lines(&svc.log(), 60)
     );
     drop(svc);
-}
-
-fn tail(s: &str, lines: usize) -> String {
-    let v: Vec<&str> = s.lines().collect();
-    v[v.len().saturating_sub(lines)..].join("\n")
 }
 
 // ---------------------------------------------------------------------------
@@ -1270,7 +1242,7 @@ fn hub_outage_keeps_uploads_pending_then_submits_each_job_once() {
         "{} problem(s):\n{}\n--- log tail:\n{}",
         problems.len(),
         problems.join("\n"),
-        tail(&svc.log(), 60)
+        tail_lines(&svc.log(), 60)
     );
 }
 
@@ -1355,7 +1327,7 @@ fn kill9_run(db: Option<&TestDb>) {
                     % 5];
                 platforms.push(second);
             }
-            let body = tarball(&format!("{label}/{name}/{version}/{}", rand_u64()));
+            let body = tarball(&format!("{label}/{name}/{version}/{}", rand_u64()), FILL);
             Publish {
                 name,
                 version,
@@ -1630,7 +1602,7 @@ fn kill9_run(db: Option<&TestDb>) {
         "{} problem(s):\n{}\n--- log tail:\n{}",
         problems.len(),
         problems.join("\n"),
-        tail(&svc.log(), 80)
+        tail_lines(&svc.log(), 80)
     );
 }
 
@@ -1664,7 +1636,7 @@ fn crash_state(
             continue;
         };
         let bytes = std::fs::read(dir.join(&f)).unwrap_or_default();
-        if bytes != artifact::build_artifact(&sha256(&p.body), hub, ARTIFACT_SIZE) {
+        if bytes != expected_artifact(&p.body, hub, ARTIFACT_SIZE) {
             hard.push(format!(
                 "{n}/{v}/{f}: partial or wrong ({} bytes)",
                 bytes.len()
@@ -1750,7 +1722,7 @@ fn database_cut_right_after_a_file_is_put_in_place_leaves_no_file() {
             wait_until(Duration::from_secs(20), || health_status(&base)
                 == Some(200)),
             "no recovery; log:\n{}",
-            tail(&svc.log(), 40)
+            tail_lines(&svc.log(), 40)
         );
     };
     let mut problems = Vec::new();
@@ -1764,7 +1736,7 @@ fn database_cut_right_after_a_file_is_put_in_place_leaves_no_file() {
         }
         upload_tries += 1;
         let version = format!("1.{k}.0");
-        let body = tarball(&format!("probe/{version}"));
+        let body = tarball(&format!("probe/{version}"), FILL);
         let tar = uploads_dir.join("probe").join(format!("{version}.tar.gz"));
         let (r, cut) = std::thread::scope(|s| {
             let w = s.spawn(|| cut_when_exists(&proxy, &tar, Duration::from_secs(10)));
@@ -1825,7 +1797,7 @@ fn database_cut_right_after_a_file_is_put_in_place_leaves_no_file() {
             break;
         }
         let version = format!("2.{k}.0");
-        let body = tarball(&format!("probe/{version}"));
+        let body = tarball(&format!("probe/{version}"), FILL);
         let r = upload(&base, "probe", &version, &["linux"], &body).expect("upload");
         assert_eq!(r.status, 200, "{}", r.text());
         let hub_job = r.json()["builds"][0]["jobId"]
@@ -1900,7 +1872,7 @@ fn database_cut_right_after_a_file_is_put_in_place_leaves_no_file() {
         "{} problem(s):\n{}\n--- log tail:\n{}",
         problems.len(),
         problems.join("\n"),
-        tail(&svc.log(), 30)
+        tail_lines(&svc.log(), 30)
     );
 }
 
@@ -1926,7 +1898,7 @@ fn artifact_arriving_before_the_acceptance_is_recorded_keeps_the_hub_job_id() {
     let mut versions = Vec::new();
     for i in 0..30 {
         let version = format!("3.{i}.0");
-        let body = tarball(&format!("fast/{version}"));
+        let body = tarball(&format!("fast/{version}"), FILL);
         let r = upload(
             &base,
             "fast",

@@ -2,7 +2,7 @@
 //! schema (buildJobs with the old server's columns only, marketplace-only
 //! columns elsewhere, existing rows), repeated runs; MySQL and SQLite.
 
-mod common;
+use crate::common;
 
 use common::{TestDb, sqlite_rows, sqlite_store};
 use hone_build::platform::Platform;
@@ -134,13 +134,9 @@ fn exercise(store: &dyn Store) {
 // MySQL
 // ---------------------------------------------------------------------------
 
-/// Runs `tests/fixtures/marketplace_schema.sql` (statements end with `;` at a line end).
+/// Runs the marketplace schema fixture (statements end with `;` at a line end).
 fn load_marketplace_schema(db: &TestDb) {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/marketplace_schema.sql"
-    );
-    let text = std::fs::read_to_string(path).expect("fixture");
+    let text = crate::fixtures::MARKETPLACE_SCHEMA;
     let sql: String = text
         .lines()
         .filter(|l| !l.trim_start().starts_with("--"))

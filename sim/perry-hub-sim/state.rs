@@ -2,7 +2,9 @@
 //! and deliveries, and accepted jobs. One [`Sim`] behind an `Arc` is shared by
 //! every request thread and delivery thread.
 
-use serde::{Deserialize, Serialize};
+use crate::package::BadPackage;
+use crate::realhub::Hub;
+use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -58,6 +60,25 @@ pub struct Config {
     pub deliver_twice: bool,
     pub raw_body: bool,
     pub throttle_bytes_per_sec: u64,
+    // Real-hub mode (the default) and its traps; see main.rs.
+    pub callbacks: bool,
+    pub accounts: Vec<String>,
+    pub device_bound_keys: bool,
+    pub rate_limit_per_hour: u32,
+    pub publish_limit_per_month: u32,
+    pub stage_delay_ms: u64,
+    pub program_size: u64,
+    pub expires_in_secs: u64,
+    pub close_subscribers_after_ms: u64,
+    pub compile_failure: bool,
+    pub upload_failure: bool,
+    pub wrong_sha256: bool,
+    pub raw_program: bool,
+    pub download_delay_ms: u64,
+    pub download_hang: bool,
+    pub download_throttle_bytes_per_sec: u64,
+    pub bad_package: Option<BadPackage>,
+    pub zip_bomb_size: u64,
 }
 
 impl Config {
@@ -75,6 +96,24 @@ impl Config {
             deliver_twice: false,
             raw_body: false,
             throttle_bytes_per_sec: 0,
+            callbacks: false,
+            accounts: Vec::new(),
+            device_bound_keys: false,
+            rate_limit_per_hour: 0,
+            publish_limit_per_month: 0,
+            stage_delay_ms: 10,
+            program_size: 4096,
+            expires_in_secs: 600,
+            close_subscribers_after_ms: 0,
+            compile_failure: false,
+            upload_failure: false,
+            wrong_sha256: false,
+            raw_program: false,
+            download_delay_ms: 0,
+            download_hang: false,
+            download_throttle_bytes_per_sec: 0,
+            bad_package: None,
+            zip_bomb_size: 1024 * 1024 * 1024,
         }
     }
 
@@ -115,6 +154,29 @@ impl Config {
         if let Some(v) = p.throttle_bytes_per_sec {
             self.throttle_bytes_per_sec = v;
         }
+        macro_rules! set {
+            ($($f:ident),*) => { $(if let Some(v) = p.$f { self.$f = v; })* };
+        }
+        set!(
+            callbacks,
+            accounts,
+            device_bound_keys,
+            rate_limit_per_hour,
+            publish_limit_per_month,
+            stage_delay_ms,
+            program_size,
+            expires_in_secs,
+            close_subscribers_after_ms,
+            compile_failure,
+            upload_failure,
+            wrong_sha256,
+            raw_program,
+            download_delay_ms,
+            download_hang,
+            download_throttle_bytes_per_sec,
+            bad_package,
+            zip_bomb_size
+        );
     }
 }
 
@@ -134,6 +196,36 @@ pub struct ConfigPatch {
     pub deliver_twice: Option<bool>,
     pub raw_body: Option<bool>,
     pub throttle_bytes_per_sec: Option<u64>,
+    pub callbacks: Option<bool>,
+    pub accounts: Option<Vec<String>>,
+    pub device_bound_keys: Option<bool>,
+    pub rate_limit_per_hour: Option<u32>,
+    pub publish_limit_per_month: Option<u32>,
+    pub stage_delay_ms: Option<u64>,
+    pub program_size: Option<u64>,
+    pub expires_in_secs: Option<u64>,
+    pub close_subscribers_after_ms: Option<u64>,
+    pub compile_failure: Option<bool>,
+    pub upload_failure: Option<bool>,
+    pub wrong_sha256: Option<bool>,
+    pub raw_program: Option<bool>,
+    pub download_delay_ms: Option<u64>,
+    pub download_hang: Option<bool>,
+    pub download_throttle_bytes_per_sec: Option<u64>,
+    /// `null` clears it.
+    #[serde(default, deserialize_with = "present")]
+    pub bad_package: Option<Option<BadPackage>>,
+    pub zip_bomb_size: Option<u64>,
+    /// An action, not a setting: `true` forgets every job now (as
+    /// `POST /_sim/forget`).
+    pub forget_jobs: Option<bool>,
+}
+
+/// A field that is present (even as `null`) is `Some`.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// One `POST /api/v1/build` as received (`GET /_sim/submissions`).
@@ -211,6 +303,8 @@ pub struct Inner {
     pub submissions: Vec<Submission>,
     pub deliveries: Vec<Delivery>,
     pub jobs: HashMap<String, Job>,
+    /// Real-hub state: jobs as the WebSocket sees them, downloads, limits.
+    pub hub: Hub,
     /// Bumped by `POST /_sim/reset`: work started before it is dropped.
     pub generation: u64,
     next_submission_seq: u64,
@@ -223,22 +317,26 @@ pub struct Sim {
     /// Config given on the command line, restored by reset.
     initial: Config,
     pub agent: ureq::Agent,
+    /// `http://ADDR:PORT` of the HTTP server (download URLs).
+    pub base_url: String,
 }
 
 impl Sim {
-    pub fn new(initial: Config, agent: ureq::Agent) -> Self {
+    pub fn new(initial: Config, agent: ureq::Agent, base_url: String) -> Self {
         Sim {
             inner: Mutex::new(Inner {
                 config: initial.clone(),
                 submissions: Vec::new(),
                 deliveries: Vec::new(),
                 jobs: HashMap::new(),
+                hub: Hub::default(),
                 generation: 0,
                 next_submission_seq: 1,
                 next_delivery_seq: 1,
             }),
             initial,
             agent,
+            base_url,
         }
     }
 
@@ -257,6 +355,8 @@ impl Sim {
         s.submissions.clear();
         s.deliveries.clear();
         s.jobs.clear();
+        s.hub.forget();
+        s.hub.clear_limits();
         s.generation += 1;
         s.next_submission_seq = 1;
         s.next_delivery_seq = 1;

@@ -10,9 +10,12 @@
 //! - [`sqlite_store`] — the embedded store in a directory.
 //! - [`Service`] — the real `hone-build` binary in its own working directory,
 //!   configured only through `HONE_BUILD_*` environment variables.
-//! - [`Sim`] — the `perry-hub-sim` binary (a local Perry Hub).
-//! - [`http`] / [`try_http`] / [`raw_request`] — HTTP clients (ureq, and raw TCP
-//!   for malformed requests).
+//! - [`Sim`] — the `perry-hub-sim` binary (a local Perry Hub); [`Sim::callback`]
+//!   — a job's callback URL as the hub received it.
+//! - [`http`] / [`try_http`] — an HTTP client (ureq); [`exchange`] /
+//!   [`raw_request`] / [`read_until`] — the raw TCP client, for malformed
+//!   requests, early ends and stalls.
+//! - [`StoreKind`] and [`both_stores!`] — one test, run on each store.
 //! - [`TcpProxy`] — a TCP proxy whose connections can be cut and restored
 //!   (database or hub outages).
 //! - [`wait_until`] — polling.
@@ -21,7 +24,7 @@
 //! reverse order of declaration, so declare the `TestDb` first and the
 //! `Service` using it last.
 
-#![allow(dead_code)] // each test crate uses a different subset
+#![allow(dead_code)] // a support library: a few helpers serve no test today
 
 use hone_build::config::Secret;
 use hone_build::store::mysql::{MysqlSettings, MysqlStore};
@@ -74,6 +77,75 @@ pub fn unique_name(prefix: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("{prefix}_{}_{n}_{}", std::process::id(), &random_hex()[..8])
 }
+
+/// A loopback port where nothing listens (for a moment at least): for a
+/// hub that is down, or a process restarted on the same port.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The last `n` lines of `text`.
+pub fn tail_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+// ---------------------------------------------------------------------------
+// Both stores
+// ---------------------------------------------------------------------------
+
+/// The store a test runs on: the embedded SQLite one, or a MySQL database
+/// of its own ([`TestDb`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    Sqlite,
+    Mysql,
+}
+
+impl StoreKind {
+    /// The store's name, as `Store::kind` and `/health` give it.
+    pub fn name(self) -> &'static str {
+        match self {
+            StoreKind::Sqlite => "sqlite",
+            StoreKind::Mysql => "mysql",
+        }
+    }
+}
+
+/// Runs each named function as a test on both stores: `sqlite::<name>`
+/// and `mysql::<name>`.
+///
+/// - `both_stores!(a, b)` calls `a(kind)` with the [`StoreKind`];
+/// - `both_stores!(|kind| &Env::new(kind); a, b)` calls `a(<expression>)`,
+///   the expression seeing the [`StoreKind`] under the name given and the
+///   caller's module through `use super::*` (per-store set-up).
+macro_rules! both_stores {
+    (|$kind:ident| $arg:expr; $($name:ident),* $(,)?) => {
+        $crate::common::both_stores!(@store sqlite Sqlite |$kind| $arg; $($name),*);
+        $crate::common::both_stores!(@store mysql Mysql |$kind| $arg; $($name),*);
+    };
+    (@store $module:ident $variant:ident |$kind:ident| $arg:expr; $($name:ident),*) => {
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[test]
+                fn $name() {
+                    let $kind = $crate::common::StoreKind::$variant;
+                    super::$name($arg)
+                }
+            )*
+        }
+    };
+    ($($name:ident),* $(,)?) => {
+        $crate::common::both_stores!(|kind| kind; $($name),*);
+    };
+}
+pub(crate) use both_stores;
 
 /// A shared text buffer filled by a background reader thread.
 pub type LogBuf = Arc<Mutex<String>>;
@@ -639,6 +711,17 @@ impl Drop for Service {
 // perry-hub-sim
 // ---------------------------------------------------------------------------
 
+/// A job's callback, as the hub received it in an accepted submission.
+#[derive(Debug, Clone)]
+pub struct Callback {
+    /// The hub's job id.
+    pub hub_job_id: String,
+    /// `/artifact/<id>?token=<token>` (path and query of the callback URL).
+    pub path_query: String,
+    pub id: String,
+    pub token: String,
+}
+
 /// A running `perry-hub-sim`. Dropping it kills the process.
 pub struct Sim {
     child: Option<Child>,
@@ -649,15 +732,40 @@ pub struct Sim {
 
 impl Sim {
     /// Starts the simulator on a free port with these extra arguments
-    /// (e.g. `["--build-delay-ms", "50"]`).
+    /// (e.g. `["--build-delay-ms", "50"]`), as a patched hub that calls back
+    /// (`--callbacks`).
     pub fn start(args: &[&str]) -> Sim {
         Sim::start_on(0, args)
     }
 
-    /// Starts it on `port` (0: any), retrying for a few seconds while the
-    /// port is still taken (a restart right after a kill).
+    /// Starts it in its default real-hub mode (WebSocket, downloads); its
+    /// WebSocket address is [`Sim::ws_url`].
+    pub fn start_real(args: &[&str]) -> Sim {
+        Sim::launch(0, args.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// `ws://127.0.0.1:PORT/ws` of the simulator's WebSocket server.
+    pub fn ws_url(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if let Some(at) = log.find("websocket on ws://") {
+                let rest = &log[at + "websocket on ".len()..];
+                return rest.split_whitespace().next().unwrap_or("").to_string();
+            }
+            assert!(Instant::now() < deadline, "no websocket line: {log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts it (with `--callbacks`) on `port` (0: any), retrying for a few
+    /// seconds while the port is still taken (a restart right after a kill).
     pub fn start_on(port: u16, args: &[&str]) -> Sim {
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let args = ["--callbacks"].iter().chain(args).map(|s| s.to_string());
+        Sim::launch(port, args.collect())
+    }
+
+    fn launch(port: u16, args: Vec<String>) -> Sim {
         let log: LogBuf = Arc::default();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -773,6 +881,33 @@ impl Sim {
         r.json()
     }
 
+    /// The callback of the accepted submission of `name` `version` for
+    /// `platform` (panics when there is none).
+    #[track_caller]
+    pub fn callback(&self, name: &str, version: &str, platform: &str) -> Callback {
+        let subs = self.submissions();
+        let s = subs
+            .iter()
+            .find(|s| {
+                s["status"] == 200
+                    && s["manifest"]["app_name"] == name
+                    && s["manifest"]["version"] == version
+                    && s["manifest"]["targets"] == serde_json::json!([platform])
+            })
+            .unwrap_or_else(|| panic!("no accepted submission of {name} {version} {platform}"));
+        let url = s["artifact_upload_url"].as_str().expect("callback URL");
+        let path_query = &url[url.find("/artifact/").expect("callback path")..];
+        let (path, token) = path_query
+            .split_once("?token=")
+            .expect("token in callback URL");
+        Callback {
+            hub_job_id: s["job_id"].as_str().expect("hub job id").to_string(),
+            path_query: path_query.to_string(),
+            id: path["/artifact/".len()..].to_string(),
+            token: token.to_string(),
+        }
+    }
+
     /// Kills the simulator (the hub goes away); [`Sim::restart`] brings it back.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -784,8 +919,7 @@ impl Sim {
     /// Starts it again on the same port with the same arguments (state is fresh).
     pub fn restart(&mut self) {
         self.kill();
-        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        let new = Sim::start_on(self.addr.port(), &args);
+        let new = Sim::launch(self.addr.port(), self.args.clone());
         *self = new;
     }
 }
@@ -891,47 +1025,78 @@ pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8
     try_http(method, url, headers, body).unwrap_or_else(|e| panic!("{method} {url}: {e}"))
 }
 
-/// Sends `bytes` as-is over a new TCP connection and returns what comes
-/// back (lossy UTF-8): everything until the server closes the connection,
-/// a complete response (headers plus Content-Length body) has arrived, or
-/// 5 s pass.
-pub fn raw_request(addr: SocketAddr, bytes: &[u8]) -> String {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
-    // The server may answer (and close) before taking all of it.
-    let _ = s.write_all(bytes);
-    read_response(&mut s, Duration::from_secs(5))
+/// What a raw client does after sending its bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wire {
+    /// Nothing: read the answer.
+    Normal,
+    /// Half-closes (FIN) right after its bytes: a body that ends early.
+    HalfClose,
+    /// Stays silent with the connection open (the server must time out).
+    Stall,
 }
 
-/// Reads from `s` until EOF, a complete response, or `timeout`.
-pub fn read_response(s: &mut TcpStream, timeout: Duration) -> String {
-    let deadline = Instant::now() + timeout;
-    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
-    let mut got = Vec::new();
-    let mut buf = [0u8; 8192];
-    while Instant::now() < deadline {
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                got.extend_from_slice(&buf[..n]);
-                if response_complete(&got) {
-                    break;
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => break,
-        }
+/// The first response on a connection, parsed (`status` 0: none).
+#[derive(Debug, Default)]
+pub struct Answer {
+    pub status: u16,
+    /// Names lower-case.
+    pub headers: Vec<(String, String)>,
+    /// The first response's body (by its Content-Length).
+    pub body: String,
+    /// Everything received (possibly several responses), lossy UTF-8.
+    pub raw: String,
+    /// The server closed the connection (within the time read).
+    pub closed: bool,
+}
+
+impl Answer {
+    /// The first value of a header (name case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
-    String::from_utf8_lossy(&got).into_owned()
 }
 
-fn response_complete(got: &[u8]) -> bool {
+/// Parses the first response in `raw` (an [`Answer`] with status 0 when
+/// there is no complete head).
+pub fn parse_answer(raw: String) -> Answer {
+    let Some(end) = raw.find("\r\n\r\n") else {
+        return Answer {
+            raw,
+            ..Answer::default()
+        };
+    };
+    let mut lines = raw[..end].split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let rest = &raw[end + 4..];
+    let len = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(rest.len());
+    let body = rest.get(..len.min(rest.len())).unwrap_or(rest).to_string();
+    Answer {
+        status,
+        headers,
+        body,
+        raw,
+        closed: false,
+    }
+}
+
+/// Is `got` one complete response (head plus Content-Length body)?
+pub fn response_complete(got: &[u8]) -> bool {
     let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
         return false;
     };
@@ -942,6 +1107,84 @@ fn response_complete(got: &[u8]) -> bool {
         .and_then(|v| v.trim().parse::<usize>().ok())
         .unwrap_or(0);
     got.len() >= end + 4 + len
+}
+
+/// Reads from `s` until `done(bytes so far)`, EOF (or a reset), or
+/// `timeout`. Returns the bytes and whether the connection ended.
+pub fn read_until(
+    s: &mut TcpStream,
+    timeout: Duration,
+    mut got: Vec<u8>,
+    done: impl Fn(&[u8]) -> bool,
+) -> (Vec<u8>, bool) {
+    let deadline = Instant::now() + timeout;
+    let _ = s.set_read_timeout(Some(Duration::from_millis(50)));
+    let mut buf = [0u8; 8192];
+    while Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => return (got, true),
+            Ok(n) => {
+                got.extend_from_slice(&buf[..n]);
+                if done(&got) {
+                    return (got, false);
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return (got, true),
+        }
+    }
+    (got, false)
+}
+
+/// Sends `bytes` as-is on a new connection, applies `wire`, reads the
+/// first response (at most `timeout`); then, when `linger` is non-zero,
+/// keeps reading for that long (or until the server closes).
+pub fn exchange(
+    addr: SocketAddr,
+    bytes: &[u8],
+    wire: Wire,
+    timeout: Duration,
+    linger: Duration,
+) -> Answer {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    // The server may answer (and close) before taking everything.
+    let _ = s.write_all(bytes);
+    if wire == Wire::HalfClose {
+        let _ = s.shutdown(Shutdown::Write);
+    }
+    let (mut got, mut closed) = read_until(&mut s, timeout, Vec::new(), response_complete);
+    if !closed && !linger.is_zero() {
+        (got, closed) = read_until(&mut s, linger, got, |_| false);
+    }
+    let mut a = parse_answer(String::from_utf8_lossy(&got).into_owned());
+    a.closed = closed;
+    a
+}
+
+/// Sends `bytes` as-is over a new TCP connection and returns what comes
+/// back (lossy UTF-8): everything until the server closes the connection,
+/// a complete response (headers plus Content-Length body) has arrived, or
+/// 5 s pass.
+pub fn raw_request(addr: SocketAddr, bytes: &[u8]) -> String {
+    exchange(
+        addr,
+        bytes,
+        Wire::Normal,
+        Duration::from_secs(5),
+        Duration::ZERO,
+    )
+    .raw
+}
+
+/// Reads from `s` until EOF, a complete response, or `timeout`.
+pub fn read_response(s: &mut TcpStream, timeout: Duration) -> String {
+    let (got, _) = read_until(s, timeout, Vec::new(), response_complete);
+    String::from_utf8_lossy(&got).into_owned()
 }
 
 // ---------------------------------------------------------------------------

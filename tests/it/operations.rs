@@ -1,8 +1,9 @@
 //! Operating hone-build (SPEC 8, issue "Operations"): the command line, graceful
 //! shutdown, `/metrics`, and secrets kept out of every log line.
 
-mod common;
+use crate::common;
 
+use crate::fixtures::{Fill, tarball};
 use common::{Service, Sim, TestDb, http, wait_until};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -10,11 +11,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// A small body that passes the gzip check.
-fn tarball() -> Vec<u8> {
-    let mut t = vec![0x1f, 0x8b, 0x08, 0x00];
-    t.extend((0..2000u32).map(|i| (i * 31 % 251) as u8));
-    t
-}
+const FILL: Fill = Fill::Pattern {
+    len: 2000,
+    step: 31,
+};
 
 /// Runs `hone-build ARGS` to completion in `dir` with `HONE_BUILD_*` env;
 /// returns (exit code, stdout, stderr).
@@ -160,7 +160,7 @@ fn jobs_lists_and_retry_resubmits_failed_jobs() {
         "POST",
         &svc.url("/upload?name=ops-plugin&version=2.0.0-rc.1&platforms=linux"),
         &[],
-        Some(&tarball()),
+        Some(&tarball("", FILL)),
     );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["builds"][0]["status"], "failed");
@@ -216,7 +216,7 @@ fn sigterm_lets_an_inflight_upload_finish_then_exits_zero() {
         .set("PERRY_HUB_URL", sim.url())
         .set("PERRY_HUB_LICENSE_KEY", "sim-license")
         .start();
-    let body = tarball();
+    let body = tarball("", FILL);
     let mut conn = TcpStream::connect(svc.addr()).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
@@ -325,7 +325,7 @@ fn metrics_are_prometheus_text_and_move() {
         "POST",
         &svc.url("/upload?name=m-plugin&version=1.0.0&platforms=linux"),
         &[],
-        Some(&tarball()),
+        Some(&tarball("", FILL)),
     );
     assert_eq!(r.status, 200);
     assert!(wait_until(Duration::from_secs(10), || {
@@ -394,7 +394,7 @@ fn a_full_publish_with_every_secret_set_logs_none_of_them() {
         "POST",
         &svc.url("/upload?name=secret-plugin&version=1.0.0&platforms=macos,linux"),
         &[("Authorization", &auth)],
-        Some(&tarball()),
+        Some(&tarball("", FILL)),
     );
     assert_eq!(r.status, 200, "{}", r.text());
     // The old ?token= form too.
@@ -404,7 +404,7 @@ fn a_full_publish_with_every_secret_set_logs_none_of_them() {
             "/upload?name=secret-plugin2&version=1.0.0&platforms=linux&token={upload_secret}"
         )),
         &[],
-        Some(&tarball()),
+        Some(&tarball("", FILL)),
     );
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(wait_until(Duration::from_secs(15), || {
@@ -416,7 +416,7 @@ fn a_full_publish_with_every_secret_set_logs_none_of_them() {
         "POST",
         &svc.url("/upload?name=x&version=1&token=wrong-SECRET-774"),
         &[],
-        Some(&tarball()),
+        Some(&tarball("", FILL)),
     );
     assert_eq!(r.status, 401);
     let log = svc.log();

@@ -1,11 +1,11 @@
 //! The `Store` contract, written once and run against both implementations:
 //! `sqlite::<test>` on a temporary SQLite file and `mysql::<test>` on a
 //! database of its own on the real MySQL/MariaDB server (see
-//! `tests/common`). Every trait method is covered.
+//! `common`). Every trait method is covered.
 
-mod common;
+use crate::common;
 
-use common::{TestDb, sqlite_rows, sqlite_store};
+use common::{StoreKind, TestDb, both_stores, sqlite_rows, sqlite_store};
 use hone_build::platform::Platform::{self, *};
 use hone_build::store::{
     Artifact, AttemptResult, ClaimFilter, CompleteOutcome, Job, JobStatus, LegacyLookup, NewUpload,
@@ -21,6 +21,7 @@ type Rows = Vec<Vec<Option<String>>>;
 /// on the same database (other "processes"), and raw SQL access for set-up
 /// and checks (SQL common to both dialects only).
 struct Env {
+    kind: StoreKind,
     store: Box<dyn Store>,
     open: Box<dyn Fn() -> Box<dyn Store>>,
     exec: Box<dyn Fn(&str)>,
@@ -30,6 +31,13 @@ struct Env {
 }
 
 impl Env {
+    fn new(kind: StoreKind) -> Env {
+        match kind {
+            StoreKind::Sqlite => Env::sqlite(),
+            StoreKind::Mysql => Env::mysql(),
+        }
+    }
+
     fn sqlite() -> Env {
         let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
         let store = sqlite_store(dir.path());
@@ -45,6 +53,7 @@ impl Env {
         let c1 = connect.clone();
         let d2 = Arc::clone(&dir);
         Env {
+            kind: StoreKind::Sqlite,
             store: Box::new(store),
             open: Box::new(move || Box::new(sqlite_store(d2.path()))),
             exec: Box::new(move |sql| {
@@ -62,6 +71,7 @@ impl Env {
         store.migrate().expect("migrate");
         let (d1, d2, d3) = (Arc::clone(&db), Arc::clone(&db), Arc::clone(&db));
         Env {
+            kind: StoreKind::Mysql,
             store: Box::new(store),
             open: Box::new(move || Box::new(d1.store())),
             exec: Box::new(move |sql| d2.exec(sql)),
@@ -220,8 +230,8 @@ fn insert_old_job(env: &Env, plugin_id: i64, version: &str, platform: &str, stat
 // The contract
 // ---------------------------------------------------------------------------
 
-fn kind_and_ping(env: &Env, kind: &str) {
-    assert_eq!(env.s().kind(), kind);
+fn kind_and_ping(env: &Env) {
+    assert_eq!(env.s().kind(), env.kind.name());
     env.s().ping().expect("ping");
 }
 
@@ -1254,27 +1264,10 @@ fn count_by_status_counts(env: &Env) {
     assert_eq!(counts, want);
 }
 
-/// Generates `sqlite::<name>` and `mysql::<name>` for every contract test.
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            #[test]
-            fn kind_and_ping() {
-                super::kind_and_ping(&super::Env::sqlite(), "sqlite");
-            }
-            $(#[test] fn $name() { super::$name(&super::Env::sqlite()); })*
-        }
-        mod mysql {
-            #[test]
-            fn kind_and_ping() {
-                super::kind_and_ping(&super::Env::mysql(), "mysql");
-            }
-            $(#[test] fn $name() { super::$name(&super::Env::mysql()); })*
-        }
-    };
-}
-
-contract!(
+// `sqlite::<name>` and `mysql::<name>` for every contract test.
+both_stores!(
+    |kind| &Env::new(kind);
+    kind_and_ping,
     migrate_is_idempotent,
     upload_creates_pending_jobs_in_platform_order,
     upload_inserts_then_updates_plugin_row,
@@ -1575,7 +1568,8 @@ fn uploads_and_completions_race_without_deadlock(env: &Env) {
 /// The drift tests, run on both stores like the contract above.
 mod settled {
     use super::*;
-    contract!(
+    both_stores!(
+        |kind| &Env::new(kind);
         failed_and_reset_jobs_have_no_completed_at,
         claimed_and_timed_out_jobs_are_returned_as_stored,
         record_attempt_counts_matched_rows,

@@ -5,7 +5,7 @@
 //! They run `PROPTEST_CASES` cases each (proptest's default, 256, in
 //! `make test`); `make fuzz` runs many more.
 
-mod common;
+use crate::common;
 
 use hone_build::body::{self, Encoding, Limited};
 use hone_build::config;

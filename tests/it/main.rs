@@ -1,0 +1,17 @@
+//! hone-build's integration tests: one test binary (`cargo test --test it`),
+//! one module per suite. `common` holds the support (processes, databases,
+//! HTTP clients, the both-stores macro), `fixtures` the generated test data.
+
+mod common;
+mod fixtures;
+
+mod artifact;
+mod faults;
+mod health;
+mod hostile;
+mod migrations;
+mod operations;
+mod properties;
+mod sim_real_hub;
+mod store_contract;
+mod upload;
