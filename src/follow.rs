@@ -213,6 +213,11 @@ impl Follow<'_> {
                     return Over::Stopped;
                 }
                 if !self.keep_lease() {
+                    // Given up elsewhere (the background loop's build
+                    // timeout, an operator): the hub need not go on.
+                    if self.job_failed() {
+                        let _ = sock.cancel(&self.hub_job);
+                    }
                     sock.close();
                     return Over::Done;
                 }
@@ -277,6 +282,14 @@ impl Follow<'_> {
         }
     }
 
+    /// Is the job failed now (read from the store)?
+    fn job_failed(&self) -> bool {
+        matches!(
+            self.app.store.job_by_id(self.job.id),
+            Ok(Some(j)) if j.status == crate::store::JobStatus::Failed
+        )
+    }
+
     fn on_message(&mut self, m: HubMessage, stop: &AtomicBool) -> Step {
         let id = self.job.id;
         match m {
@@ -297,7 +310,10 @@ impl Follow<'_> {
                 download_url,
                 ..
             } => {
-                let platform = self.job.platform().expect("followed jobs have a platform");
+                let Some(platform) = self.job.platform() else {
+                    self.fail(&format!("unknown platform {:?}", self.job.platform));
+                    return Step::Over;
+                };
                 if !unpack::carries_program(platform, &target) {
                     log::info!(
                         "job {id}: artifact {} ({target}) does not carry the program; waiting",
