@@ -67,7 +67,8 @@ print(a["expires_at_ms"] - int(sys.argv[2]) * 1000)' "$platform" 600)
   package=$(curl -sS "$sim/_sim/jobs" | python3 -c '
 import json, sys
 jobs = [j for j in json.load(sys.stdin) if j["targets"] == [sys.argv[1]]]
-print([a for a in jobs[-1]["artifacts"] if a["downloads"]][-1]["name"].rsplit(".", 1)[-1])' "$platform")
+name = [a for a in jobs[-1]["artifacts"] if a["downloads"]][-1]["name"]
+print(name[name.index(jobs[-1]["job_id"]) + len(jobs[-1]["job_id"]) + 1:])' "$platform")
   follow_s=$(python3 -c "print(f'{($done_ms - $uploaded_ms) / 1000:.3f}')")
   bin=$(ls "$work"/packages/bench-follow/"$version"/*.bin)
   sync
