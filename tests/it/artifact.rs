@@ -1,5 +1,5 @@
-//! Integration tests of the artifact path (SPEC 2 `POST /artifact/:callbackId`
-//! and `GET /status`, SPEC 3 build timeout, SPEC 5 storage layout): the real
+//! Integration tests of the artifact path (docs/api.md `POST /artifact/:callbackId`
+//! and `GET /status`, docs/jobs.md build timeout, docs/storage.md storage layout): the real
 //! `hone-build` binary with the real `perry-hub-sim`, on both stores (SQLite
 //! without DB_HOST; MariaDB with a database of its own per test).
 //!
@@ -478,7 +478,7 @@ both_stores!(
 // ---------------------------------------------------------------------------
 
 /// Upload for macos, linux, windows; the simulator builds and delivers each;
-/// the binaries, manifest, rows and `/status` are exactly as SPEC 2/5 say.
+/// the binaries, manifest, rows and `/status` are exactly as docs/api.md and docs/storage.md say.
 fn end_to_end_three_platforms(kind: StoreKind) {
     const SIZE: usize = 10_001; // not a multiple of 3: base64 padding
     let env = Env::start(
@@ -582,7 +582,7 @@ fn end_to_end_three_platforms(kind: StoreKind) {
         }
     );
 
-    // Every delivery was answered 200 with SPEC 2's body.
+    // Every delivery was answered 200 with docs/api.md's body.
     let deliveries = env.deliveries(3);
     assert_eq!(deliveries.len(), 3, "{deliveries:?}");
     for d in &deliveries {
@@ -656,7 +656,7 @@ fn end_to_end_three_platforms(kind: StoreKind) {
     }
 }
 
-/// SPEC 2's primary rule without macOS: first the only completed platform
+/// docs/api.md's primary rule without macOS: first the only completed platform
 /// (windows), then linux-x64 as soon as it completes.
 fn primary_platform_without_macos(kind: StoreKind) {
     let env = Env::start(kind, &["--artifact-size", "777"], &[]);

@@ -570,3 +570,63 @@ fn sigterm_stops_cleanly() {
     assert!(svc.log().contains("stopped"), "{}", svc.log());
     assert!(common::try_http("GET", &format!("http://{}/health", svc.addr()), &[], None).is_err());
 }
+
+/// tiny_http runs one thread per connection: at most 1024 connections are
+/// served at once (vendor/tiny_http/HONE-PATCH.md, patch 10), so a client
+/// opening more cannot grow the service's threads without bound. The
+/// connections past the cap are closed at once; when the held ones close,
+/// the service serves again without a restart.
+#[test]
+fn connections_past_the_cap_are_closed_and_threads_stay_bounded() {
+    const CAP: usize = 1024;
+    let svc = Service::builder().start();
+    let addr = svc.addr();
+    let threads = || {
+        std::fs::read_dir(format!("/proc/{}/task", svc.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    assert_eq!(health(&svc).status, 200);
+    // Its fixed threads: worker lanes, the background loop, the accept loop.
+    let before = threads();
+    assert!(before > 4, "{before} threads: /proc not readable?");
+    // Idle connections that never send a byte hold a slot each until the
+    // head deadline (READ_TIMEOUT_SECS, 30 s by default).
+    let mut held = Vec::new();
+    for i in 0..CAP + 40 {
+        match TcpStream::connect(addr) {
+            Ok(s) => held.push(s),
+            Err(e) => panic!("connect {i}: {e} (the test needs ~1100 file descriptors)"),
+        }
+    }
+    // The connections past the cap are closed by the service at once.
+    // (A connection the service kept open would time out here instead.)
+    let mut closed = 0;
+    for s in held.iter_mut().rev().take(40) {
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut b = [0u8; 1];
+        use std::io::Read;
+        match s.read(&mut b) {
+            Ok(0) => closed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => closed += 1,
+            _ => {}
+        }
+    }
+    assert!(
+        closed >= 30,
+        "only {closed} of the 40 connections past the cap were closed"
+    );
+    let during = threads();
+    assert!(
+        during <= before + CAP + 8,
+        "threads grew from {before} to {during} with {} connections",
+        CAP + 40
+    );
+    drop(held);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            common::try_http("GET", &svc.url("/health"), &[], None).is_ok_and(|r| r.status == 200)
+        }),
+        "/health answers again once the connections are gone"
+    );
+}

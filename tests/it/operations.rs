@@ -1,4 +1,4 @@
-//! Operating hone-build (SPEC 8, issue "Operations"): the command line, graceful
+//! Operating hone-build (docs/operations.md): the command line, graceful
 //! shutdown, `/metrics`, and secrets kept out of every log line.
 
 use crate::common;

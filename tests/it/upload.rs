@@ -1,4 +1,4 @@
-//! The publishing path end to end (SPEC 2 `POST /upload`, 3, 4, 7): the real
+//! The publishing path end to end (docs/api.md `POST /upload`, docs/jobs.md, docs/operations.md#security): the real
 //! `hone-build` binary against `perry-hub-sim`, on both stores (the
 //! embedded SQLite one and a MySQL database of its own per test).
 //!
@@ -27,7 +27,7 @@ const LICENSE: &str = "sim-license";
 const SLOW_SIM: &[&str] = &["--build-delay-ms", "600000"];
 /// Simulator arguments: accepted jobs are delivered almost at once.
 const FAST_SIM: &[&str] = &["--build-delay-ms", "30"];
-/// The multipart fields of a submission (SPEC 4).
+/// The multipart fields of a submission (docs/jobs.md).
 const HUB_FIELDS: [&str; 5] = [
     "license_key",
     "manifest",
@@ -1040,7 +1040,7 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// A job is submitted by whoever claimed it, and by no one else (SPEC 3:
+/// A job is submitted by whoever claimed it, and by no one else (docs/jobs.md:
 /// "a job is submitted by one of them only"). An upload submits its new
 /// jobs at once; meanwhile a rival claimer — what another process's
 /// dispatcher (or the service's own) does — claims due jobs through the
