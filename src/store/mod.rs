@@ -139,9 +139,9 @@ pub struct NewUpload {
     pub platforms: Vec<Platform>,
     /// Unix seconds.
     pub now: i64,
-    /// Unix milliseconds from which the dispatcher may submit the new jobs:
+    /// Unix milliseconds from which the background loop may submit the new jobs:
     /// until then they are reserved for the upload request, which submits
-    /// them itself (an `Ids` claim). If that request dies, the dispatcher
+    /// them itself (an `Ids` claim). If that request dies, the background loop
     /// takes them after this time.
     pub reserved_until_ms: i64,
 }

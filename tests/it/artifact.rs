@@ -1639,7 +1639,7 @@ fn status_not_found_and_invalid() {
 // One submission per job
 // ---------------------------------------------------------------------------
 
-/// A job the dispatcher just claimed (leased) must not be claimed again by
+/// A job the background loop just claimed (leased) must not be claimed again by
 /// the upload's first-submission claim (`ClaimFilter::Ids`): otherwise the
 /// hub builds it twice and two artifacts arrive for it (seen as a flaky
 /// `end_to_end_three_platforms`: the job's hubJobId is the second hub job).
@@ -1673,7 +1673,7 @@ fn leased_job_is_not_claimed_twice(kind: StoreKind) {
         other => panic!("{other:?}"),
     };
     let now_ms = now * 1000 + 1;
-    // The dispatcher's tick wins the race right after the upload committed...
+    // The background loop's tick wins the race right after the upload committed...
     let first = store.claim(ClaimFilter::Due(4), now_ms, 120_000).unwrap();
     assert_eq!(first.len(), 1);
     // ... then the upload handler claims its own jobs for the first submission.

@@ -1043,7 +1043,7 @@ fn now_ms() -> i64 {
 /// A job is submitted by whoever claimed it, and by no one else (docs/jobs.md:
 /// "a job is submitted by one of them only"). An upload submits its new
 /// jobs at once; meanwhile a rival claimer — what another process's
-/// dispatcher (or the service's own) does — claims due jobs through the
+/// background loop (or the service's own) does — claims due jobs through the
 /// store API in a tight loop. The service must never submit a job the rival
 /// holds, and never submit a job twice.
 fn upload_submits_only_jobs_it_claimed(kind: StoreKind) {
@@ -1155,10 +1155,10 @@ fn concurrent_artifacts_of_one_version_all_complete(kind: StoreKind) {
     }
 }
 
-/// 50 pending jobs in one MySQL database, two processes dispatching them
+/// 50 pending jobs in one MySQL database, two processes submitting them
 /// against one hub: each job is submitted exactly once.
 #[test]
-fn two_dispatchers_submit_each_job_once() {
+fn two_processes_submit_each_job_once() {
     use hone_build::platform::Platform;
     use hone_build::store::{NewUpload, Store, UploadOutcome};
 
@@ -1213,7 +1213,7 @@ fn two_dispatchers_submit_each_job_once() {
         )
         .start()
     };
-    // Two dispatchers open 8 connections to the simulator at once.
+    // Two processes' background loops open 8 connections to the simulator at once.
     warm_up(sim_addr(&sim), 16);
     let (a, b) = (start(), start());
     let queued = wait_until(Duration::from_secs(30), || {
