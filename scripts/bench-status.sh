@@ -15,7 +15,8 @@
 #    the same document.
 # 3. Drives each with wrk, one after the other: a warm-up, then the measured
 #    run (same threads, connections and duration), and prints req/s, p50 and
-#    p99 of each and the ratio hone-build / stand-in.
+#    p99 of each, CPU time per request (server, MariaDB) and the ratio
+#    hone-build / stand-in; then the latency of each on one connection.
 # 4. Counts the MySQL commands (round trips) each server sends per /status
 #    request, through a counting proxy (scripts/bench-status/count-commands.py)
 #    in front of MariaDB and a second instance of each server behind it; the
@@ -30,8 +31,9 @@
 #   CONNECTIONS      wrk connections (64)
 #   THREADS          wrk threads (2)
 #   HONE_BUILD_SETTINGS  extra hone-build keys, "KEY=VALUE …" (for
-#                    experiments, e.g. "WORKERS=32 LOG_LEVEL=warn"); none by default
+#                    experiments, e.g. "WORKERS=32"); none by default
 #   PLATFORMS        published platforms (macos,linux,windows,ios,android)
+#   SINGLE_SECONDS   seconds of the one-connection latency run per server (3; 0 skips)
 #   COUNT_REQUESTS   requests per server for the round-trip count (2000; 0 skips)
 #   DB_HOST, DB_PORT, DB_USER, DB_PASS   the MariaDB/MySQL server
 #   KEEP_DB=1        do not drop the database at the end
@@ -231,6 +233,20 @@ row "stand-in (Node, Fastify, mysql2, pool 16)" "$(printf %.0f "$rps_standin")" 
 echo "ratio hone-build / stand-in: ${ratio}x   (goal: >= 2x, hone-build p99 < 5 ms)"
 echo "(wrk -t $threads -c $connections, ${seconds}s each after ${warmup}s warm-up, one after the other;" \
   "$(nproc) cores shared by wrk, the server and MariaDB; DB CPU is the whole mariadbd process, other clients included)"
+
+# One keep-alive connection, nothing queued: the time of one request (a
+# response held back by Nagle's algorithm until the client's delayed ACK
+# shows here as ~40 ms).
+if [ "${SINGLE_SECONDS:-3}" != 0 ]; then
+  echo
+  echo "bench-status: one connection (wrk -t 1 -c 1 -d ${SINGLE_SECONDS:-3}s --latency), the latency of a lone request:"
+  for s in "hone-build $base" "stand-in $standin"; do
+    set -- $s
+    wrk -t 1 -c 1 -d "${SINGLE_SECONDS:-3}s" --latency "$2$path" >"$work/wrk-single-$1.txt"
+    awk -v who="$1" '$1 == "50%" { p50 = $2 } $1 == "99%" { p99 = $2 } /^Requests\/sec:/ { rps = $2 }
+      END { printf "  %-11s p50 %s, p99 %s, %.0f req/s\n", who ":", p50, p99, rps }' "$work/wrk-single-$1.txt"
+  done
+fi
 
 # --- MySQL commands per request, through a counting proxy
 if [ "$count_requests" != 0 ]; then
