@@ -2,6 +2,7 @@
 //! configuration, store, hub client, metrics, and the changes whose COMMIT
 //! outcome is still unknown. Built once in `main`, passed as `Arc<App>`.
 
+use crate::cache::CompletedVersions;
 use crate::config::Config;
 use crate::files::Unsettled;
 use crate::hub::HubClient;
@@ -16,6 +17,8 @@ pub struct App {
     pub metrics: Metrics,
     /// Files of changes whose COMMIT outcome is unknown (see `files::guard`).
     pub unsettled: Unsettled,
+    /// `GET /status` answers of versions that can no longer change.
+    pub completed: CompletedVersions,
     migrated: AtomicBool,
 }
 
@@ -32,6 +35,7 @@ impl App {
             hub,
             metrics: Metrics::default(),
             unsettled: Unsettled::default(),
+            completed: CompletedVersions::default(),
             migrated: AtomicBool::new(false),
         }
     }

@@ -630,3 +630,61 @@ fn connections_past_the_cap_are_closed_and_threads_stay_bounded() {
         "/health answers again once the connections are gone"
     );
 }
+
+/// The `/status` of a version whose builds all completed can no longer
+/// change: it is answered from memory, also while the database is away;
+/// a version still building is always read from the database.
+#[test]
+fn status_of_a_completed_version_is_served_from_memory() {
+    use crate::fixtures::{Fill, tarball};
+    let db = TestDb::new();
+    let proxy = TcpProxy::start(&format!("{}:{}", db.host, db.port));
+    let sim = common::Sim::start(&["--build-delay-ms", "20"]);
+    let svc = Service::builder()
+        .envs(db.service_env("127.0.0.1", proxy.port()))
+        .set("PERRY_HUB_URL", sim.url())
+        .set("PERRY_HUB_LICENSE_KEY", "sim-license")
+        .start();
+    let upload = |version: &str| {
+        let r = http(
+            "POST",
+            &svc.url(&format!(
+                "/upload?name=frozen&version={version}&platforms=linux"
+            )),
+            &[],
+            Some(&tarball(version, Fill::Unique)),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+    };
+    upload("1.0.0");
+    let status = |v: &str| http("GET", &svc.url(&format!("/status/frozen/{v}")), &[], None);
+    assert!(
+        wait_until(
+            Duration::from_secs(20),
+            || status("1.0.0").json()["overall"] == "completed"
+        ),
+        "not completed: {}\n{}",
+        status("1.0.0").text(),
+        svc.log()
+    );
+    let completed = status("1.0.0").text();
+    // A second version that stays building (its artifact is never sent).
+    sim.set(json!({"never_callback": true}));
+    upload("2.0.0");
+    assert_eq!(status("2.0.0").json()["overall"], "building");
+
+    proxy.cut();
+    assert!(
+        wait_until(Duration::from_secs(10), || health(&svc).status == 503),
+        "the database is away"
+    );
+    let r = status("1.0.0");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), completed, "the same answer, from memory");
+    assert_json_type(&r);
+    error_body(&status("2.0.0"), 503, "UNAVAILABLE");
+    proxy.restore();
+    assert!(wait_until(Duration::from_secs(15), || status("2.0.0")
+        .status
+        == 200));
+}
