@@ -18,7 +18,7 @@ UNITDIR      ?= /etc/systemd/system
 BINDIR        = $(PREFIX)/bin
 DOCDIR        = $(PREFIX)/share/doc/hone-build
 
-.PHONY: help build run test lint fuzz bench bench-load bench-follow smoke clean install uninstall check-install
+.PHONY: help build run test lint fuzz bench bench-load bench-follow bench-status smoke clean install uninstall check-install
 
 help:
 	@echo "make run      build (release) and start hone-build on the embedded store"
@@ -28,6 +28,7 @@ help:
 	@echo "make bench    benchmarks (release build): memory, intake speed, load figures"
 	@echo "make bench-load  the load benchmark alone"
 	@echo "make bench-follow  a 128 MiB program followed, downloaded and unpacked (time, RSS, ratio to sha256sum)"
+	@echo "make bench-status  GET /status on MariaDB: hone-build vs a Node stand-in of the old server (wrk)"
 	@echo "make build    release binaries (static) in target/<host>/release"
 	@echo "make smoke    start perry-hub-sim and hone-build on loopback and run scripts/smoke.sh"
 	@echo "make install  binary, systemd unit, example configuration (PREFIX, DESTDIR, DATA_DIR, PACKAGES_DIR)"
@@ -67,6 +68,11 @@ bench-follow: build
 # The load benchmark alone: mixed traffic, then stalled connections (~1 min).
 bench-load: build
 	BIN_DIR=$(RELEASE_DIR) bash scripts/bench-load.sh
+
+# GET /status on MySQL side by side with a stand-in of the old server's
+# (Node, Fastify, mysql2) on one MariaDB (127.0.0.1:3306, root), with wrk.
+bench-status: build
+	BIN_DIR=$(RELEASE_DIR) bash scripts/bench-status.sh
 
 clean:
 	$(CARGO) clean

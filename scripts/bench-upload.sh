@@ -83,7 +83,7 @@ upload_secs=${out#* }
 status=$(json 'd["builds"][0]["status"]' <"$work/upload.json")
 
 # The first submission is attempted before the answer; should it still be
-# pending, the dispatcher retries: wait (at most 120 s) for the accepted one.
+# pending, the background loop retries: wait (at most 120 s) for the accepted one.
 accepted() {
   curl -fsS --max-time 10 "$sim/_sim/submissions" |
     json '"\n".join("%s %s" % (s["tarball_sha256"], s["tarball_size"]) for s in d if s["status"] == 200)'

@@ -2,6 +2,7 @@
 //! configuration, store, hub client, metrics, and the changes whose COMMIT
 //! outcome is still unknown. Built once in `main`, passed as `Arc<App>`.
 
+use crate::cache::CompletedVersions;
 use crate::config::Config;
 use crate::files::Unsettled;
 use crate::hub::HubClient;
@@ -19,6 +20,8 @@ pub struct App {
     /// This process among those sharing the database (random, per start):
     /// the owner of its follow leases.
     pub instance: String,
+    /// `GET /status` answers of versions that can no longer change.
+    pub completed: CompletedVersions,
     migrated: AtomicBool,
 }
 
@@ -39,6 +42,7 @@ impl App {
             metrics: Metrics::default(),
             unsettled: Unsettled::default(),
             instance: crate::codec::random_hex(8).expect("the OS random number generator works"),
+            completed: CompletedVersions::default(),
             migrated: AtomicBool::new(false),
         }
     }

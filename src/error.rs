@@ -1,5 +1,5 @@
 //! The one error type of request handling, and its single conversion into
-//! the JSON error body of SPEC 2 (`{"error": "...", "code": "..."}`).
+//! the JSON error body of docs/api.md (`{"error": "...", "code": "..."}`).
 
 use std::fmt;
 
@@ -59,7 +59,7 @@ impl ApiError {
         ApiError::new(500, "INTERNAL", message)
     }
 
-    /// The JSON body of SPEC 2.
+    /// The JSON body of docs/api.md.
     pub fn body(&self) -> serde_json::Value {
         serde_json::json!({ "error": self.message, "code": self.code })
     }

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod body;
+pub mod cache;
 pub mod codec;
 pub mod config;
 pub mod error;

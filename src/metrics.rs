@@ -1,4 +1,4 @@
-//! Counters for `GET /metrics` (Prometheus text format, SPEC 2). Owned by
+//! Counters for `GET /metrics` (Prometheus text format, docs/operations.md#metrics). Owned by
 //! [`crate::app::App`]; no global state.
 
 use std::collections::BTreeMap;

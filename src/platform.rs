@@ -14,7 +14,7 @@ pub enum Platform {
 }
 
 impl Platform {
-    /// Every platform, in the primary-artifact preference order of SPEC 2.
+    /// Every platform, in the primary-artifact preference order of docs/api.md.
     pub const ALL: [Platform; 5] = [
         Platform::Macos,
         Platform::Linux,

@@ -1,4 +1,4 @@
-//! Validation of everything a request names (SPEC 2), and URL decoding.
+//! Validation of everything a request names (docs/api.md), and URL decoding.
 //! Only values that passed these checks are ever used to build a path.
 
 use crate::error::ApiError;

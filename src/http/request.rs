@@ -96,6 +96,15 @@ impl Reply {
         }
     }
 
+    pub fn bytes(status: u16, content_type: &'static str, body: Vec<u8>) -> Reply {
+        Reply {
+            status,
+            content_type,
+            body,
+            headers: Vec::new(),
+        }
+    }
+
     pub fn text(status: u16, content_type: &'static str, body: String) -> Reply {
         Reply {
             status,

@@ -1,4 +1,6 @@
-//! `GET /status/:name/:version` (docs/api.md): a version's builds.
+//! `GET /status/:name/:version` (docs/api.md): a version's builds. The
+//! answer for a version whose builds all completed never changes again and
+//! is served from memory after the first time (see `cache`).
 
 use crate::app::App;
 use crate::error::ApiError;
@@ -11,6 +13,9 @@ pub fn get(app: &App, req: &mut Request<'_>) -> Result<Reply, ApiError> {
     let (name, version) = (req.param(0), req.param(1));
     validate::name_like(name, "name")?;
     validate::name_like(version, "version")?;
+    if let Some(body) = app.completed.get(name, version) {
+        return Ok(Reply::bytes(200, "application/json", body.to_vec()));
+    }
     let jobs = app.store.version_jobs(name, version)?;
     if jobs.is_empty() {
         return Err(ApiError::not_found(format!(
@@ -48,8 +53,12 @@ pub fn get(app: &App, req: &mut Request<'_>) -> Result<Reply, ApiError> {
     } else {
         "building"
     };
-    Ok(Reply::json(
+    let reply = Reply::json(
         200,
         &json!({"pluginName": name, "version": version, "builds": builds, "overall": overall}),
-    ))
+    );
+    if overall == "completed" && jobs.iter().all(|j| j.hub_job_id.is_some()) {
+        app.completed.put(name, version, &reply.body);
+    }
+    Ok(reply)
 }

@@ -1,4 +1,4 @@
-//! The store: the marketplace's tables (SPEC 6) behind one trait, written
+//! The store: the marketplace's tables (docs/database.md) behind one trait, written
 //! once (`flows`: every transaction sequence, over the neutral connection
 //! interface of `sql`) for two dialects: MySQL (production) and SQLite
 //! (embedded default), which supply only connections, DDL and the SQL text
@@ -20,7 +20,7 @@ pub mod sqlite;
 
 pub use flows::SqlStore;
 
-/// A job's state (SPEC 3). `Building` is the old server's; hone-build
+/// A job's state (docs/jobs.md). `Building` is the old server's; hone-build
 /// treats it like `Queued`. A state this version does not know (a row
 /// written by another program) is kept as `Other`: it counts as neither in
 /// progress, completed nor failed, so it blocks no upload, is never rebuilt,
@@ -139,14 +139,14 @@ pub struct NewUpload {
     pub platforms: Vec<Platform>,
     /// Unix seconds.
     pub now: i64,
-    /// Unix milliseconds from which the dispatcher may submit the new jobs:
+    /// Unix milliseconds from which the background loop may submit the new jobs:
     /// until then they are reserved for the upload request, which submits
-    /// them itself (an `Ids` claim). If that request dies, the dispatcher
+    /// them itself (an `Ids` claim). If that request dies, the background loop
     /// takes them after this time.
     pub reserved_until_ms: i64,
 }
 
-/// Why an upload is refused (SPEC 2, both 409 rules).
+/// Why an upload is refused (docs/api.md, both 409 rules).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// Every platform of the version completed.
@@ -182,7 +182,7 @@ pub enum UploadOutcome {
     Recorded(Vec<Job>),
 }
 
-/// The platforms an upload builds, or why it is refused (SPEC 2): completed
+/// The platforms an upload builds, or why it is refused (docs/api.md): completed
 /// builds are kept, failed ones and requested ones never built are built.
 /// `existing` are the version's jobs.
 pub fn plan_upload(existing: &[Job], requested: &[Platform]) -> Result<Vec<Platform>, Refusal> {
@@ -227,7 +227,7 @@ pub enum CompleteOutcome {
     NotFound,
 }
 
-/// What the version row describes after a completion: SPEC 2's
+/// What the version row describes after a completion: docs/api.md's
 /// `platforms`/primary rule, computed from the version's completed jobs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionArtifacts {

@@ -1,5 +1,5 @@
-//! Integration tests of the artifact path (SPEC 2 `POST /artifact/:callbackId`
-//! and `GET /status`, SPEC 3 build timeout, SPEC 5 storage layout): the real
+//! Integration tests of the artifact path (docs/api.md `POST /artifact/:callbackId`
+//! and `GET /status`, docs/jobs.md build timeout, docs/storage.md storage layout): the real
 //! `hone-build` binary with the real `perry-hub-sim`, on both stores (SQLite
 //! without DB_HOST; MariaDB with a database of its own per test).
 //!
@@ -478,7 +478,7 @@ both_stores!(
 // ---------------------------------------------------------------------------
 
 /// Upload for macos, linux, windows; the simulator builds and delivers each;
-/// the binaries, manifest, rows and `/status` are exactly as SPEC 2/5 say.
+/// the binaries, manifest, rows and `/status` are exactly as docs/api.md and docs/storage.md say.
 fn end_to_end_three_platforms(kind: StoreKind) {
     const SIZE: usize = 10_001; // not a multiple of 3: base64 padding
     let env = Env::start(
@@ -582,7 +582,7 @@ fn end_to_end_three_platforms(kind: StoreKind) {
         }
     );
 
-    // Every delivery was answered 200 with SPEC 2's body.
+    // Every delivery was answered 200 with docs/api.md's body.
     let deliveries = env.deliveries(3);
     assert_eq!(deliveries.len(), 3, "{deliveries:?}");
     for d in &deliveries {
@@ -656,7 +656,7 @@ fn end_to_end_three_platforms(kind: StoreKind) {
     }
 }
 
-/// SPEC 2's primary rule without macOS: first the only completed platform
+/// docs/api.md's primary rule without macOS: first the only completed platform
 /// (windows), then linux-x64 as soon as it completes.
 fn primary_platform_without_macos(kind: StoreKind) {
     let env = Env::start(kind, &["--artifact-size", "777"], &[]);
@@ -1639,7 +1639,7 @@ fn status_not_found_and_invalid() {
 // One submission per job
 // ---------------------------------------------------------------------------
 
-/// A job the dispatcher just claimed (leased) must not be claimed again by
+/// A job the background loop just claimed (leased) must not be claimed again by
 /// the upload's first-submission claim (`ClaimFilter::Ids`): otherwise the
 /// hub builds it twice and two artifacts arrive for it (seen as a flaky
 /// `end_to_end_three_platforms`: the job's hubJobId is the second hub job).
@@ -1673,7 +1673,7 @@ fn leased_job_is_not_claimed_twice(kind: StoreKind) {
         other => panic!("{other:?}"),
     };
     let now_ms = now * 1000 + 1;
-    // The dispatcher's tick wins the race right after the upload committed...
+    // The background loop's tick wins the race right after the upload committed...
     let first = store.claim(ClaimFilter::Due(4), now_ms, 120_000).unwrap();
     assert_eq!(first.len(), 1);
     // ... then the upload handler claims its own jobs for the first submission.

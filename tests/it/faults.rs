@@ -1,4 +1,4 @@
-//! Fault injection against the real `hone-build` binary (SPEC 2, 3 and 7):
+//! Fault injection against the real `hone-build` binary (docs/api.md, docs/jobs.md, docs/operations.md#security):
 //!
 //! 1. the MySQL database disappears in the middle of a run of uploads (TCP
 //!    proxy cut) and comes back: 503 + Retry-After while it is away, nothing

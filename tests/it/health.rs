@@ -570,3 +570,121 @@ fn sigterm_stops_cleanly() {
     assert!(svc.log().contains("stopped"), "{}", svc.log());
     assert!(common::try_http("GET", &format!("http://{}/health", svc.addr()), &[], None).is_err());
 }
+
+/// tiny_http runs one thread per connection: at most 1024 connections are
+/// served at once (vendor/tiny_http/HONE-PATCH.md, patch 10), so a client
+/// opening more cannot grow the service's threads without bound. The
+/// connections past the cap are closed at once; when the held ones close,
+/// the service serves again without a restart.
+#[test]
+fn connections_past_the_cap_are_closed_and_threads_stay_bounded() {
+    const CAP: usize = 1024;
+    let svc = Service::builder().start();
+    let addr = svc.addr();
+    let threads = || {
+        std::fs::read_dir(format!("/proc/{}/task", svc.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    assert_eq!(health(&svc).status, 200);
+    // Its fixed threads: worker lanes, the background loop, the accept loop.
+    let before = threads();
+    assert!(before > 4, "{before} threads: /proc not readable?");
+    // Idle connections that never send a byte hold a slot each until the
+    // head deadline (READ_TIMEOUT_SECS, 30 s by default).
+    let mut held = Vec::new();
+    for i in 0..CAP + 40 {
+        match TcpStream::connect(addr) {
+            Ok(s) => held.push(s),
+            Err(e) => panic!("connect {i}: {e} (the test needs ~1100 file descriptors)"),
+        }
+    }
+    // The connections past the cap are closed by the service at once.
+    // (A connection the service kept open would time out here instead.)
+    let mut closed = 0;
+    for s in held.iter_mut().rev().take(40) {
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut b = [0u8; 1];
+        use std::io::Read;
+        match s.read(&mut b) {
+            Ok(0) => closed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => closed += 1,
+            _ => {}
+        }
+    }
+    assert!(
+        closed >= 30,
+        "only {closed} of the 40 connections past the cap were closed"
+    );
+    let during = threads();
+    assert!(
+        during <= before + CAP + 8,
+        "threads grew from {before} to {during} with {} connections",
+        CAP + 40
+    );
+    drop(held);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            common::try_http("GET", &svc.url("/health"), &[], None).is_ok_and(|r| r.status == 200)
+        }),
+        "/health answers again once the connections are gone"
+    );
+}
+
+/// The `/status` of a version whose builds all completed can no longer
+/// change: it is answered from memory, also while the database is away;
+/// a version still building is always read from the database.
+#[test]
+fn status_of_a_completed_version_is_served_from_memory() {
+    use crate::fixtures::{Fill, tarball};
+    let db = TestDb::new();
+    let proxy = TcpProxy::start(&format!("{}:{}", db.host, db.port));
+    let sim = common::Sim::start(&["--build-delay-ms", "20"]);
+    let svc = Service::builder()
+        .envs(db.service_env("127.0.0.1", proxy.port()))
+        .set("PERRY_HUB_URL", sim.url())
+        .set("PERRY_HUB_LICENSE_KEY", "sim-license")
+        .start();
+    let upload = |version: &str| {
+        let r = http(
+            "POST",
+            &svc.url(&format!(
+                "/upload?name=frozen&version={version}&platforms=linux"
+            )),
+            &[],
+            Some(&tarball(version, Fill::Unique)),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+    };
+    upload("1.0.0");
+    let status = |v: &str| http("GET", &svc.url(&format!("/status/frozen/{v}")), &[], None);
+    assert!(
+        wait_until(
+            Duration::from_secs(20),
+            || status("1.0.0").json()["overall"] == "completed"
+        ),
+        "not completed: {}\n{}",
+        status("1.0.0").text(),
+        svc.log()
+    );
+    let completed = status("1.0.0").text();
+    // A second version that stays building (its artifact is never sent).
+    sim.set(json!({"never_callback": true}));
+    upload("2.0.0");
+    assert_eq!(status("2.0.0").json()["overall"], "building");
+
+    proxy.cut();
+    assert!(
+        wait_until(Duration::from_secs(10), || health(&svc).status == 503),
+        "the database is away"
+    );
+    let r = status("1.0.0");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), completed, "the same answer, from memory");
+    assert_json_type(&r);
+    error_body(&status("2.0.0"), 503, "UNAVAILABLE");
+    proxy.restore();
+    assert!(wait_until(Duration::from_secs(15), || status("2.0.0")
+        .status
+        == 200));
+}

@@ -5,6 +5,7 @@
 mod common;
 mod fixtures;
 
+mod architecture;
 mod artifact;
 mod faults;
 mod health;

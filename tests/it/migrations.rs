@@ -1,4 +1,4 @@
-//! Migrations (SPEC 6): on an empty database, on the marketplace's own
+//! Migrations (docs/database.md): on an empty database, on the marketplace's own
 //! schema (buildJobs with the old server's columns only, marketplace-only
 //! columns elsewhere, existing rows), repeated runs; MySQL and SQLite.
 

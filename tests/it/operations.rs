@@ -1,4 +1,4 @@
-//! Operating hone-build (SPEC 8, issue "Operations"): the command line, graceful
+//! Operating hone-build (docs/operations.md): the command line, graceful
 //! shutdown, `/metrics`, and secrets kept out of every log line.
 
 use crate::common;
@@ -195,7 +195,7 @@ fn jobs_lists_and_retry_resubmits_failed_jobs() {
     );
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("1 failed job(s)"), "{out}");
-    // The running service's dispatcher submits it again.
+    // The running service's background loop submits it again.
     let queued = wait_until(Duration::from_secs(15), || {
         let s = http("GET", &svc.url("/status/ops-plugin/2.0.0-rc.1"), &[], None).json();
         s["builds"][0]["status"] == "queued"

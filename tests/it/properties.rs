@@ -81,7 +81,7 @@ proptest! {
         prop_assert!(Query::parse(&raw).is_err());
     }
 
-    /// The name rule accepts exactly what the spec describes.
+    /// The name rule accepts exactly what docs/api.md describes.
     #[test]
     fn name_rule_matches_the_spec(s in ".{0,140}") {
         let ok = !s.is_empty()

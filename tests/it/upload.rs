@@ -1,4 +1,4 @@
-//! The publishing path end to end (SPEC 2 `POST /upload`, 3, 4, 7): the real
+//! The publishing path end to end (docs/api.md `POST /upload`, docs/jobs.md, docs/operations.md#security): the real
 //! `hone-build` binary against `perry-hub-sim`, on both stores (the
 //! embedded SQLite one and a MySQL database of its own per test).
 //!
@@ -27,7 +27,7 @@ const LICENSE: &str = "sim-license";
 const SLOW_SIM: &[&str] = &["--build-delay-ms", "600000"];
 /// Simulator arguments: accepted jobs are delivered almost at once.
 const FAST_SIM: &[&str] = &["--build-delay-ms", "30"];
-/// The multipart fields of a submission (SPEC 4).
+/// The multipart fields of a submission (docs/jobs.md).
 const HUB_FIELDS: [&str; 5] = [
     "license_key",
     "manifest",
@@ -1047,10 +1047,10 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// A job is submitted by whoever claimed it, and by no one else (SPEC 3:
+/// A job is submitted by whoever claimed it, and by no one else (docs/jobs.md:
 /// "a job is submitted by one of them only"). An upload submits its new
 /// jobs at once; meanwhile a rival claimer — what another process's
-/// dispatcher (or the service's own) does — claims due jobs through the
+/// background loop (or the service's own) does — claims due jobs through the
 /// store API in a tight loop. The service must never submit a job the rival
 /// holds, and never submit a job twice.
 fn upload_submits_only_jobs_it_claimed(kind: StoreKind) {
@@ -1162,10 +1162,10 @@ fn concurrent_artifacts_of_one_version_all_complete(kind: StoreKind) {
     }
 }
 
-/// 50 pending jobs in one MySQL database, two processes dispatching them
+/// 50 pending jobs in one MySQL database, two processes submitting them
 /// against one hub: each job is submitted exactly once.
 #[test]
-fn two_dispatchers_submit_each_job_once() {
+fn two_processes_submit_each_job_once() {
     use hone_build::platform::Platform;
     use hone_build::store::{NewUpload, Store, UploadOutcome};
 
@@ -1220,7 +1220,7 @@ fn two_dispatchers_submit_each_job_once() {
         )
         .start()
     };
-    // Two dispatchers open 8 connections to the simulator at once.
+    // Two processes' background loops open 8 connections to the simulator at once.
     warm_up(sim_addr(&sim), 16);
     let (a, b) = (start(), start());
     let queued = wait_until(Duration::from_secs(30), || {

@@ -333,7 +333,7 @@ fn run_case(fx: &mut Fx, c: &Case) -> Outcome {
     }
 }
 
-/// SPEC 2 error body: JSON, exactly `error` and `code`, this code, a
+/// docs/api.md error body: JSON, exactly `error` and `code`, this code, a
 /// message containing `msg`.
 fn check_error_body(a: &Answer, code: &str, msg: &str) -> Vec<String> {
     let mut p = Vec::new();

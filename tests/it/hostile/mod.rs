@@ -1,4 +1,4 @@
-//! Hostile input against the real `hone-build` binary (SPEC 2 and 7).
+//! Hostile input against the real `hone-build` binary (docs/api.md, docs/operations.md#security).
 //!
 //! One table of bad requests, kept in groups by route ([`upload`],
 //! [`artifact`], [`status`], [`routing`], [`headers`]) and run by [`case`],
@@ -10,7 +10,7 @@
 //!
 //! - its status (the first listed; the others are tolerated alternatives,
 //!   `0` meaning "connection closed without an answer"), and for the first
-//!   status the SPEC 2 error body `{"error","code"}`: code, and a substring
+//!   status the docs/api.md error body `{"error","code"}`: code, and a substring
 //!   of the message; `Allow` on 405; where RFC 9112 requires it, that the
 //!   connection is closed after the answer;
 //! - no secret (UPLOAD_SECRET, callback tokens) in the answer;

@@ -128,7 +128,7 @@ fn http2_request_lines_are_answered_and_leak_nothing() {
     );
 }
 
-/// SPEC 8: one access line per request. Control characters a client puts
+/// docs/operations.md: one access line per request. Control characters a client puts
 /// in the request line (bare LF, bare CR, ESC) must not reach the log raw:
 /// they split the line or rewrite the terminal.
 #[test]

@@ -1,4 +1,4 @@
-//! Slow clients (SPEC 7): trickled headers and unread slow bodies must not
+//! Slow clients (docs/operations.md#security): trickled headers and unread slow bodies must not
 //! pin workers or delay `/health`.
 
 use super::{start_service, tail};
@@ -56,7 +56,7 @@ fn slow_header_clients_do_not_block_health() {
     );
 }
 
-/// SPEC 7: slow clients "cannot pin request threads or grow threads
+/// docs/operations.md#security: slow clients "cannot pin request threads or grow threads
 /// without bound". A client sending its headers one byte per 100 ms never
 /// trips the per-read timeout; it must still be cut off (408/400/431 or a
 /// close) after a bounded time.
@@ -100,7 +100,7 @@ fn slow_header_client_is_cut_off() {
     );
 }
 
-/// SPEC 7: a request answered before its body was read (401 here: no
+/// docs/operations.md#security: a request answered before its body was read (401 here: no
 /// credentials needed) must not leave a body-lane worker draining a slow
 /// client's body. Two slow unauthenticated clients per worker must not
 /// make `/artifact` and `/upload` answer 503 for everyone else.
