@@ -7,6 +7,7 @@ mod fixtures;
 
 mod artifact;
 mod faults;
+mod follow;
 mod health;
 mod hostile;
 mod migrations;
