@@ -19,6 +19,9 @@ pub struct App {
     /// This process among those sharing the database (random, per start):
     /// the owner of its follow leases.
     pub instance: String,
+    /// Wakes the follow supervisor when the hub accepted a job (it
+    /// replays nothing: subscribe at once, not at the next tick).
+    pub follow_wake: crate::follow::Wake,
     migrated: AtomicBool,
 }
 
@@ -39,6 +42,7 @@ impl App {
             metrics: Metrics::default(),
             unsettled: Unsettled::default(),
             instance: crate::codec::random_hex(8).expect("the OS random number generator works"),
+            follow_wake: crate::follow::Wake::default(),
             migrated: AtomicBool::new(false),
         }
     }

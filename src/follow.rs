@@ -31,8 +31,8 @@ use crate::hub::{DownloadError, hub_app_name};
 use crate::intake;
 use crate::store::{Job, ResubmitOutcome};
 use crate::unpack;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -95,12 +95,37 @@ fn supervise(app: &Arc<App>, stop: &Arc<AtomicBool>) {
                 Err(e) => log::warn!("looking for jobs to follow: {e}"),
             }
         }
-        std::thread::sleep(TICK);
+        app.follow_wake.wait(TICK);
     }
     // Each thread notices `stop` within a poll interval and releases its lease.
     let deadline = Instant::now() + Duration::from_secs(5);
     while threads.iter().any(|t| !t.is_finished()) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Wakes the supervisor before its next tick: a job was just accepted by
+/// the hub, and messages sent before the subscribe are lost for good.
+#[derive(Default)]
+pub struct Wake {
+    pending: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Wake {
+    pub fn notify(&self) {
+        *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.cv.notify_all();
+    }
+
+    /// Waits until notified or `timeout` passes.
+    fn wait(&self, timeout: Duration) {
+        let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut pending, _) = self
+            .cv
+            .wait_timeout_while(pending, timeout, |p| !*p)
+            .unwrap_or_else(|p| p.into_inner());
+        *pending = false;
     }
 }
 
