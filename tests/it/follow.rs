@@ -376,6 +376,7 @@ fn assert_no_secret(text: &str) {
 }
 
 both_stores!(
+    subscribes_at_once_after_the_hub_accepts,
     five_platforms_store_the_program_inside_each_package,
     raw_program_is_stored_as_it_is,
     subscriber_sockets_closed_every_second_still_complete,
@@ -496,6 +497,26 @@ fn five_platforms_store_the_program_inside_each_package(kind: StoreKind) {
     let m = env.metrics();
     assert_eq!(metric(&m, "hone_build_artifacts_fetched_total"), 5.0, "{m}");
     env.assert_only_files(&files);
+}
+
+/// The hub replays nothing: hone-build subscribes as soon as the hub
+/// accepted a job, not at the follow supervisor's next look for work. A
+/// worker that starts 100 ms after acceptance and plays its build in about
+/// 100 ms: every build completes on its first submission.
+fn subscribes_at_once_after_the_hub_accepts(kind: StoreKind) {
+    let env = Env::start(kind, &["--build-delay-ms", "100"], &[]);
+    let (name, version) = ("prompt", "1.0.0");
+    env.upload_ok(name, version, "linux,windows,android");
+    let st = env.wait_overall(name, version, "completed", Duration::from_secs(15));
+    let subs = env.sim.submissions();
+    assert_eq!(subs.len(), 3, "each job submitted once: {subs:?}");
+    for b in st["builds"].as_array().unwrap() {
+        assert_eq!(b["attempts"], 1, "{b}");
+        assert!(b.get("errorMessage").is_none(), "{b}");
+    }
+    for p in ["linux", "windows", "android"] {
+        assert_program_stored(&env, name, version, p);
+    }
 }
 
 /// A patched worker returns the program itself: stored as it is.
