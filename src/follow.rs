@@ -2,8 +2,8 @@
 //! accepted is followed over its WebSocket until it is over.
 //!
 //! One connection per job, subscribed at once (the hub replays nothing),
-//! pinged every 25 s, reconnected with backoff and jitter after any close
-//! or error. On `artifact_ready` for the artifact that carries the program
+//! pinged every 25 s; after a close it subscribes again at once if the
+//! connection had lasted, else (and after errors) with backoff and jitter. On `artifact_ready` for the artifact that carries the program
 //! (`unpack::carries_program`) the artifact is downloaded at once (the link
 //! is single-use and short-lived), decoded and hashed to a temporary file,
 //! checked against the announced sha256, unpacked, and recorded through
@@ -195,7 +195,9 @@ impl Follow<'_> {
             .clone()
             .expect("following is on");
         let connect_timeout = Duration::from_secs(self.app.cfg.hub_timeout_secs.clamp(1, 30));
+        // Consecutive failed connections; `reconnect`: any pass after the first.
         let mut failures: u32 = 0;
+        let mut reconnect = false;
         loop {
             if stop.load(Ordering::Acquire) {
                 return Over::Stopped;
@@ -207,15 +209,16 @@ impl Follow<'_> {
                 self.give_up(None);
                 return Over::Done;
             }
-            if failures > 0 {
+            if reconnect {
                 self.app
                     .metrics
                     .follow_reconnects
                     .fetch_add(1, Ordering::Relaxed);
-                if !sleep_unless(stop, reconnect_delay(failures)) {
+                if failures > 0 && !sleep_unless(stop, reconnect_delay(failures)) {
                     return Over::Stopped;
                 }
             }
+            reconnect = true;
             let mut sock = match HubSocket::connect(&url, connect_timeout, POLL) {
                 Ok(s) => s,
                 Err(e) => {
@@ -232,6 +235,7 @@ impl Follow<'_> {
                 log::warn!("job {}: subscribe failed: {e}", self.job.id);
                 continue;
             }
+            let subscribed = Instant::now();
             loop {
                 if stop.load(Ordering::Acquire) {
                     sock.close();
@@ -249,7 +253,15 @@ impl Follow<'_> {
                 match sock.next_event() {
                     Event::Idle => {}
                     Event::Closed(why) => {
-                        failures += 1;
+                        // The hub replays nothing: after a connection that
+                        // worked for a while, subscribe again at once (every
+                        // moment away loses messages for good); one closed
+                        // early counts as a failure and backs off.
+                        failures = if subscribed.elapsed() >= POLL {
+                            0
+                        } else {
+                            failures + 1
+                        };
                         log::info!(
                             "job {}: WebSocket closed before the build ended ({why}); reconnecting",
                             self.job.id
