@@ -22,6 +22,9 @@ pub struct App {
     pub instance: String,
     /// `GET /status` answers of versions that can no longer change.
     pub completed: CompletedVersions,
+    /// Wakes the follow supervisor when the hub accepted a job (it
+    /// replays nothing: subscribe at once, not at the next tick).
+    pub follow_wake: crate::follow::Wake,
     migrated: AtomicBool,
 }
 
@@ -43,6 +46,7 @@ impl App {
             unsettled: Unsettled::default(),
             instance: crate::codec::random_hex(8).expect("the OS random number generator works"),
             completed: CompletedVersions::default(),
+            follow_wake: crate::follow::Wake::default(),
             migrated: AtomicBool::new(false),
         }
     }

@@ -2,8 +2,8 @@
 //! accepted is followed over its WebSocket until it is over.
 //!
 //! One connection per job, subscribed at once (the hub replays nothing),
-//! pinged every 25 s, reconnected with backoff and jitter after any close
-//! or error. On `artifact_ready` for the artifact that carries the program
+//! pinged every 25 s; after a close it subscribes again at once if the
+//! connection had lasted, else (and after errors) with backoff and jitter. On `artifact_ready` for the artifact that carries the program
 //! (`unpack::carries_program`) the artifact is downloaded at once (the link
 //! is single-use and short-lived), decoded and hashed to a temporary file,
 //! checked against the announced sha256, unpacked, and recorded through
@@ -31,8 +31,8 @@ use crate::hub::{DownloadError, hub_app_name};
 use crate::intake;
 use crate::store::{Job, ResubmitOutcome};
 use crate::unpack;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -95,12 +95,37 @@ fn supervise(app: &Arc<App>, stop: &Arc<AtomicBool>) {
                 Err(e) => log::warn!("looking for jobs to follow: {e}"),
             }
         }
-        std::thread::sleep(TICK);
+        app.follow_wake.wait(TICK);
     }
     // Each thread notices `stop` within a poll interval and releases its lease.
     let deadline = Instant::now() + Duration::from_secs(5);
     while threads.iter().any(|t| !t.is_finished()) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Wakes the supervisor before its next tick: a job was just accepted by
+/// the hub, and messages sent before the subscribe are lost for good.
+#[derive(Default)]
+pub struct Wake {
+    pending: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Wake {
+    pub fn notify(&self) {
+        *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.cv.notify_all();
+    }
+
+    /// Waits until notified or `timeout` passes.
+    fn wait(&self, timeout: Duration) {
+        let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut pending, _) = self
+            .cv
+            .wait_timeout_while(pending, timeout, |p| !*p)
+            .unwrap_or_else(|p| p.into_inner());
+        *pending = false;
     }
 }
 
@@ -170,7 +195,9 @@ impl Follow<'_> {
             .clone()
             .expect("following is on");
         let connect_timeout = Duration::from_secs(self.app.cfg.hub_timeout_secs.clamp(1, 30));
+        // Consecutive failed connections; `reconnect`: any pass after the first.
         let mut failures: u32 = 0;
+        let mut reconnect = false;
         loop {
             if stop.load(Ordering::Acquire) {
                 return Over::Stopped;
@@ -182,15 +209,16 @@ impl Follow<'_> {
                 self.give_up(None);
                 return Over::Done;
             }
-            if failures > 0 {
+            if reconnect {
                 self.app
                     .metrics
                     .follow_reconnects
                     .fetch_add(1, Ordering::Relaxed);
-                if !sleep_unless(stop, reconnect_delay(failures)) {
+                if failures > 0 && !sleep_unless(stop, reconnect_delay(failures)) {
                     return Over::Stopped;
                 }
             }
+            reconnect = true;
             let mut sock = match HubSocket::connect(&url, connect_timeout, POLL) {
                 Ok(s) => s,
                 Err(e) => {
@@ -207,6 +235,7 @@ impl Follow<'_> {
                 log::warn!("job {}: subscribe failed: {e}", self.job.id);
                 continue;
             }
+            let subscribed = Instant::now();
             loop {
                 if stop.load(Ordering::Acquire) {
                     sock.close();
@@ -229,7 +258,15 @@ impl Follow<'_> {
                 match sock.next_event() {
                     Event::Idle => {}
                     Event::Closed(why) => {
-                        failures += 1;
+                        // The hub replays nothing: after a connection that
+                        // worked for a while, subscribe again at once (every
+                        // moment away loses messages for good); one closed
+                        // early counts as a failure and backs off.
+                        failures = if subscribed.elapsed() >= POLL {
+                            0
+                        } else {
+                            failures + 1
+                        };
                         log::info!(
                             "job {}: WebSocket closed before the build ended ({why}); reconnecting",
                             self.job.id

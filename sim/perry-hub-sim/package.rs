@@ -702,9 +702,12 @@ mod tests {
             let p = program_bytes(&s);
             assert_eq!(p.len(), 5000);
             assert!(p.starts_with(m), "{t}");
+            // The whole header replaces the artifact's first bytes.
+            let head = magic(t);
+            assert!(p.starts_with(head), "{t}");
             assert_eq!(p, program_bytes(&s));
             let raw = crate::artifact::build_artifact(&s.tarball_sha256, t, 5000);
-            assert_eq!(p[m.len()..], raw[m.len()..]);
+            assert_eq!(p[head.len()..], raw[head.len()..]);
         }
         assert_ne!(
             program_bytes(&spec("linux", None)),
