@@ -329,12 +329,18 @@ impl<B: Backend> Store for SqlStore<B> {
                 }
                 ClaimFilter::Ids(ids) if ids.is_empty() => Vec::new(),
                 ClaimFilter::Ids(ids) => {
+                    // Waits for locks instead of skipping them: another
+                    // process's claim scan locks rows it merely examines for
+                    // a moment, and skipping one of the upload's own new jobs
+                    // then left it for the background loop after its
+                    // reservation (minutes). A job another claimer really
+                    // took has attempts > 0 once its lock is released.
                     let sql = format!(
                         "SELECT id FROM buildJobs
                          WHERE status = 'pending' AND attempts = 0 AND callbackToken IS NOT NULL
                            AND id IN ({}) ORDER BY id{}",
                         placeholders(ids.len()),
-                        B::FOR_UPDATE_SKIP_LOCKED
+                        B::FOR_UPDATE
                     );
                     let ids: Vec<Value> = ids.iter().map(|&i| Value::Int(i)).collect();
                     ids_of(c.query(&sql, &ids)?)?
