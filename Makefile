@@ -18,7 +18,7 @@ UNITDIR      ?= /etc/systemd/system
 BINDIR        = $(PREFIX)/bin
 DOCDIR        = $(PREFIX)/share/doc/hone-build
 
-.PHONY: help build run test lint fuzz bench bench-load bench-status smoke clean install uninstall check-install
+.PHONY: help build run test lint fuzz bench bench-load bench-follow bench-status smoke clean install uninstall check-install
 
 help:
 	@echo "make run      build (release) and start hone-build on the embedded store"
@@ -27,6 +27,7 @@ help:
 	@echo "make fuzz     the property tests with FUZZ_CASES (20000) cases each"
 	@echo "make bench    benchmarks (release build): memory, intake speed, load figures"
 	@echo "make bench-load  the load benchmark alone"
+	@echo "make bench-follow  a 128 MiB program followed, downloaded and unpacked (time, RSS, ratio to sha256sum)"
 	@echo "make bench-status  GET /status on MariaDB: hone-build vs a Node stand-in of the old server (wrk)"
 	@echo "make build    release binaries (static) in target/<host>/release"
 	@echo "make smoke    start perry-hub-sim and hone-build on loopback and run scripts/smoke.sh"
@@ -58,6 +59,11 @@ bench: build
 	BIN_DIR=$(RELEASE_DIR) bash scripts/bench-upload.sh
 	BIN_DIR=$(RELEASE_DIR) bash scripts/bench-artifact.sh
 	BIN_DIR=$(RELEASE_DIR) bash scripts/bench-load.sh
+	BIN_DIR=$(RELEASE_DIR) bash scripts/bench-follow.sh
+
+# A 128 MiB program delivered through the WebSocket, a download and its package.
+bench-follow: build
+	BIN_DIR=$(RELEASE_DIR) bash scripts/bench-follow.sh
 
 # The load benchmark alone: mixed traffic, then stalled connections (~1 min).
 bench-load: build

@@ -42,25 +42,28 @@ wait_for_line() {
   return 1
 }
 
-# hb_start_sim [ARGS…]: starts perry-hub-sim on a free loopback port; $sim
-# is its base URL.
+# hb_start_sim [ARGS…]: starts perry-hub-sim on free loopback ports; $sim
+# is its base URL, $sim_ws its WebSocket URL.
 hb_start_sim() {
   "$bin/perry-hub-sim" --port 0 "$@" >"$work/sim.out" 2>"$work/sim.err" &
   pids+=($!)
   sim=$(wait_for_line "$work/sim.out" 'http://127.0.0.1:[0-9]*')
+  sim_ws=$(wait_for_line "$work/sim.out" 'ws://127.0.0.1:[0-9]*/ws')
 }
 
 # hb_start_hone_build [HONE_BUILD_KEY=VALUE…]: starts hone-build in $work
 # with a clean environment: a free loopback port, the embedded store and
-# directories in $work, perry-hub-sim at $sim (license key sim-license unless
-# overridden), LOG_LEVEL=info; the arguments add or override keys. Sets
+# directories in $work, perry-hub-sim at $sim and $sim_ws (license key
+# sim-license unless overridden), LOG_LEVEL=info; the arguments add or
+# override keys. Sets
 # $base (its URL) and $hb_pid; its log is $work/hone-build.log.
 hb_start_hone_build() {
   (
     cd "$work"
     exec env -i PATH="$PATH" HOME="${HOME:-/tmp}" \
       HONE_BUILD_PORT=0 HONE_BUILD_BIND=127.0.0.1 HONE_BUILD_LOG_LEVEL=info \
-      HONE_BUILD_PERRY_HUB_URL="$sim" HONE_BUILD_PERRY_HUB_LICENSE_KEY=sim-license \
+      HONE_BUILD_PERRY_HUB_URL="$sim" HONE_BUILD_PERRY_HUB_WS_URL="$sim_ws" \
+      HONE_BUILD_PERRY_HUB_LICENSE_KEY=sim-license \
       HONE_BUILD_DATA_DIR="$work/data" HONE_BUILD_UPLOADS_DIR="$work/uploads" \
       HONE_BUILD_PACKAGES_DIR="$work/packages" \
       "$@" "$bin/hone-build"

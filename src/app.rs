@@ -17,8 +17,14 @@ pub struct App {
     pub metrics: Metrics,
     /// Files of changes whose COMMIT outcome is unknown (see `files::guard`).
     pub unsettled: Unsettled,
+    /// This process among those sharing the database (random, per start):
+    /// the owner of its follow leases.
+    pub instance: String,
     /// `GET /status` answers of versions that can no longer change.
     pub completed: CompletedVersions,
+    /// Wakes the follow supervisor when the hub accepted a job (it
+    /// replays nothing: subscribe at once, not at the next tick).
+    pub follow_wake: crate::follow::Wake,
     migrated: AtomicBool,
 }
 
@@ -26,7 +32,10 @@ impl App {
     pub fn new(cfg: Config, store: Box<dyn Store>) -> App {
         let hub = HubClient::new(
             &cfg.perry_hub_url,
-            cfg.perry_hub_license_key.clone(),
+            crate::hub::Credentials {
+                license_key: cfg.perry_hub_license_key.clone(),
+                token: cfg.perry_hub_token.clone(),
+            },
             std::time::Duration::from_secs(cfg.hub_timeout_secs),
         );
         App {
@@ -35,7 +44,9 @@ impl App {
             hub,
             metrics: Metrics::default(),
             unsettled: Unsettled::default(),
+            instance: crate::codec::random_hex(8).expect("the OS random number generator works"),
             completed: CompletedVersions::default(),
+            follow_wake: crate::follow::Wake::default(),
             migrated: AtomicBool::new(false),
         }
     }

@@ -105,6 +105,13 @@ impl ConfigValue for String {
     }
 }
 
+/// `PERRY_HUB_WS_URL`: `None` is `off`.
+impl ConfigValue for Option<String> {
+    fn show(&self) -> String {
+        self.clone().unwrap_or_else(|| "off".into())
+    }
+}
+
 impl ConfigValue for PathBuf {
     fn show(&self) -> String {
         self.display().to_string()
@@ -293,6 +300,18 @@ config_keys! {
         PERRY_HUB_URL: perry_hub_url: String = "https://hub.perryts.com", parse rules::http_url;
         /// Perry Hub license key, sent with every submission.
         PERRY_HUB_LICENSE_KEY: perry_hub_license_key: Secret = "", parse rules::secret;
+        /// Perry account API token, sent as Authorization: Bearer; preferred to
+        /// the license key (a license key from self-service registration is
+        /// bound to the first plugin it builds).
+        PERRY_HUB_TOKEN: perry_hub_token: Secret = "", parse rules::secret;
+        /// Perry Hub's WebSocket, over which every build is followed and its
+        /// artifact announced. Empty: derived from PERRY_HUB_URL (https://H ->
+        /// wss://H/ws, http://H -> ws://H/ws); off: builds are not followed and
+        /// wait for callbacks from a patched hub.
+        PERRY_HUB_WS_URL: perry_hub_ws_url: Option<String> = "", resolve rules::ws_url;
+        /// Most builds one process follows at once (one thread and one
+        /// WebSocket each); more wait until one ends.
+        FOLLOW_MAX_JOBS: follow_max_jobs: usize = "64", parse rules::positive_at_most::<4096>;
         /// Time limit for connecting to Perry Hub, for each write, and for its
         /// answer, in seconds.
         HUB_TIMEOUT_SECS: hub_timeout_secs: u64 = "30", parse rules::positive::<u64>;
@@ -441,6 +460,34 @@ mod rules {
             return Ok(format!("http://localhost:{port}"));
         }
         http_url(v).map_err(|why| l.invalid("PUBLIC_URL", v, &why))
+    }
+
+    /// PERRY_HUB_WS_URL: `off`, a ws:// or wss:// URL, or empty: derived
+    /// from PERRY_HUB_URL.
+    pub(super) fn ws_url(l: &Lookup<'_>, v: &str) -> Result<Option<String>, ConfigError> {
+        if v.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        if v.is_empty() {
+            let hub = l.parse("PERRY_HUB_URL", http_url)?;
+            let hub = hub.trim_end_matches('/');
+            let derived = match hub.split_once("://") {
+                Some(("https", rest)) => format!("wss://{rest}/ws"),
+                Some((_, rest)) => format!("ws://{rest}/ws"),
+                None => format!("ws://{hub}/ws"),
+            };
+            return Ok(Some(derived));
+        }
+        let lower = v.to_ascii_lowercase();
+        let host = lower
+            .strip_prefix("ws://")
+            .or_else(|| lower.strip_prefix("wss://"));
+        match host {
+            Some(h) if !h.is_empty() && !h.starts_with('/') && !v.contains(char::is_whitespace) => {
+                Ok(Some(v.trim_end_matches('/').to_string()))
+            }
+            _ => Err(l.invalid("PERRY_HUB_WS_URL", v, "not a ws:// or wss:// URL (or off)")),
+        }
     }
 
     /// RETRY_MAX_SECS: positive, and not below RETRY_BASE_SECS.
@@ -975,7 +1022,12 @@ mod tests {
             .collect();
         assert_eq!(
             secret,
-            ["DB_PASS", "UPLOAD_SECRET", "PERRY_HUB_LICENSE_KEY"]
+            [
+                "DB_PASS",
+                "UPLOAD_SECRET",
+                "PERRY_HUB_LICENSE_KEY",
+                "PERRY_HUB_TOKEN"
+            ]
         );
         // check-config lists the keys in table order.
         let c = load("", &[]).unwrap();

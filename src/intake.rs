@@ -8,11 +8,12 @@
 use crate::app::{App, now_secs};
 use crate::body::{self, Encoding, Limited, Streamed};
 use crate::error::ApiError;
-use crate::files::{self, ManifestEntry, Placed, TempFile};
+use crate::files::{self, ManifestEntry, Placed, ProgramOrigin, TempFile};
 use crate::platform::Platform;
 use crate::store::{Artifact, CompleteOutcome, Job, JobStatus};
+use crate::unpack::{self, Limits, UnpackError};
 use crate::validate;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -100,11 +101,88 @@ pub fn verify(job: &Job, received: &Received, expected: &str) -> Result<(), ApiE
     ))
 }
 
+/// Takes the program out of a received hub package (see `unpack`) into a
+/// new temporary file beside it, hashed on the way; a raw program is taken
+/// as it is. The package's file is removed when this returns.
+pub fn unpack(
+    app: &App,
+    job: &Job,
+    package: Received,
+    artifact_name: &str,
+    target: &str,
+    app_name: &str,
+) -> Result<(Received, ProgramOrigin), UnpackError> {
+    let Received {
+        mut tmp,
+        dir,
+        platform,
+        streamed,
+    } = package;
+    let artifact = unpack::Artifact {
+        name: artifact_name,
+        target,
+        platform,
+        app_name: Some(app_name),
+    };
+    let io_err = |action: &'static str, source: std::io::Error| UnpackError::Io {
+        artifact: artifact_name.to_string(),
+        action,
+        source,
+    };
+    let program = TempFile::create_in(&dir).map_err(|e| io_err("creating a file", e))?;
+    let mut out = unpack::HashingWriter::new(program);
+    let file = tmp.file();
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| io_err("reading the package", e))?;
+    let source = unpack::extract_program(
+        file,
+        &artifact,
+        &Limits::for_max_body(app.cfg.max_body_bytes),
+        &mut out,
+    )?;
+    let (program, size, sha256) = out.finish();
+    let mut head = Vec::with_capacity(8);
+    {
+        let mut program = program;
+        let f = program.file();
+        f.seek(SeekFrom::Start(0))
+            .and_then(|_| f.take(8).read_to_end(&mut head))
+            .map_err(|e| io_err("reading the program", e))?;
+        let origin = ProgramOrigin {
+            artifact: artifact_name.to_string(),
+            target: target.to_string(),
+            package_sha256: streamed.sha256,
+            package: source.package.as_str().to_string(),
+            member: source.member,
+        };
+        log::info!(
+            "job {}: program {} ({size} bytes) taken out of {artifact_name}",
+            job.id,
+            origin.member.as_deref().unwrap_or("(the artifact itself)")
+        );
+        Ok((
+            Received {
+                tmp: program,
+                dir,
+                platform,
+                streamed: Streamed { size, sha256, head },
+            },
+            origin,
+        ))
+    }
+}
+
 /// Puts a verified program in place as `<platform-id>.bin`, updates
-/// `manifest.json` and completes the job, all in one transaction (the
-/// files go in place last, just before COMMIT). A job completed before with
-/// other bytes is refused (409): published builds are immutable.
-pub fn record(app: &App, job: &Job, received: Received) -> Result<Stored, ApiError> {
+/// `manifest.json` (with `origin` when it came out of a hub package) and
+/// completes the job, all in one transaction (the files go in place last,
+/// just before COMMIT). A job completed before with other bytes is refused
+/// (409): published builds are immutable.
+pub fn record(
+    app: &App,
+    job: &Job,
+    received: Received,
+    origin: Option<ProgramOrigin>,
+) -> Result<Stored, ApiError> {
     let Received {
         mut tmp,
         dir,
@@ -123,6 +201,7 @@ pub fn record(app: &App, job: &Job, received: Received) -> Result<Stored, ApiErr
         size: streamed.size,
         sha256: streamed.sha256.clone(),
         stored_at: files::rfc3339_now(),
+        source: origin,
     };
     let mut placed = Placed::default();
     let outcome = app.store.complete_job(job.id, &artifact, &mut || {
@@ -203,5 +282,5 @@ pub fn deliver(
     if let Some(expected) = expected_sha256 {
         verify(job, &received, expected)?;
     }
-    record(app, job, received)
+    record(app, job, received, None)
 }

@@ -3,7 +3,7 @@
 use hone_build::app::{App, now_secs};
 use hone_build::config::{Config, FileChoice};
 use hone_build::http::server;
-use hone_build::{jobs, routes, store};
+use hone_build::{follow, jobs, routes, store};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -165,6 +165,7 @@ fn serve(mut cfg: Config) -> Result<(), String> {
         app.cfg.source
     );
     let background = jobs::start(Arc::clone(&app), Arc::clone(&stop));
+    let following = follow::start(Arc::clone(&app), Arc::clone(&stop));
     let served = server::serve(
         Arc::clone(&app),
         routes::ROUTES,
@@ -173,6 +174,9 @@ fn serve(mut cfg: Config) -> Result<(), String> {
     );
     stop.store(true, std::sync::atomic::Ordering::Release);
     let _ = background.join();
+    if let Some(f) = following {
+        let _ = f.join();
+    }
     served.map_err(|e| e.to_string())?;
     log::info!("stopped");
     Ok(())
@@ -194,7 +198,10 @@ fn check_config(cfg: &Config) -> Result<(), String> {
     println!("store: {store_line}");
     let hub = hone_build::hub::HubClient::new(
         &cfg.perry_hub_url,
-        cfg.perry_hub_license_key.clone(),
+        hone_build::hub::Credentials {
+            license_key: cfg.perry_hub_license_key.clone(),
+            token: cfg.perry_hub_token.clone(),
+        },
         std::time::Duration::from_secs(cfg.hub_timeout_secs.min(10)),
     );
     match hub.hub_status() {
@@ -203,6 +210,38 @@ fn check_config(cfg: &Config) -> Result<(), String> {
             ok = false;
             println!("hub: FAILED: {e}");
         }
+    }
+    match &cfg.perry_hub_ws_url {
+        None => println!("hub websocket: off (builds wait for callbacks from a patched hub)"),
+        Some(url) => match hone_build::hub::ws::HubSocket::connect(
+            url,
+            std::time::Duration::from_secs(cfg.hub_timeout_secs.min(10)),
+            std::time::Duration::from_secs(1),
+        ) {
+            Ok(sock) => {
+                sock.close();
+                println!("hub websocket: ok ({url})");
+            }
+            Err(e) => {
+                ok = false;
+                println!("hub websocket: FAILED ({url}): {e}");
+            }
+        },
+    }
+    match (
+        cfg.perry_hub_token.is_empty(),
+        cfg.perry_hub_license_key.is_empty(),
+    ) {
+        (false, _) => {}
+        (true, false) => println!(
+            "warning: only PERRY_HUB_LICENSE_KEY is set: a self-service license key is bound to \
+             the first plugin it builds, so every other plugin fails with ACCOUNT_REQUIRED; \
+             set PERRY_HUB_TOKEN (a Perry account API token)"
+        ),
+        (true, true) => println!(
+            "warning: neither PERRY_HUB_TOKEN nor PERRY_HUB_LICENSE_KEY is set: Perry Hub refuses \
+             every submission"
+        ),
     }
     if ok {
         Ok(())

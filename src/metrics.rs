@@ -23,6 +23,15 @@ pub struct Metrics {
     pub artifact_bytes: AtomicU64,
     hub_submissions: Mutex<BTreeMap<&'static str, u64>>,
     pub rejected_overload: AtomicU64,
+    /// Hub jobs this process started following.
+    pub followed: AtomicU64,
+    /// WebSocket reconnections while following.
+    pub follow_reconnects: AtomicU64,
+    /// Programs fetched from the hub and stored.
+    pub artifacts_fetched: AtomicU64,
+    /// Bytes downloaded from the hub (base64 text, as sent).
+    pub artifact_fetched_bytes: AtomicU64,
+    resubmissions: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
@@ -51,6 +60,16 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry(outcome)
+            .or_default() += 1;
+    }
+
+    /// `cause`: no_artifact, job_not_found, download_failed, wrong_sha256, internal.
+    pub fn record_resubmission(&self, cause: &'static str) {
+        *self
+            .resubmissions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(cause)
             .or_default() += 1;
     }
 
@@ -118,6 +137,26 @@ impl Metrics {
                 "Requests answered 503 because the pool was full.",
                 &self.rejected_overload,
             ),
+            (
+                "hone_build_jobs_followed_total",
+                "Hub jobs this process started following over the WebSocket.",
+                &self.followed,
+            ),
+            (
+                "hone_build_follow_reconnects_total",
+                "WebSocket reconnections while following hub jobs.",
+                &self.follow_reconnects,
+            ),
+            (
+                "hone_build_artifacts_fetched_total",
+                "Programs downloaded from the hub and stored.",
+                &self.artifacts_fetched,
+            ),
+            (
+                "hone_build_artifact_download_bytes_total",
+                "Bytes downloaded from the hub (base64 text).",
+                &self.artifact_fetched_bytes,
+            ),
         ] {
             let _ = writeln!(
                 s,
@@ -140,6 +179,19 @@ impl Metrics {
                 s,
                 "hone_build_hub_submissions_total{{outcome=\"{outcome}\"}} {n}"
             );
+        }
+        let _ = writeln!(
+            s,
+            "# HELP hone_build_resubmissions_total Jobs submitted again after the hub gave no program, by cause."
+        );
+        let _ = writeln!(s, "# TYPE hone_build_resubmissions_total counter");
+        for (cause, n) in self
+            .resubmissions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(s, "hone_build_resubmissions_total{{cause=\"{cause}\"}} {n}");
         }
         let _ = writeln!(s, "# HELP hone_build_jobs Build jobs by state.");
         let _ = writeln!(s, "# TYPE hone_build_jobs gauge");

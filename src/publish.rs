@@ -279,7 +279,11 @@ pub fn submit_claimed(app: &App, job: &Job) -> AttemptResult {
         }
     };
     match app.store.record_attempt(job.id, attempt, &result, now) {
-        Ok(true) => {}
+        Ok(true) => {
+            if let AttemptResult::Accepted { .. } = result {
+                app.follow_wake.notify();
+            }
+        }
         Ok(false) => log::warn!(
             "job {} changed while it was being submitted; outcome not recorded",
             job.id

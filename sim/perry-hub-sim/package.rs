@@ -50,12 +50,27 @@ pub enum BadPackage {
     ZipBomb,
 }
 
-/// Executable magic of a hub target's programs.
+/// A PE file's first bytes: the `MZ` header whose `e_lfanew` (at 0x3c)
+/// points at the `PE\0\0` signature at 0x80, as a real `.exe` has.
+const PE_HEAD: [u8; 0x84] = {
+    let mut h = [0u8; 0x84];
+    h[0] = b'M';
+    h[1] = b'Z';
+    h[0x3c] = 0x80;
+    h[0x80] = b'P';
+    h[0x81] = b'E';
+    h
+};
+
+/// The first bytes of a hub target's programs: a well-formed executable
+/// header (a 64-bit little-endian ELF identification for linux and android,
+/// a 64-bit Mach-O magic for macos and ios, MZ + PE signature for windows),
+/// so that they pass the same checks a real compiled program passes.
 pub fn magic(target: &str) -> &'static [u8] {
     match target {
         "macos" | "ios" => b"\xcf\xfa\xed\xfe",
-        "windows" => b"MZ",
-        _ => b"\x7fELF",
+        "windows" => &PE_HEAD,
+        _ => b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00",
     }
 }
 
@@ -687,9 +702,12 @@ mod tests {
             let p = program_bytes(&s);
             assert_eq!(p.len(), 5000);
             assert!(p.starts_with(m), "{t}");
+            // The whole header replaces the artifact's first bytes.
+            let head = magic(t);
+            assert!(p.starts_with(head), "{t}");
             assert_eq!(p, program_bytes(&s));
             let raw = crate::artifact::build_artifact(&s.tarball_sha256, t, 5000);
-            assert_eq!(p[m.len()..], raw[m.len()..]);
+            assert_eq!(p[head.len()..], raw[head.len()..]);
         }
         assert_ne!(
             program_bytes(&spec("linux", None)),

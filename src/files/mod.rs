@@ -46,6 +46,7 @@ impl TempFile {
         let open = || {
             fs::create_dir_all(dir)?;
             fs::OpenOptions::new()
+                .read(true)
                 .write(true)
                 .create_new(true)
                 .open(&path)
@@ -212,6 +213,27 @@ pub struct ManifestEntry {
     pub sha256: String,
     #[serde(rename = "storedAt")]
     pub stored_at: String,
+    /// Where the program came from, when hone-build took it out of a hub
+    /// package (absent for a program delivered as it is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<ProgramOrigin>,
+}
+
+/// The hub artifact a stored program was taken from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProgramOrigin {
+    /// The artifact's name as the hub announced it.
+    pub artifact: String,
+    /// The `artifact_ready` target (`linux`, `macos-precompiled`, …).
+    pub target: String,
+    /// SHA-256 of the downloaded (decoded) artifact.
+    pub package_sha256: String,
+    /// `raw`, `tar.gz` or `zip`.
+    pub package: String,
+    /// The program's path inside the package.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
 }
 
 /// `manifest.json` (docs/storage.md).
@@ -371,6 +393,7 @@ mod tests {
             size: 3,
             sha256: "ab".into(),
             stored_at: rfc3339_now(),
+            source: None,
         };
         update_manifest(&d, "p", "1.0.0", Platform::Linux, e("linux-x64"))
             .unwrap()

@@ -329,12 +329,18 @@ impl<B: Backend> Store for SqlStore<B> {
                 }
                 ClaimFilter::Ids(ids) if ids.is_empty() => Vec::new(),
                 ClaimFilter::Ids(ids) => {
+                    // Waits for locks instead of skipping them: another
+                    // process's claim scan locks rows it merely examines for
+                    // a moment, and skipping one of the upload's own new jobs
+                    // then left it for the background loop after its
+                    // reservation (minutes). A job another claimer really
+                    // took has attempts > 0 once its lock is released.
                     let sql = format!(
                         "SELECT id FROM buildJobs
                          WHERE status = 'pending' AND attempts = 0 AND callbackToken IS NOT NULL
                            AND id IN ({}) ORDER BY id{}",
                         placeholders(ids.len()),
-                        B::FOR_UPDATE_SKIP_LOCKED
+                        B::FOR_UPDATE
                     );
                     let ids: Vec<Value> = ids.iter().map(|&i| Value::Int(i)).collect();
                     ids_of(c.query(&sql, &ids)?)?
@@ -593,5 +599,130 @@ impl<B: Backend> Store for SqlStore<B> {
             )
         })?;
         rows.iter().map(|r| Ok((r.get(0)?, r.get(1)?))).collect()
+    }
+
+    fn claim_follows(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.transaction(|c| {
+            let sql = format!(
+                "SELECT id FROM buildJobs
+                 WHERE status = 'queued' AND hubJobId IS NOT NULL AND callbackToken IS NOT NULL
+                   AND followUntil <= ?
+                 ORDER BY followUntil, id LIMIT ?{}",
+                B::FOR_UPDATE_SKIP_LOCKED
+            );
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let ids = ids_of(c.query(&sql, params![now_ms, limit])?)?;
+            if ids.is_empty() {
+                return Ok(Txn::Rollback(Vec::new()));
+            }
+            let list = placeholders(ids.len());
+            let mut p = vec![Value::from(owner), Value::Int(now_ms + lease_ms)];
+            p.extend(ids.iter().cloned());
+            c.execute(
+                &format!(
+                    "UPDATE buildJobs SET followedBy = ?, followUntil = ? WHERE id IN ({list})"
+                ),
+                &p,
+            )?;
+            let claimed = jobs(c, &format!("j.id IN ({list}) ORDER BY j.id"), &ids)?;
+            Ok(Txn::Commit(claimed))
+        })
+    }
+
+    fn renew_follow(
+        &self,
+        job_id: i64,
+        owner: &str,
+        hub_job_id: &str,
+        until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let n = self.run(|c| {
+            c.execute(
+                "UPDATE buildJobs SET followUntil = ?
+                 WHERE id = ? AND followedBy = ? AND status = 'queued' AND hubJobId = ?",
+                params![until_ms, job_id, owner, hub_job_id],
+            )
+        })?;
+        Ok(n == 1)
+    }
+
+    fn release_follow(&self, job_id: i64, owner: &str) -> Result<(), StoreError> {
+        self.run(|c| {
+            c.execute(
+                "UPDATE buildJobs SET followUntil = 0 WHERE id = ? AND followedBy = ?",
+                params![job_id, owner],
+            )
+            .map(drop)
+        })
+    }
+
+    fn resubmit(
+        &self,
+        job_id: i64,
+        hub_job_id: &str,
+        why: &str,
+        max_attempts: u32,
+        now_ms: i64,
+        now: i64,
+    ) -> Result<ResubmitOutcome, StoreError> {
+        const GUARD: &str = "id = ? AND status = 'queued' AND hubJobId = ?";
+        self.run(|c| {
+            let failed = c.execute(
+                &format!(
+                    "UPDATE buildJobs SET status = 'failed', errorMessage = ?, completedAt = NULL,
+                       followUntil = 0, updatedAt = ? WHERE {GUARD} AND attempts >= ?"
+                ),
+                params![
+                    format!("gave up after {max_attempts} submissions: {why}"),
+                    now,
+                    job_id,
+                    hub_job_id,
+                    max_attempts
+                ],
+            )?;
+            if failed == 1 {
+                return Ok(ResubmitOutcome::Failed);
+            }
+            let requeued = c.execute(
+                &format!(
+                    "UPDATE buildJobs SET status = 'pending', hubJobId = NULL, submittedAt = NULL,
+                       errorMessage = ?, nextAttemptAt = ?, followUntil = 0, updatedAt = ?
+                     WHERE {GUARD}"
+                ),
+                params![why, now_ms, now, job_id, hub_job_id],
+            )?;
+            Ok(if requeued == 1 {
+                ResubmitOutcome::Requeued
+            } else {
+                ResubmitOutcome::Unchanged
+            })
+        })
+    }
+
+    fn fail_followed(
+        &self,
+        job_id: i64,
+        hub_job_id: &str,
+        message: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let n = self.run(|c| {
+            c.execute(
+                "UPDATE buildJobs SET status = 'failed', errorMessage = ?, completedAt = NULL,
+                   followUntil = 0, updatedAt = ?
+                 WHERE id = ? AND status = 'queued' AND hubJobId = ?",
+                params![message, now, job_id, hub_job_id],
+            )
+        })?;
+        Ok(n == 1)
     }
 }

@@ -418,6 +418,68 @@ pub trait Store: Send + Sync {
 
     /// Number of jobs in each state.
     fn count_by_status(&self) -> Result<Vec<(String, i64)>, StoreError>;
+
+    /// Claims up to `limit` jobs to follow over the hub's WebSocket:
+    /// hone-build's own queued jobs with a hub job id whose follow lease
+    /// (`followUntil`, Unix ms) has lapsed. Each becomes followed by `owner`
+    /// until `now_ms + lease_ms`; no other process claims it meanwhile.
+    fn claim_follows(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError>;
+
+    /// Extends `owner`'s follow lease to `until_ms`. False when the job is
+    /// no longer `owner`'s to follow: taken over, or no longer queued with
+    /// `hub_job_id` (completed by a callback, failed, resubmitted).
+    fn renew_follow(
+        &self,
+        job_id: i64,
+        owner: &str,
+        hub_job_id: &str,
+        until_ms: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives up `owner`'s follow lease at once (a graceful stop), so that
+    /// another process, or this one restarted, follows the job without delay.
+    fn release_follow(&self, job_id: i64, owner: &str) -> Result<(), StoreError>;
+
+    /// The hub job `hub_job_id` gave no program although it may: submit the
+    /// job again as a new hub job (`pending`, due now, `why` as its last
+    /// error), or fail it with `why` once it was submitted `max_attempts`
+    /// times. Only while the job is still queued with that hub job.
+    fn resubmit(
+        &self,
+        job_id: i64,
+        hub_job_id: &str,
+        why: &str,
+        max_attempts: u32,
+        now_ms: i64,
+        now: i64,
+    ) -> Result<ResubmitOutcome, StoreError>;
+
+    /// Fails a followed job with `message`, while it is still queued with
+    /// `hub_job_id`. True when it failed now.
+    fn fail_followed(
+        &self,
+        job_id: i64,
+        hub_job_id: &str,
+        message: &str,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+}
+
+/// Result of [`Store::resubmit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResubmitOutcome {
+    /// Pending again: the background loop submits it as a new hub job.
+    Requeued,
+    /// No submissions left: failed.
+    Failed,
+    /// The job was no longer queued with that hub job: nothing changed.
+    Unchanged,
 }
 
 /// The type of a column hone-build adds, as each dialect spells it.
@@ -454,6 +516,8 @@ pub(crate) const ADDED_JOB_COLUMNS: &[AddedColumn] = &[
     col("sha256", ColumnType::VarChar(64), None),
     col("entry", ColumnType::VarChar(256), None),
     col("updatedAt", ColumnType::BigInt, None),
+    col("followedBy", ColumnType::VarChar(64), None),
+    col("followUntil", ColumnType::BigInt, Some(0)),
 ];
 
 /// An index hone-build adds to `buildJobs` when missing.

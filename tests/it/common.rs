@@ -436,7 +436,8 @@ pub fn sqlite_rows(conn: &rusqlite::Connection, sql: &str) -> Vec<Vec<Option<Str
 /// `PORT=0`, `LOG_LEVEL=debug`, DATA_DIR/UPLOADS_DIR/PACKAGES_DIR as
 /// `data`, `uploads`, `packages` inside the working directory (absolute
 /// paths), `PERRY_HUB_URL=http://127.0.0.1:9` (nothing listens there: set
-/// it to a [`Sim`]'s URL), embedded store. Inherited `HONE_BUILD_*` and
+/// it to a [`Sim`]'s URL), `PERRY_HUB_WS_URL=off` (set it to a real-hub
+/// [`Sim`]'s [`Sim::ws_url`] to follow builds), embedded store. Inherited `HONE_BUILD_*` and
 /// `RUST_LOG` variables are removed, so only what the builder sets applies.
 pub struct ServiceBuilder {
     /// Environment variables to set (`Some`) or leave unset (`None`).
@@ -515,6 +516,10 @@ impl ServiceBuilder {
             ("PACKAGES_DIR", dir.join("packages").display().to_string()),
             // Never the real hub by accident: the discard port refuses connections.
             ("PERRY_HUB_URL", "http://127.0.0.1:9".to_string()),
+            // A patched hub that calls back (the `--callbacks` simulator):
+            // jobs wait for `POST /artifact`. Tests of following set the
+            // simulator's WebSocket instead.
+            ("PERRY_HUB_WS_URL", "off".to_string()),
         ];
         let mut env: BTreeMap<String, String> = defaults
             .into_iter()
@@ -889,9 +894,12 @@ impl Sim {
         let s = subs
             .iter()
             .find(|s| {
+                // The workers' forms of the name and version (`my.plugin` →
+                // `my-plugin`, `1.0.0-beta.1` → `1.0.0`) can collide; the
+                // bundle id carries the real name.
                 s["status"] == 200
-                    && s["manifest"]["app_name"] == name
-                    && s["manifest"]["version"] == version
+                    && s["manifest"]["bundle_id"] == format!("codes.hone.plugin.{name}")
+                    && s["manifest"]["version"] == hone_build::hub::hub_version(version)
                     && s["manifest"]["targets"] == serde_json::json!([platform])
             })
             .unwrap_or_else(|| panic!("no accepted submission of {name} {version} {platform}"));

@@ -104,17 +104,25 @@ fn check_config_masks_secrets_and_reports_reachability() {
             "check-config leaks {s}"
         );
     }
-    // Hub answering: exit 0.
+    // Hub answering: exit 0. (The simulator serves its WebSocket on a port
+    // of its own, not at PERRY_HUB_URL's /ws as the real hub does.)
     let sim = Sim::start(&[]);
     let url = sim.url();
-    let (code, out, err) = run(dir.path(), &[("PERRY_HUB_URL", &url)], &["check-config"]);
+    let ws = sim.ws_url();
+    let (code, out, err) = run(
+        dir.path(),
+        &[("PERRY_HUB_URL", &url), ("PERRY_HUB_WS_URL", &ws)],
+        &["check-config"],
+    );
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("hub: ok"), "{out}");
+    assert!(out.contains(&format!("hub websocket: ok ({ws})")), "{out}");
     // Store unreachable: non-zero.
     let (code, out, _) = run(
         dir.path(),
         &[
             ("PERRY_HUB_URL", &url),
+            ("PERRY_HUB_WS_URL", &ws),
             ("DB_HOST", "127.0.0.1"),
             ("DB_PORT", "9"),
         ],

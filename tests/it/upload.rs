@@ -417,13 +417,16 @@ fn sim_addr(sim: &Sim) -> std::net::SocketAddr {
 
 /// Checks a successful upload of `decoded` for `platforms`, all queued:
 /// the answer, every submission at the simulator, the stored tarball, the
-/// job rows and `/status`. `secret`: the UPLOAD_SECRET in use.
+/// job rows and `/status`. `secret`: the UPLOAD_SECRET in use;
+/// `hub_version`: the version as the hub's workers accept it (digits and
+/// dots), which the manifest carries.
 #[allow(clippy::too_many_arguments)]
 fn check_queued_upload(
     rig: &Rig,
     r: &Resp,
     name: &str,
     version: &str,
+    hub_version: &str,
     entry: &str,
     platforms: &[&str],
     decoded: &[u8],
@@ -456,10 +459,12 @@ fn check_queued_upload(
             json!({
                 "app_name": name,
                 "bundle_id": format!("codes.hone.plugin.{name}"),
-                "version": version,
+                "version": hub_version,
                 "entry": entry,
                 "targets": [platform],
                 "build_type": "plugin",
+                "linux_format": "tarball",
+                "windows_distribute": "portable",
             }),
             "manifest, exactly"
         );
@@ -575,6 +580,7 @@ fn three_platforms_raw_body(kind: StoreKind) {
         &r,
         "three-raw",
         "1.2.0-beta.1",
+        "1.2.0",
         "src/index.ts",
         &["macos", "linux", "windows"],
         &body,
@@ -601,6 +607,7 @@ fn three_platforms_base64_body_with_line_breaks(kind: StoreKind) {
         &rig,
         &r,
         "three-b64",
+        "2.0.0",
         "2.0.0",
         "lib/main.ts",
         &["macos", "linux", "windows"],

@@ -4,6 +4,9 @@
 //! an exact `Content-Length`. Every outcome is classified as accepted,
 //! retryable, or permanent (with the hub's own message).
 
+pub mod message;
+pub mod ws;
+
 use crate::codec::{self, Base64Encoder};
 use crate::config::Secret;
 use crate::platform::Platform;
@@ -34,45 +37,152 @@ pub struct Submission<'a> {
 }
 
 impl Submission<'_> {
-    /// The `manifest` field.
+    /// The `manifest` field. The workers refuse an `app_name` with anything
+    /// but letters, digits, space, `-` and `_`, and a `version` with anything
+    /// but digits and dots: they get [`hub_app_name`] and [`hub_version`]
+    /// (hone-build keeps the real ones). The packaging keys ask for the
+    /// simplest packages, from which `unpack` takes the program.
     pub fn manifest(&self) -> String {
         serde_json::json!({
-            "app_name": self.name,
+            "app_name": hub_app_name(self.name),
             "bundle_id": format!("codes.hone.plugin.{}", self.name),
-            "version": self.version,
+            "version": hub_version(self.version),
             "entry": self.entry,
             "targets": [self.platform.hub_name()],
             "build_type": "plugin",
+            "linux_format": "tarball",
+            "windows_distribute": "portable",
         })
         .to_string()
     }
 }
 
+/// The plugin name as the hub's workers accept it: every character other
+/// than a letter, digit, space, `-` or `_` becomes `-` (`my.plugin` →
+/// `my-plugin`). Deterministic.
+pub fn hub_app_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, ' ' | '-' | '_') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(200)
+        .collect()
+}
+
+/// The version as the hub's workers accept it (digits and dots): the first
+/// run of digits and dots, without empty parts (`1.0.0-beta.1` → `1.0.0`,
+/// `v2.1` → `2.1`); `0.0.0` when there is none. Deterministic.
+pub fn hub_version(version: &str) -> String {
+    let start = version.find(|c: char| c.is_ascii_digit());
+    let run: String = match start {
+        Some(i) => version[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect(),
+        None => String::new(),
+    };
+    let parts: Vec<&str> = run.split('.').filter(|p| !p.is_empty()).collect();
+    if parts.is_empty() {
+        "0.0.0".into()
+    } else {
+        parts.join(".")
+    }
+}
+
+/// How hone-build identifies itself to the hub: an account API token
+/// (preferred: not bound to one bundle id) or a license key.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    pub license_key: Secret,
+    pub token: Secret,
+}
+
 #[derive(Clone)]
 pub struct HubClient {
     agent: ureq::Agent,
+    downloads: ureq::Agent,
     base_url: String,
-    license_key: Secret,
+    credentials: Credentials,
 }
+
+/// Why a download gave nothing usable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DownloadError {
+    /// The link is spent or expired (`404 ARTIFACT_NOT_FOUND`), or refused.
+    Refused(String),
+    /// The hub could not be reached or the transfer broke.
+    Failed(String),
+}
+
+impl std::fmt::Display for DownloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DownloadError::Refused(m) | DownloadError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Longest a whole artifact download may take (the link is valid for ten
+/// minutes from the worker's upload; a transfer that started may finish).
+const DOWNLOAD_TIME_LIMIT: Duration = Duration::from_secs(30 * 60);
 
 impl HubClient {
     /// `timeout` (HUB_TIMEOUT_SECS) bounds connecting, each write of the
     /// body, and the wait for the hub's answer: a hub that hangs is cut off
     /// after it, while a large tarball that keeps flowing is not.
-    pub fn new(base_url: &str, license_key: Secret, timeout: Duration) -> HubClient {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(timeout.min(Duration::from_secs(10))))
-            .timeout_per_write(Some(timeout))
-            .timeout_recv_response(Some(timeout))
-            .timeout_recv_body(Some(timeout))
-            .user_agent(concat!("hone-build/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
+    pub fn new(base_url: &str, credentials: Credentials, timeout: Duration) -> HubClient {
+        let builder = || {
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_connect(Some(timeout.min(Duration::from_secs(10))))
+                .timeout_per_write(Some(timeout))
+                .timeout_recv_response(Some(timeout))
+                .user_agent(concat!("hone-build/", env!("CARGO_PKG_VERSION")))
+        };
         HubClient {
-            agent,
+            agent: builder()
+                .timeout_recv_body(Some(timeout))
+                .build()
+                .new_agent(),
+            downloads: builder()
+                .timeout_recv_body(Some(DOWNLOAD_TIME_LIMIT))
+                .build()
+                .new_agent(),
             base_url: base_url.trim_end_matches('/').to_string(),
-            license_key,
+            credentials,
+        }
+    }
+
+    /// Opens an artifact download (`GET download_url`, single use): the body
+    /// is the artifact, base64-encoded. Never logs the URL (its token is the
+    /// secret).
+    pub fn download(&self, url: &str) -> Result<impl std::io::Read + use<>, DownloadError> {
+        match self.downloads.get(url).call() {
+            Ok(resp) if resp.status().is_success() => Ok(resp.into_body().into_reader()),
+            Ok(mut resp) => {
+                let status = resp.status().as_u16();
+                let text = resp
+                    .body_mut()
+                    .with_config()
+                    .limit(64 * 1024)
+                    .read_to_string()
+                    .unwrap_or_default();
+                let why = match classify(status, &text) {
+                    Outcome::Accepted(_) => format!("Perry Hub answered HTTP {status}"),
+                    Outcome::Retryable(m) | Outcome::Permanent(m) => m,
+                };
+                Err(DownloadError::Refused(format!(
+                    "artifact download refused: {why}"
+                )))
+            }
+            Err(e) => Err(DownloadError::Failed(format!(
+                "artifact download failed: {}",
+                describe(&e)
+            ))),
         }
     }
 
@@ -87,26 +197,32 @@ impl HubClient {
             Ok(m) => m.len(),
             Err(e) => return Outcome::Permanent(format!("cannot read the uploaded tarball: {e}")),
         };
-        let form = MultipartBody::new(
-            &[
-                ("license_key", self.license_key.expose().to_string()),
-                ("manifest", s.manifest()),
-                ("credentials", "{}".to_string()),
-                ("artifact_upload_url", s.callback_url.to_string()),
-            ],
-            "tarball_b64",
-            file,
-            size,
-        );
+        // With an account token the license key is not sent: the hub
+        // refuses an unknown token even beside a valid key.
+        let token = self.credentials.token.expose();
+        let mut fields = Vec::with_capacity(4);
+        if token.is_empty() {
+            fields.push((
+                "license_key",
+                self.credentials.license_key.expose().to_string(),
+            ));
+        }
+        fields.push(("manifest", s.manifest()));
+        fields.push(("credentials", "{}".to_string()));
+        fields.push(("artifact_upload_url", s.callback_url.to_string()));
+        let form = MultipartBody::new(&fields, "tarball_b64", file, size);
         let url = format!("{}/api/v1/build", self.base_url);
         let content_type = form.content_type();
         let len = form.len;
-        let resp = self
+        let mut req = self
             .agent
             .post(&url)
             .header("Content-Type", &content_type)
-            .header("Content-Length", &len.to_string())
-            .send(ureq::SendBody::from_owned_reader(form));
+            .header("Content-Length", &len.to_string());
+        if !token.is_empty() {
+            req = req.header("Authorization", &format!("Bearer {token}"));
+        }
+        let resp = req.send(ureq::SendBody::from_owned_reader(form));
         match resp {
             Ok(mut resp) => {
                 let status = resp.status().as_u16();
@@ -181,6 +297,10 @@ pub fn classify(status: u16, body: &str) -> Outcome {
     };
     let text: String = text.chars().take(1000).collect();
     match status {
+        403 if code == "ACCOUNT_REQUIRED" => Outcome::Permanent(format!(
+            "{text} — the license key is bound to another plugin's bundle id: \
+             set PERRY_HUB_TOKEN to a Perry account API token"
+        )),
         429 if code == "PUBLISH_LIMIT_REACHED" => Outcome::Permanent(text),
         429 | 408 | 500..=599 => Outcome::Retryable(text),
         _ => Outcome::Permanent(text),
@@ -258,6 +378,33 @@ impl Read for MultipartBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_and_versions_the_workers_accept() {
+        assert_eq!(hub_app_name("my.plugin"), "my-plugin");
+        assert_eq!(hub_app_name("A_b-9"), "A_b-9");
+        assert_eq!(hub_version("1.0.0-beta.1"), "1.0.0");
+        assert_eq!(hub_version("2.0.0-RC"), "2.0.0");
+        assert_eq!(hub_version("v2.1"), "2.1");
+        assert_eq!(hub_version("1..2."), "1.2");
+        assert_eq!(hub_version("beta"), "0.0.0");
+        for v in ["1.0.0-beta.1", "v2.1", "x", "9.9.9_1"] {
+            let h = hub_version(v);
+            assert!(
+                h.chars().all(|c| c.is_ascii_digit() || c == '.'),
+                "{v} -> {h}"
+            );
+        }
+    }
+
+    #[test]
+    fn account_required_names_the_token_key() {
+        let body =
+            r#"{"error":{"code":"ACCOUNT_REQUIRED","message":"account required","login_url":"x"}}"#;
+        assert!(
+            matches!(classify(403, body), Outcome::Permanent(m) if m.contains("PERRY_HUB_TOKEN"))
+        );
+    }
 
     #[test]
     fn classification() {
