@@ -445,8 +445,16 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     fn job_by_legacy_callback(&self, callback_id: &str) -> Result<LegacyLookup, StoreError> {
+        // Only the old server's rows: hone-build's own jobs are reached by
+        // their id and their own token, never by UPLOAD_SECRET.
         let spelled = B::concat(&["p.name", "'-'", "j.version", "'-'", "j.platform"]);
-        let found = self.run(|c| jobs(c, &format!("{spelled} = ?"), params![callback_id]))?;
+        let found = self.run(|c| {
+            jobs(
+                c,
+                &format!("j.callbackToken IS NULL AND {spelled} = ?"),
+                params![callback_id],
+            )
+        })?;
         Ok(match found.len() {
             0 => LegacyLookup::NotFound,
             1 => LegacyLookup::Found(Box::new(found.into_iter().next().expect("one job"))),

@@ -377,10 +377,11 @@ pub trait Store: Send + Sync {
 
     fn job_by_id(&self, id: i64) -> Result<Option<Job>, StoreError>;
 
-    /// Resolves the old callback form `<name>-<version>-<platform>` by
-    /// comparing it with each job's own name, version and platform in the
-    /// database (never by splitting on dashes). More than one match:
-    /// [`LegacyLookup::Ambiguous`].
+    /// Resolves the old callback form `<name>-<version>-<platform>` among
+    /// the old server's rows (no callback token) by comparing it with each
+    /// job's own name, version and platform in the database (never by
+    /// splitting on dashes). hone-build's own jobs are never named by it.
+    /// More than one match: [`LegacyLookup::Ambiguous`].
     fn job_by_legacy_callback(&self, callback_id: &str) -> Result<LegacyLookup, StoreError>;
 
     /// Completes a job in one transaction: locks it; refuses a completed job

@@ -1329,6 +1329,29 @@ fn legacy_callback_ids(kind: StoreKind) {
     let legacy = "/artifact/my-plugin-1.0.0-beta.1-linux";
     let own = env.sim.callback("my-plugin", "1.0.0-beta.1", "linux");
 
+    // hone-build's own jobs are not reached by the old form, even with
+    // UPLOAD_SECRET (issue #11 item 9): only by their id and own token.
+    let r = env.post_b64(&format!("{legacy}?token={SECRET}"), &bytes);
+    assert_error(&r, 404, "NOT_FOUND", &[]);
+    assert_no_artifact(&env.version_dir("my-plugin", "1.0.0-beta.1"));
+    assert_eq!(
+        env.job("my-plugin", "1.0.0-beta.1", "linux").status,
+        "queued"
+    );
+    // From here on the three jobs stand for the old server's rows (no
+    // callback token); the decoys' tokens are put back further down.
+    let decoy_tokens = [("my", "plugin-1.0.0-beta.1"), ("my-plugin-1.0.0", "beta.1")]
+        .map(|(n, v)| (n, v, env.sim.callback(n, v, "windows").token));
+    for id in [
+        env.job("my-plugin", "1.0.0-beta.1", "linux").id,
+        env.job("my", "plugin-1.0.0-beta.1", "windows").id,
+        env.job("my-plugin-1.0.0", "beta.1", "windows").id,
+    ] {
+        env.exec(&format!(
+            "UPDATE buildJobs SET callbackToken = NULL WHERE id = {id}"
+        ));
+    }
+
     for (q, word) in [
         ("?token=wrong-secret", "token"),
         ("", "token"),
@@ -1384,7 +1407,14 @@ fn legacy_callback_ids(kind: StoreKind) {
     for (n, v) in [("my", "plugin-1.0.0-beta.1"), ("my-plugin-1.0.0", "beta.1")] {
         assert_not_completed(&env.job(n, v, "windows"));
     }
-    // ... and the job-id form still reaches each of them.
+    // ... and the job-id form still reaches each of them (given their
+    // tokens back: hone-build's jobs again).
+    for (n, v, token) in &decoy_tokens {
+        let id = env.job(n, v, "windows").id;
+        env.exec(&format!(
+            "UPDATE buildJobs SET callbackToken = '{token}' WHERE id = {id}"
+        ));
+    }
     let d = env.sim.deliver(
         &env.sim
             .callback("my", "plugin-1.0.0-beta.1", "windows")

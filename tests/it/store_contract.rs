@@ -898,9 +898,22 @@ fn job_by_id_finds_one(env: &Env) {
     assert_eq!(env.s().job_by_id(987_654).unwrap(), None);
 }
 
+/// Makes jobs look as the old server wrote them: no callback token (the
+/// old callback form names only such rows).
+fn as_old_rows(env: &Env, jobs: &[Job]) {
+    for j in jobs {
+        (env.exec)(&format!(
+            "UPDATE buildJobs SET callbackToken = NULL WHERE id = {}",
+            j.id
+        ));
+    }
+}
+
 fn legacy_callback_with_dashes(env: &Env) {
     let beta = upload(env, "my-plugin", "1.0.0-beta.1", &[Linux, Macos], 100);
     let plain = upload(env, "my-plugin", "1.0.0", &[Linux], 100);
+    as_old_rows(env, &beta);
+    as_old_rows(env, &plain);
     let lookup = |id: &str| match env.s().job_by_legacy_callback(id).unwrap() {
         LegacyLookup::Ambiguous(n) => Err(n),
         found => Ok(found.found()),
@@ -933,6 +946,7 @@ fn legacy_callback_with_dashes(env: &Env) {
     // A decoy whose name-version-platform spells the same id: plugin `my`,
     // version `plugin-1.0.0-beta.1`. The trait documents: more than one match is an error.
     let decoy = upload(env, "my", "plugin-1.0.0-beta.1", &[Linux], 100);
+    as_old_rows(env, &decoy);
     let r = lookup("my-plugin-1.0.0-beta.1-linux");
     assert!(
         r.is_err(),
@@ -1487,8 +1501,10 @@ fn unknown_states_are_kept(env: &Env) {
 
 /// The ambiguous legacy id is a typed answer naming how many jobs spell it.
 fn legacy_lookup_is_typed(env: &Env) {
-    upload(env, "a-b", "1.0.0", &[Linux], 100);
+    let ab = upload(env, "a-b", "1.0.0", &[Linux], 100);
     let one = upload(env, "a", "b-1.0.0", &[Linux], 100);
+    as_old_rows(env, &ab);
+    as_old_rows(env, &one);
     assert_eq!(
         env.s().job_by_legacy_callback("a-b-1.0.0-linux").unwrap(),
         LegacyLookup::Ambiguous(2)
@@ -1497,7 +1513,8 @@ fn legacy_lookup_is_typed(env: &Env) {
         env.s().job_by_legacy_callback("a-b-1.0.0-macos").unwrap(),
         LegacyLookup::NotFound
     );
-    upload(env, "c", "2.0.0", &[Linux], 100);
+    let c = upload(env, "c", "2.0.0", &[Linux], 100);
+    as_old_rows(env, &c);
     assert!(matches!(
         env.s().job_by_legacy_callback("c-2.0.0-linux").unwrap(),
         LegacyLookup::Found(j) if j.plugin_name == "c"
@@ -1580,6 +1597,15 @@ mod settled {
     );
 }
 
+/// Integrity (issue #11), run on both stores like the contract above.
+mod integrity {
+    use super::*;
+    both_stores!(
+        |kind| &Env::new(kind);
+        legacy_callback_matches_only_rows_without_token,
+    );
+}
+
 /// MySQL: the pool no longer pings a connection when it is taken, so a
 /// connection the server closed while idle must be noticed before anything
 /// is sent on it and replaced — even for a single UPDATE, which could not
@@ -1634,4 +1660,30 @@ fn mysql_connections_closed_while_idle_are_replaced() {
         store.complete_job(id, &a, &mut || Ok(())).unwrap(),
         CompleteOutcome::Completed
     );
+}
+
+// ---------------------------------------------------------------------------
+// Integrity (issue #11)
+// ---------------------------------------------------------------------------
+
+/// Item 9: the old callback form names only rows of the old server (no
+/// callback token): hone-build's own jobs are reached by their id and
+/// token only, and an old row is no longer ambiguous because one of
+/// hone-build's jobs spells the same id.
+fn legacy_callback_matches_only_rows_without_token(env: &Env) {
+    let own = upload(env, "a-b", "1", &[Linux], 100);
+    upload(env, "a", "0.1.0", &[Linux], 100);
+    let pid = env.plugin_id("a");
+    let old = insert_old_job(env, pid, "b-1", "linux", "building");
+    // `a-b` `1` `linux` and `a` `b-1` `linux` both spell `a-b-1-linux`.
+    assert_eq!(
+        env.s().job_by_legacy_callback("a-b-1-linux").unwrap(),
+        LegacyLookup::Found(Box::new(env.job(old))),
+    );
+    assert_eq!(
+        env.s().job_by_legacy_callback("a-0.1.0-linux").unwrap(),
+        LegacyLookup::NotFound,
+        "hone-build's own job is not named by the old form"
+    );
+    assert_ne!(own[0].id, old);
 }
