@@ -465,6 +465,7 @@ impl<B: Backend> Store for SqlStore<B> {
     fn complete_job(
         &self,
         job_id: i64,
+        by: Deliverer<'_>,
         a: &Artifact,
         commit_file: &mut dyn FnMut() -> std::io::Result<()>,
     ) -> Result<CompleteOutcome, StoreError> {
@@ -477,6 +478,16 @@ impl<B: Backend> Store for SqlStore<B> {
                 .into_iter()
                 .next()
                 .ok_or_else(|| StoreError::Other("job vanished".into()))?;
+            // The delivery was authorized before its body was received; the
+            // job may have changed hands since (a new upload gave it a new
+            // token, or it became another hub job).
+            let still_theirs = match by {
+                Deliverer::Callback(token) => job.callback_token.as_deref() == token,
+                Deliverer::HubJob(hub_job) => job.hub_job_id.as_deref() == Some(hub_job),
+            };
+            if !still_theirs {
+                return Ok(Txn::Rollback(CompleteOutcome::Superseded));
+            }
             if job.status == JobStatus::Completed {
                 return Ok(Txn::Rollback(
                     if job.sha256.as_deref() == Some(a.sha256.as_str()) {

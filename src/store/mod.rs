@@ -214,6 +214,19 @@ pub struct Artifact {
     pub now: i64,
 }
 
+/// Who delivers an artifact to [`Store::complete_job`]. Checked again under
+/// the job's row lock: a delivery that began before the job changed hands
+/// (a new upload reset it with a new token, or it was submitted again as
+/// another hub job) cannot complete it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deliverer<'a> {
+    /// A callback authenticated by this token: the row must still hold it.
+    /// `None`: the old server's callback form, for a row without a token.
+    Callback(Option<&'a str>),
+    /// The follower of this hub job: the row must still hold its id.
+    HubJob(&'a str),
+}
+
 /// Result of [`Store::complete_job`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum CompleteOutcome {
@@ -225,6 +238,9 @@ pub enum CompleteOutcome {
     Conflict,
     /// No such job.
     NotFound,
+    /// The job no longer belongs to this delivery (its token or hub job
+    /// changed since the delivery began): refused, nothing changed.
+    Superseded,
 }
 
 /// What the version row describes after a completion: docs/api.md's
@@ -384,8 +400,9 @@ pub trait Store: Send + Sync {
     /// More than one match: [`LegacyLookup::Ambiguous`].
     fn job_by_legacy_callback(&self, callback_id: &str) -> Result<LegacyLookup, StoreError>;
 
-    /// Completes a job in one transaction: locks it; refuses a completed job
-    /// with other bytes; otherwise marks the job completed with size and
+    /// Completes a job in one transaction: locks it; refuses it when it no
+    /// longer belongs to `by` (its token or hub job changed); refuses a
+    /// completed job with other bytes; otherwise marks the job completed with size and
     /// sha256, updates the version's `platforms`, `downloadUrl`, `sizeBytes`,
     /// `sha256`, and last, just before COMMIT, calls `commit_file` (which
     /// puts the binary and manifest in place). Errors after `commit_file`
@@ -393,6 +410,7 @@ pub trait Store: Send + Sync {
     fn complete_job(
         &self,
         job_id: i64,
+        by: Deliverer<'_>,
         artifact: &Artifact,
         commit_file: &mut dyn FnMut() -> std::io::Result<()>,
     ) -> Result<CompleteOutcome, StoreError>;

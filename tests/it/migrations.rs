@@ -7,7 +7,7 @@ use crate::common;
 use common::{TestDb, sqlite_rows, sqlite_store};
 use hone_build::platform::Platform;
 use hone_build::store::{
-    Artifact, ClaimFilter, CompleteOutcome, NewUpload, Refusal, Store, UploadOutcome,
+    Artifact, ClaimFilter, CompleteOutcome, Deliverer, NewUpload, Refusal, Store, UploadOutcome,
 };
 use std::collections::BTreeMap;
 
@@ -120,7 +120,14 @@ fn exercise(store: &dyn Store) {
         now: 20,
     };
     assert_eq!(
-        store.complete_job(jobs[0].id, &a, &mut || Ok(())).unwrap(),
+        store
+            .complete_job(
+                jobs[0].id,
+                Deliverer::Callback(jobs[0].callback_token.as_deref()),
+                &a,
+                &mut || Ok(())
+            )
+            .unwrap(),
         CompleteOutcome::Completed
     );
     let v = store.version_row("fresh-plugin", "0.1.0").unwrap().unwrap();
@@ -418,7 +425,9 @@ fn mysql_old_server_rows_are_usable_after_migration() {
         now: 1_800_000_100,
     };
     assert_eq!(
-        store.complete_job(4, &a, &mut || Ok(())).unwrap(),
+        store
+            .complete_job(4, Deliverer::Callback(None), &a, &mut || Ok(()))
+            .unwrap(),
         CompleteOutcome::Completed
     );
     let s = |v: &str| Some(v.to_string());
@@ -637,7 +646,9 @@ fn sqlite_old_tables_are_extended_not_rewritten() {
         now: 1_800_000_000,
     };
     assert_eq!(
-        store.complete_job(3, &a, &mut || Ok(())).unwrap(),
+        store
+            .complete_job(3, Deliverer::Callback(None), &a, &mut || Ok(()))
+            .unwrap(),
         CompleteOutcome::Completed
     );
     let v = store

@@ -8,8 +8,8 @@ use crate::common;
 use common::{StoreKind, TestDb, both_stores, sqlite_rows, sqlite_store};
 use hone_build::platform::Platform::{self, *};
 use hone_build::store::{
-    Artifact, AttemptResult, ClaimFilter, CompleteOutcome, Job, JobStatus, LegacyLookup, NewUpload,
-    Refusal, Store, UploadOutcome,
+    Artifact, AttemptResult, ClaimFilter, CompleteOutcome, Deliverer, Job, JobStatus, LegacyLookup,
+    NewUpload, Refusal, Store, UploadOutcome,
 };
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -199,9 +199,23 @@ fn complete(env: &Env, id: i64, size: i64, sha: &str, now: i64) -> CompleteOutco
         sha256: sha.to_string(),
         now,
     };
+    let token = token_of(env.s(), id);
     env.s()
-        .complete_job(id, &a, &mut || Ok(()))
+        .complete_job(
+            id,
+            Deliverer::Callback(token.as_deref()),
+            &a,
+            &mut || Ok(()),
+        )
         .expect("complete_job")
+}
+
+/// The job's callback token now: what a delivery authenticated by it presents.
+fn token_of(store: &dyn Store, id: i64) -> Option<String> {
+    store
+        .job_by_id(id)
+        .expect("job_by_id")
+        .and_then(|j| j.callback_token)
 }
 
 fn by_platform<'a>(jobs: &'a [Job], p: &str) -> &'a Job {
@@ -988,7 +1002,12 @@ fn complete_job_outcomes_and_version_row(env: &Env) {
     };
     assert_eq!(
         env.s()
-            .complete_job(win, &a(300, "sha-win", 200), &mut commit)
+            .complete_job(
+                win,
+                Deliverer::Callback(token_of(env.s(), win).as_deref()),
+                &a(300, "sha-win", 200),
+                &mut commit,
+            )
             .unwrap(),
         CompleteOutcome::Completed
     );
@@ -1065,19 +1084,34 @@ fn complete_job_outcomes_and_version_row(env: &Env) {
     };
     assert_eq!(
         env.s()
-            .complete_job(lin, &a(200, "sha-lin", 900), &mut commit)
+            .complete_job(
+                lin,
+                Deliverer::Callback(token_of(env.s(), lin).as_deref()),
+                &a(200, "sha-lin", 900),
+                &mut commit,
+            )
             .unwrap(),
         CompleteOutcome::AlreadyCompleted
     );
     assert_eq!(
         env.s()
-            .complete_job(lin, &a(999, "sha-other", 900), &mut commit)
+            .complete_job(
+                lin,
+                Deliverer::Callback(token_of(env.s(), lin).as_deref()),
+                &a(999, "sha-other", 900),
+                &mut commit,
+            )
             .unwrap(),
         CompleteOutcome::Conflict
     );
     assert_eq!(
         env.s()
-            .complete_job(987_654, &a(1, "x", 900), &mut commit)
+            .complete_job(
+                987_654,
+                Deliverer::Callback(None),
+                &a(1, "x", 900),
+                &mut commit
+            )
             .unwrap(),
         CompleteOutcome::NotFound
     );
@@ -1099,9 +1133,13 @@ fn complete_job_commit_failure_changes_nothing(env: &Env) {
         sha256: "abc".into(),
         now: 200,
     };
-    let r = env.s().complete_job(jobs[0].id, &a, &mut || {
-        Err(std::io::Error::other("disk full"))
-    });
+    let by = token_of(env.s(), jobs[0].id);
+    let r = env.s().complete_job(
+        jobs[0].id,
+        Deliverer::Callback(by.as_deref()),
+        &a,
+        &mut || Err(std::io::Error::other("disk full")),
+    );
     assert!(r.is_err(), "{r:?}");
     assert_eq!((env.rows)("SELECT * FROM buildJobs ORDER BY id"), before);
     assert_eq!(env.s().version_row("xi", "1.0.0").unwrap(), before_v);
@@ -1548,8 +1586,9 @@ fn uploads_and_completions_race_without_deadlock(env: &Env) {
                         sha256: format!("sha-{}", j.id),
                         now: 200,
                     };
+                    let by = Deliverer::Callback(j.callback_token.as_deref());
                     let out = completer
-                        .complete_job(j.id, &a, &mut || Ok(()))
+                        .complete_job(j.id, by, &a, &mut || Ok(()))
                         .expect("complete_job under contention");
                     assert_eq!(out, CompleteOutcome::Completed);
                 }
@@ -1603,6 +1642,7 @@ mod integrity {
     both_stores!(
         |kind| &Env::new(kind);
         legacy_callback_matches_only_rows_without_token,
+        revoked_token_cannot_complete_reset_job,
     );
 }
 
@@ -1657,7 +1697,9 @@ fn mysql_connections_closed_while_idle_are_replaced() {
         now: 102,
     };
     assert_eq!(
-        store.complete_job(id, &a, &mut || Ok(())).unwrap(),
+        store
+            .complete_job(id, Deliverer::HubJob("h"), &a, &mut || Ok(()))
+            .unwrap(),
         CompleteOutcome::Completed
     );
 }
@@ -1686,4 +1728,97 @@ fn legacy_callback_matches_only_rows_without_token(env: &Env) {
         "hone-build's own job is not named by the old form"
     );
     assert_ne!(own[0].id, old);
+}
+
+/// Item 8: a delivery authenticated by a job's token before a new upload
+/// reset the job (new token) cannot complete it: the token is checked again
+/// under the row lock; nothing is written and the file is not placed.
+fn revoked_token_cannot_complete_reset_job(env: &Env) {
+    let jobs = upload(env, "revoked", "1.0.0", &[Linux], 100);
+    let id = jobs[0].id;
+    let old_token = jobs[0].callback_token.clone().expect("a token");
+    fail(env, id, 101);
+    // The publisher uploads again: the job is reset with a new token.
+    let again = upload(env, "revoked", "1.0.0", &[Linux], 200);
+    assert_eq!(again[0].id, id);
+    let new_token = again[0].callback_token.clone().expect("a token");
+    assert_ne!(new_token, old_token);
+    let a = Artifact {
+        size: 5,
+        sha256: "old-build".into(),
+        now: 201,
+    };
+    let mut placed = 0;
+    let out = env
+        .s()
+        .complete_job(id, Deliverer::Callback(Some(&old_token)), &a, &mut || {
+            placed += 1;
+            Ok(())
+        })
+        .expect("complete_job");
+    assert_eq!(
+        out,
+        CompleteOutcome::Superseded,
+        "the old build completed the reset job"
+    );
+    assert_eq!(placed, 0, "no file placed");
+    let j = env.job(id);
+    assert_eq!(
+        (
+            j.status.as_str(),
+            j.sha256.as_deref(),
+            j.callback_token.as_deref()
+        ),
+        ("pending", None, Some(new_token.as_str()))
+    );
+    // Nor does the old form (a row without token) reach it.
+    let out = env
+        .s()
+        .complete_job(id, Deliverer::Callback(None), &a, &mut || Ok(()))
+        .unwrap();
+    assert_eq!(out, CompleteOutcome::Superseded);
+
+    // The follower of a hub job the job no longer has is refused too.
+    accept(env, id, 202);
+    assert_eq!(
+        env.job(id).hub_job_id.as_deref(),
+        Some(format!("hub-{id}").as_str())
+    );
+    assert!(matches!(
+        env.s()
+            .resubmit(id, &format!("hub-{id}"), "no artifact", 5, 203_000, 203),
+        Ok(hone_build::store::ResubmitOutcome::Requeued)
+    ));
+    let out = env
+        .s()
+        .complete_job(id, Deliverer::HubJob(&format!("hub-{id}")), &a, &mut || {
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(out, CompleteOutcome::Superseded);
+    assert_eq!(env.job(id).status, "pending");
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM pluginVersions WHERE platforms <> '[]'"),
+        0,
+        "the version row describes no build"
+    );
+
+    // The current token completes it.
+    let good = Artifact {
+        size: 6,
+        sha256: "new-build".into(),
+        now: 204,
+    };
+    assert_eq!(
+        env.s()
+            .complete_job(
+                id,
+                Deliverer::Callback(Some(&new_token)),
+                &good,
+                &mut || Ok(())
+            )
+            .unwrap(),
+        CompleteOutcome::Completed
+    );
+    assert_eq!(env.job(id).sha256.as_deref(), Some("new-build"));
 }
