@@ -5,7 +5,7 @@ use crate::app::App;
 use crate::error::ApiError;
 use crate::http::{Reply, Request};
 use crate::publish::{self, Upload};
-use crate::store::AttemptResult;
+use crate::store::{AttemptResult, DEFAULT_ENTRY};
 use crate::validate::{self, Query};
 use serde_json::json;
 
@@ -37,7 +37,7 @@ fn params(app: &App, q: &Query) -> Result<Upload, ApiError> {
     if let Some(d) = &description {
         validate::text(d, "description", 4096)?;
     }
-    let entry = q.get("entry").unwrap_or("src/index.ts").to_string();
+    let entry = q.get("entry").unwrap_or(DEFAULT_ENTRY).to_string();
     validate::entry(&entry)?;
     let platforms = match q.get("platforms") {
         Some(p) => validate::platforms(p)?,

@@ -416,9 +416,13 @@ impl<B: Backend> Store for SqlStore<B> {
         now: i64,
     ) -> Result<Vec<Job>, StoreError> {
         self.transaction(|c| {
+            // The old server's pending rows are never claimed (no token):
+            // left alone they would block their version for good.
             let sql = format!(
-                "SELECT id FROM buildJobs WHERE status IN ('queued', 'building')
-                 AND COALESCE(submittedAt, createdAt) < ? ORDER BY id{}",
+                "SELECT id FROM buildJobs
+                 WHERE (status IN ('queued', 'building')
+                        OR (status = 'pending' AND callbackToken IS NULL))
+                   AND COALESCE(submittedAt, createdAt) < ? ORDER BY id{}",
                 B::FOR_UPDATE_SKIP_LOCKED
             );
             let ids = ids_of(c.query(&sql, params![submitted_before])?)?;
@@ -583,25 +587,41 @@ impl<B: Backend> Store for SqlStore<B> {
         version: &str,
         platform: Option<&str>,
         now: i64,
+        new_token: &mut dyn FnMut() -> String,
     ) -> Result<usize, StoreError> {
-        let mut sql = "UPDATE buildJobs SET status = 'pending', attempts = 0, nextAttemptAt = ?,
-               errorMessage = NULL, hubJobId = NULL, submittedAt = NULL, completedAt = NULL,
-               updatedAt = ?
-             WHERE status = 'failed' AND callbackToken IS NOT NULL AND version = ?
-               AND pluginId = (SELECT id FROM plugins WHERE name = ?)"
+        let mut select = "SELECT id FROM buildJobs
+             WHERE (status = 'failed' OR (status = 'pending' AND callbackToken IS NULL))
+               AND version = ? AND pluginId = (SELECT id FROM plugins WHERE name = ?)"
             .to_string();
-        let mut p = vec![
-            Value::Int(now * 1000),
-            Value::Int(now),
-            Value::from(version),
-            Value::from(name),
-        ];
+        let mut p = vec![Value::from(version), Value::from(name)];
         if let Some(pf) = platform {
-            sql.push_str(" AND platform = ?");
+            select.push_str(" AND platform = ?");
             p.push(Value::from(pf));
         }
-        let n = self.run(|c| c.execute(&sql, &p))?;
-        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+        select.push_str(" ORDER BY id");
+        select.push_str(B::FOR_UPDATE);
+        self.transaction(|c| {
+            let ids = ids_of(c.query(&select, &p)?)?;
+            for id in &ids {
+                // A row of the old server gets a token (and an entry): from
+                // now on it is hone-build's, submitted and followed like any.
+                c.execute(
+                    "UPDATE buildJobs SET status = 'pending', attempts = 0, nextAttemptAt = ?,
+                       errorMessage = NULL, hubJobId = NULL, submittedAt = NULL, completedAt = NULL,
+                       callbackToken = COALESCE(callbackToken, ?), entry = COALESCE(entry, ?),
+                       updatedAt = ?
+                     WHERE id = ?",
+                    &[
+                        Value::Int(now * 1000),
+                        Value::from(new_token()),
+                        Value::from(DEFAULT_ENTRY),
+                        Value::Int(now),
+                        id.clone(),
+                    ],
+                )?;
+            }
+            Ok(Txn::Commit(ids.len()))
+        })
     }
 
     fn count_by_status(&self) -> Result<Vec<(String, i64)>, StoreError> {

@@ -128,6 +128,10 @@ impl Job {
     }
 }
 
+/// The entry file of an upload that names none (docs/api.md), also given to
+/// a row of the old server (which recorded none) when it is retried.
+pub const DEFAULT_ENTRY: &str = "src/index.ts";
+
 /// What `POST /upload` records.
 #[derive(Debug, Clone)]
 pub struct NewUpload {
@@ -382,8 +386,10 @@ pub trait Store: Send + Sync {
     ) -> Result<bool, StoreError>;
 
     /// Fails queued/building jobs submitted before `submitted_before` (Unix
-    /// seconds) with `message`. Rows of the old server have no submission
-    /// time; their creation time counts. Returns the jobs it failed.
+    /// seconds) with `message`, and the old server's `pending` rows (no
+    /// callback token: nobody else will ever submit them). Rows of the old
+    /// server have no submission time; their creation time counts. Returns
+    /// the jobs it failed.
     fn fail_timed_out(
         &self,
         submitted_before: i64,
@@ -425,14 +431,18 @@ pub trait Store: Send + Sync {
     /// Jobs, newest first, optionally of one plugin or version.
     fn list_jobs(&self, name: Option<&str>, version: Option<&str>) -> Result<Vec<Job>, StoreError>;
 
-    /// Puts failed jobs of a version (optionally one platform) back to
-    /// pending with attempts reset. Returns how many.
+    /// Puts failed jobs of a version (optionally one platform), and the old
+    /// server's `pending` rows (no callback token), back to pending with
+    /// attempts reset, due at `now`. A row of the old server gets a callback
+    /// token from `new_token` (hone-build submits it from then on) and, if
+    /// it has none, the default entry [`DEFAULT_ENTRY`]. Returns how many.
     fn retry_failed(
         &self,
         name: &str,
         version: &str,
         platform: Option<&str>,
         now: i64,
+        new_token: &mut dyn FnMut() -> String,
     ) -> Result<usize, StoreError>;
 
     /// Number of jobs in each state.

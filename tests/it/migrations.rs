@@ -369,10 +369,34 @@ fn mysql_old_server_rows_are_usable_after_migration() {
             .unwrap()
             .is_empty()
     );
-    // Nor retried (they have no token a worker could present).
+    // ... until `retry` gives them a token (issue #11 item 13): from then on
+    // they are hone-build's, with the default entry (the old server
+    // recorded none).
     assert_eq!(
-        store.retry_failed("git-blame", "1.0.0", None, 1).unwrap(),
-        0
+        store
+            .retry_failed("git-blame", "1.1.0-beta.2", Some("macos"), 1, &mut || {
+                "tok-5".to_string()
+            })
+            .unwrap(),
+        1
+    );
+    let j = store.job_by_id(5).unwrap().unwrap();
+    assert_eq!(
+        (
+            j.status.as_str(),
+            j.callback_token.as_deref(),
+            j.entry.as_deref()
+        ),
+        ("pending", Some("tok-5"), Some("src/index.ts"))
+    );
+    assert_eq!(
+        store
+            .claim(ClaimFilter::Ids(vec![5]), 1_000, 1_000)
+            .unwrap()
+            .iter()
+            .map(|j| j.id)
+            .collect::<Vec<_>>(),
+        [5]
     );
 
     // Uploads see the old jobs.

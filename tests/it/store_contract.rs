@@ -1244,7 +1244,7 @@ fn retry_failed_resets_failed_jobs(env: &Env) {
 
     assert_eq!(
         env.s()
-            .retry_failed("tau", "1.0.0", Some("macos"), 500)
+            .retry_failed("tau", "1.0.0", Some("macos"), 500, &mut common::random_hex)
             .unwrap(),
         1
     );
@@ -1265,28 +1265,44 @@ fn retry_failed_resets_failed_jobs(env: &Env) {
     assert_eq!(env.job(lin).status, "failed", "platform filter respected");
 
     assert_eq!(
-        env.s().retry_failed("tau", "1.0.0", None, 600).unwrap(),
-        1,
-        "only linux is left (old rows without token are not retried)"
+        env.s()
+            .retry_failed("tau", "1.0.0", None, 600, &mut common::random_hex)
+            .unwrap(),
+        2,
+        "linux, and the old server's row (issue #11 item 13: it gets a token)"
     );
     assert_eq!(env.job(lin).status, "pending");
     assert_eq!(env.job(win).status, "completed", "completed untouched");
-    assert_eq!(env.job(old).status, "failed");
+    let o = env.job(old);
+    assert_eq!(o.status, "pending");
+    assert!(o.callback_token.is_some(), "{o:?}");
+    assert_eq!(
+        env.job(lin).callback_token,
+        jobs.iter().find(|j| j.id == lin).unwrap().callback_token,
+        "hone-build's own job keeps its token"
+    );
     assert_eq!(
         env.job(other[0].id).status,
         "failed",
         "other plugins untouched"
     );
-    assert_eq!(env.s().retry_failed("tau", "1.0.0", None, 700).unwrap(), 0);
     assert_eq!(
-        env.s().retry_failed("nobody", "1.0.0", None, 700).unwrap(),
+        env.s()
+            .retry_failed("tau", "1.0.0", None, 700, &mut common::random_hex)
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        env.s()
+            .retry_failed("nobody", "1.0.0", None, 700, &mut common::random_hex)
+            .unwrap(),
         0
     );
     // Retried jobs are claimable.
     let due = env.s().claim(ClaimFilter::Due(10), 600_000, 1_000).unwrap();
     assert_eq!(
         due.iter().map(|j| j.id).collect::<BTreeSet<_>>(),
-        BTreeSet::from([lin, mac])
+        BTreeSet::from([lin, mac, old])
     );
 }
 
@@ -1392,7 +1408,7 @@ fn failed_and_reset_jobs_have_no_completed_at(env: &Env) {
     stamp(mac);
     assert_eq!(
         env.s()
-            .retry_failed("chi", "1.0.0", Some("macos"), 200)
+            .retry_failed("chi", "1.0.0", Some("macos"), 200, &mut common::random_hex)
             .unwrap(),
         1
     );
@@ -1478,7 +1494,9 @@ fn record_attempt_counts_matched_rows(env: &Env) {
         "unchanged values: still the current claim"
     );
     assert_eq!(
-        env.s().retry_failed("omega", "1.0.0", None, 102).unwrap(),
+        env.s()
+            .retry_failed("omega", "1.0.0", None, 102, &mut common::random_hex)
+            .unwrap(),
         0
     );
 }
@@ -1643,6 +1661,7 @@ mod integrity {
         |kind| &Env::new(kind);
         legacy_callback_matches_only_rows_without_token,
         revoked_token_cannot_complete_reset_job,
+        old_pending_rows_time_out_and_can_be_retried,
     );
 }
 
@@ -1821,4 +1840,75 @@ fn revoked_token_cannot_complete_reset_job(env: &Env) {
         CompleteOutcome::Completed
     );
     assert_eq!(env.job(id).sha256.as_deref(), Some("new-build"));
+}
+
+/// Item 13: the old server's `pending` rows (no callback token) time out
+/// like queued ones (from `createdAt`), and `retry` gives them (failed, or
+/// still pending) a fresh token, so hone-build submits them from then on.
+fn old_pending_rows_time_out_and_can_be_retried(env: &Env) {
+    let own = upload(env, "oldpend", "1.0.0", &[Linux], 100);
+    let pid = env.plugin_id("oldpend");
+    let stuck = insert_old_job(env, pid, "0.1.0", "linux", "pending");
+    let other = insert_old_job(env, pid, "0.2.0", "macos", "pending");
+    let timed_out = env.s().fail_timed_out(60, "build timed out", 300).unwrap();
+    let mut ids: Vec<i64> = timed_out.iter().map(|j| j.id).collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        [stuck, other],
+        "old pending rows time out from createdAt"
+    );
+    assert_eq!(env.job(stuck).status, "failed");
+    assert_eq!(
+        env.job(stuck).error_message.as_deref(),
+        Some("build timed out")
+    );
+
+    assert_eq!(
+        env.job(own[0].id).status,
+        "pending",
+        "hone-build's own pending jobs are submitted, not timed out"
+    );
+
+    // Retried: pending, with a token of its own and the default entry.
+    assert_eq!(
+        env.s()
+            .retry_failed("oldpend", "0.1.0", None, 500, &mut || "fresh-1".into())
+            .unwrap(),
+        1
+    );
+    let j = env.job(stuck);
+    assert_eq!(
+        (
+            j.status.as_str(),
+            j.callback_token.as_deref(),
+            j.entry.as_deref(),
+            j.error_message.as_deref(),
+            j.attempts,
+            j.next_attempt_at_ms
+        ),
+        (
+            "pending",
+            Some("fresh-1"),
+            Some("src/index.ts"),
+            None,
+            0,
+            500_000
+        )
+    );
+    // An old pending row that has not timed out yet is retried at once.
+    let young = insert_old_job(env, pid, "0.3.0", "windows", "pending");
+    assert_eq!(
+        env.s()
+            .retry_failed("oldpend", "0.3.0", None, 500, &mut || "fresh-2".into())
+            .unwrap(),
+        1
+    );
+    assert_eq!(env.job(young).callback_token.as_deref(), Some("fresh-2"));
+    let due = env.s().claim(ClaimFilter::Due(10), 500_000, 1_000).unwrap();
+    assert_eq!(
+        due.iter().map(|j| j.id).collect::<BTreeSet<_>>(),
+        BTreeSet::from([own[0].id, stuck, young])
+    );
+    assert_eq!(env.job(other).status, "failed", "other versions untouched");
 }
