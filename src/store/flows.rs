@@ -110,6 +110,47 @@ fn lock_version<B: Backend>(
         .map(drop)
 }
 
+/// See [`Store::case_twin`]. Compares with `LOWER` on both dialects: on
+/// MySQL the column's collation may or may not ignore case.
+fn case_twin(c: &mut dyn Conn, name: &str, version: &str) -> Result<Option<Spelling>, StoreError> {
+    let plugins = c.query(
+        "SELECT id, name FROM plugins WHERE LOWER(name) = LOWER(?) ORDER BY id",
+        params![name],
+    )?;
+    let mut exact = None;
+    let mut twin = None;
+    for r in &plugins {
+        let spelled: String = r.get(1)?;
+        if spelled == name {
+            exact = Some(r.get::<i64>(0)?);
+        } else if twin.is_none() {
+            twin = Some(spelled);
+        }
+    }
+    let Some(plugin_id) = exact else {
+        return Ok(twin.map(|name| Spelling {
+            name,
+            version: version.to_string(),
+        }));
+    };
+    let versions = c.query(
+        "SELECT version FROM pluginVersions WHERE pluginId = ? AND LOWER(version) = LOWER(?)
+         UNION SELECT version FROM buildJobs WHERE pluginId = ? AND LOWER(version) = LOWER(?)",
+        params![plugin_id, version, plugin_id, version],
+    )?;
+    let spellings: Vec<String> = versions
+        .iter()
+        .map(|r| r.get(0))
+        .collect::<Result<_, _>>()?;
+    if spellings.iter().any(|v| v == version) {
+        return Ok(None);
+    }
+    Ok(spellings.into_iter().min().map(|version| Spelling {
+        name: name.to_string(),
+        version,
+    }))
+}
+
 impl<B: Backend> SqlStore<B> {
     pub fn new(backend: B) -> SqlStore<B> {
         SqlStore { b: backend }
@@ -204,13 +245,23 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     fn version_jobs(&self, name: &str, version: &str) -> Result<Vec<Job>, StoreError> {
-        self.run(|c| {
+        let found = self.run(|c| {
             jobs(
                 c,
                 "p.name = ? AND j.version = ? ORDER BY j.platform, j.id",
                 params![name, version],
             )
-        })
+        })?;
+        // A case-insensitive collation (MySQL's default) also matched other
+        // spellings: keep the exact ones, as SQLite does.
+        Ok(found
+            .into_iter()
+            .filter(|j| j.plugin_name == name && j.version == version)
+            .collect())
+    }
+
+    fn case_twin(&self, name: &str, version: &str) -> Result<Option<Spelling>, StoreError> {
+        self.run(|c| case_twin(c, name, version))
     }
 
     fn record_upload(
@@ -221,6 +272,10 @@ impl<B: Backend> Store for SqlStore<B> {
     ) -> Result<UploadOutcome, StoreError> {
         self.transaction(|c| {
             let now = up.now;
+            let conflict = |s: Spelling| Ok(Txn::Rollback(UploadOutcome::Refused(Refusal::CaseConflict(s))));
+            if let Some(twin) = case_twin(c, &up.name, &up.version)? {
+                return conflict(twin);
+            }
             // Locks the plugin row: uploads of one plugin are serialized.
             let upsert = format!(
                 "INSERT INTO plugins (name, displayName, description, publishedAt, updatedAt)
@@ -244,12 +299,34 @@ impl<B: Backend> Store for SqlStore<B> {
                     now
                 ],
             )?;
-            let plugin_id: i64 = c
-                .query("SELECT id FROM plugins WHERE name = ?", params![&up.name])?
+            let plugin = c.query("SELECT id, name FROM plugins WHERE name = ?", params![&up.name])?;
+            let plugin = plugin
                 .first()
-                .ok_or_else(|| StoreError::Other("plugin row vanished".into()))?
-                .get(0)?;
+                .ok_or_else(|| StoreError::Other("plugin row vanished".into()))?;
+            let (plugin_id, spelled): (i64, String) = (plugin.get(0)?, plugin.get(1)?);
+            // A case-insensitive unique key met another spelling recorded
+            // meanwhile by a concurrent upload (the check above saw none).
+            if spelled != up.name {
+                return conflict(Spelling {
+                    name: spelled,
+                    version: up.version.clone(),
+                });
+            }
             lock_version::<B>(c, plugin_id, &up.version, now)?;
+            let spelled: String = c
+                .query(
+                    "SELECT version FROM pluginVersions WHERE pluginId = ? AND version = ?",
+                    params![plugin_id, &up.version],
+                )?
+                .first()
+                .ok_or_else(|| StoreError::Other("version row vanished".into()))?
+                .get(0)?;
+            if spelled != up.version {
+                return conflict(Spelling {
+                    name: up.name.clone(),
+                    version: spelled,
+                });
+            }
             let existing = locked_jobs::<B>(
                 c,
                 "j.pluginId = ? AND j.version = ?",

@@ -150,13 +150,23 @@ pub struct NewUpload {
     pub reserved_until_ms: i64,
 }
 
-/// Why an upload is refused (docs/api.md, both 409 rules).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why an upload is refused (docs/api.md, the 409 rules).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     /// Every platform of the version completed.
     VersionExists,
     /// Some platform is pending, queued or building.
     BuildInProgress,
+    /// The name, or the version, differs only in letter case from one
+    /// already recorded: these are the recorded spellings.
+    CaseConflict(Spelling),
+}
+
+/// A plugin name and version as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spelling {
+    pub name: String,
+    pub version: String,
 }
 
 /// Result of [`Store::job_by_legacy_callback`].
@@ -346,11 +356,21 @@ pub trait Store: Send + Sync {
     fn migrate(&self) -> Result<(), StoreError>;
 
     /// The jobs of one version (empty when the plugin or version is unknown),
-    /// ordered by platform.
+    /// ordered by platform. Names and versions are compared exactly, on
+    /// every store (whatever the database's collation).
     fn version_jobs(&self, name: &str, version: &str) -> Result<Vec<Job>, StoreError>;
 
-    /// Records an upload in one transaction: locks the version, applies
-    /// [`plan_upload`], and if not refused upserts the `plugins` row, inserts
+    /// The recorded spelling of a plugin name, or of a version of the
+    /// plugin `name`, that differs from `name`/`version` only in letter
+    /// case (and no exact one is recorded): an upload under such a spelling
+    /// is refused ([`Refusal::CaseConflict`]), since a case-insensitive
+    /// collation would take it for the recorded one and a case-sensitive
+    /// one for another.
+    fn case_twin(&self, name: &str, version: &str) -> Result<Option<Spelling>, StoreError>;
+
+    /// Records an upload in one transaction: refuses a name or version that
+    /// differs only in case from a recorded one ([`Store::case_twin`]),
+    /// locks the version, applies [`plan_upload`], and if not refused upserts the `plugins` row, inserts
     /// the `pluginVersions` row if absent, creates (or resets failed) jobs as
     /// `pending` with fresh callback tokens from `new_token`, and last, just
     /// before COMMIT, calls `commit_file` (which puts the tarball in place).

@@ -434,7 +434,7 @@ fn upload_refusals(env: &Env) {
             })
             .unwrap();
         assert!(
-            matches!(out, UploadOutcome::Refused(r) if r == want),
+            matches!(&out, UploadOutcome::Refused(r) if *r == want),
             "{version}: want {want:?}, got {out:?}"
         );
         assert_eq!(
@@ -1662,6 +1662,7 @@ mod integrity {
         legacy_callback_matches_only_rows_without_token,
         revoked_token_cannot_complete_reset_job,
         old_pending_rows_time_out_and_can_be_retried,
+        case_variants_are_refused_with_the_recorded_spelling,
     );
 }
 
@@ -1911,4 +1912,60 @@ fn old_pending_rows_time_out_and_can_be_retried(env: &Env) {
         BTreeSet::from([own[0].id, stuck, young])
     );
     assert_eq!(env.job(other).status, "failed", "other versions untouched");
+}
+
+/// Item 7: a name or version differing only in letter case from a recorded
+/// one is refused by the store itself, with the recorded spelling, on both
+/// stores (MySQL's collation ignores case, SQLite's does not); lookups by
+/// name and version are exact on both.
+fn case_variants_are_refused_with_the_recorded_spelling(env: &Env) {
+    let jobs = upload(env, "CaseP", "2.0.0-RC", &[Linux], 100);
+    fail(env, jobs[0].id, 101);
+    let before = (env.rows)("SELECT * FROM buildJobs ORDER BY id");
+    let spelled = |name: &str, version: &str| {
+        Refusal::CaseConflict(hone_build::store::Spelling {
+            name: name.into(),
+            version: version.into(),
+        })
+    };
+    for (name, version, want) in [
+        ("casep", "2.0.0-RC", spelled("CaseP", "2.0.0-RC")),
+        ("CASEP", "9.9.9", spelled("CaseP", "9.9.9")),
+        ("CaseP", "2.0.0-rc", spelled("CaseP", "2.0.0-RC")),
+    ] {
+        assert_eq!(
+            env.s().case_twin(name, version).unwrap(),
+            Some(hone_build::store::Spelling {
+                name: "CaseP".into(),
+                version: if name == "CaseP" { "2.0.0-RC" } else { version }.into(),
+            })
+        );
+        let mut commits = 0;
+        let (mut tok, _) = tokens();
+        let out = env
+            .s()
+            .record_upload(
+                &new_upload(name, version, &[Linux], 200),
+                &mut tok,
+                &mut || {
+                    commits += 1;
+                    Ok(())
+                },
+            )
+            .unwrap();
+        assert!(
+            matches!(&out, UploadOutcome::Refused(r) if *r == want),
+            "{name} {version}: {out:?}"
+        );
+        assert_eq!(commits, 0, "no tarball placed");
+        assert!(env.s().version_jobs(name, version).unwrap().is_empty());
+    }
+    assert_eq!((env.rows)("SELECT * FROM buildJobs ORDER BY id"), before);
+    assert_eq!(env.count("SELECT COUNT(*) FROM plugins"), 1);
+    assert_eq!(env.count("SELECT COUNT(*) FROM pluginVersions"), 1);
+    assert_eq!(env.s().case_twin("CaseP", "2.0.0-RC").unwrap(), None);
+    assert_eq!(env.s().case_twin("other", "1.0.0").unwrap(), None);
+    // The recorded spelling rebuilds.
+    let again = upload(env, "CaseP", "2.0.0-RC", &[Linux], 300);
+    assert_eq!(again[0].id, jobs[0].id);
 }

@@ -1682,3 +1682,68 @@ fn burst_of_new_connections_is_served_promptly() {
         assert_eq!(rig.count("buildJobs"), 8);
     }
 }
+
+// ---------------------------------------------------------------------------
+// Integrity (issue #11)
+// ---------------------------------------------------------------------------
+
+mod integrity {
+    use super::*;
+    both_stores!(
+        case_variants_of_a_name_or_version_are_refused,
+    );
+}
+
+/// Item 7: a name or version that differs only in letter case from one
+/// already recorded is refused (409 naming the recorded spelling) on both
+/// stores; before, MySQL's case-insensitive collation took it for the old
+/// one (and submitted the old tarball), SQLite for a new plugin.
+fn case_variants_of_a_name_or_version_are_refused(kind: StoreKind) {
+    let rig = Rig::new(kind, SLOW_SIM, &[]);
+    rig.sim()
+        .set(json!({"fail_next": 2, "fail_kind": "publish_limit", "never_callback": true}));
+    let first = tarball_sized(40, 4000);
+    for q in [
+        "name=CaseP&version=1.0.0&platforms=linux",
+        "name=casever&version=2.0.0-RC&platforms=linux",
+    ] {
+        let r = rig.upload(q, &first);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["builds"][0]["status"], "failed", "{}", r.text());
+    }
+    let jobs_before = rig.jobs();
+    let second = tarball_sized(41, 4100);
+    let r = rig.upload("name=casep&version=1.0.0&platforms=linux", &second);
+    assert_error(&r, 409, "CASE_CONFLICT", &["casep", "CaseP"]);
+    let r = rig.upload("name=CASEP&version=3.0.0&platforms=linux", &second);
+    assert_error(&r, 409, "CASE_CONFLICT", &["CASEP", "CaseP"]);
+    let r = rig.upload("name=casever&version=2.0.0-rc&platforms=linux", &second);
+    assert_error(&r, 409, "CASE_CONFLICT", &["2.0.0-rc", "2.0.0-RC"]);
+    // Nothing recorded, stored or submitted.
+    assert_eq!(rig.jobs(), jobs_before, "jobs unchanged");
+    assert_eq!(rig.count("plugins"), 2);
+    assert_eq!(rig.count("pluginVersions"), 2);
+    assert_eq!(rig.sim().submissions().len(), 2, "no submission");
+    let kept = [
+        rig.tarball_path("CaseP", "1.0.0"),
+        rig.tarball_path("casever", "2.0.0-RC"),
+    ];
+    let mut files = files_under(&rig.uploads);
+    files.sort();
+    let mut want = kept.to_vec();
+    want.sort();
+    assert_eq!(files, want, "no file under another spelling");
+    for p in &kept {
+        assert_eq!(std::fs::read(p).unwrap(), first, "tarball kept");
+    }
+    // The recorded spelling still rebuilds, with the new tarball.
+    let r = rig.upload("name=CaseP&version=1.0.0&platforms=linux", &second);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["builds"][0]["status"], "queued", "{}", r.text());
+    let subs = rig.sim().submissions();
+    assert_eq!(subs.len(), 3);
+    assert_eq!(subs[2]["tarball_sha256"], sha256_hex(&second));
+    // `/status` answers the recorded spelling only, on both stores.
+    assert_eq!(rig.status("CaseP", "1.0.0").status, 200);
+    assert_eq!(rig.status("casep", "1.0.0").status, 404);
+}
