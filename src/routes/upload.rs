@@ -39,6 +39,14 @@ fn params(app: &App, q: &Query) -> Result<Upload, ApiError> {
     }
     let entry = q.get("entry").unwrap_or(DEFAULT_ENTRY).to_string();
     validate::entry(&entry)?;
+    // What the rules allow, the database's columns may not hold.
+    let limits = app.store.column_limits();
+    validate::fits(&name, "name", limits.name)?;
+    validate::fits(&version, "version", limits.version)?;
+    if let Some(d) = &display_name {
+        validate::fits(d, "displayName", limits.display_name)?;
+    }
+    validate::fits(&entry, "entry", limits.entry)?;
     let platforms = match q.get("platforms") {
         Some(p) => validate::platforms(p)?,
         None => app.cfg.platforms.clone(),

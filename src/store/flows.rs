@@ -14,6 +14,8 @@ use super::*;
 /// The store over one database.
 pub struct SqlStore<B> {
     b: B,
+    /// Read by `migrate`.
+    limits: std::sync::RwLock<ColumnLimits>,
 }
 
 /// `buildJobs` columns of a [`Job`], in [`job_from_row`]'s order; the
@@ -153,7 +155,10 @@ fn case_twin(c: &mut dyn Conn, name: &str, version: &str) -> Result<Option<Spell
 
 impl<B: Backend> SqlStore<B> {
     pub fn new(backend: B) -> SqlStore<B> {
-        SqlStore { b: backend }
+        SqlStore {
+            b: backend,
+            limits: std::sync::RwLock::new(ColumnLimits::MARKETPLACE),
+        }
     }
 
     /// Runs `f` on a connection, each statement committing itself. Runs it
@@ -208,7 +213,7 @@ impl<B: Backend> Store for SqlStore<B> {
         // One transaction where DDL is transactional (SQLite: concurrent
         // migrations are serialized); MySQL commits each DDL statement
         // itself, and every step here is safe to run again.
-        self.transaction(|c| {
+        let limits = self.transaction(|c| {
             for ddl in B::CREATE_TABLES {
                 c.execute(ddl, &[])?;
             }
@@ -240,8 +245,28 @@ impl<B: Backend> Store for SqlStore<B> {
                     )?;
                 }
             }
-            Ok(Txn::Commit(()))
-        })
+            let limits = match B::LIST_COLUMN_WIDTHS {
+                Some(sql) => {
+                    let widths = c
+                        .query(sql, &[])?
+                        .iter()
+                        .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                        .collect::<Result<Vec<_>, StoreError>>()?;
+                    ColumnLimits::from_widths(&widths)
+                }
+                None => ColumnLimits::MARKETPLACE,
+            };
+            Ok(Txn::Commit(limits))
+        })?;
+        if limits != ColumnLimits::MARKETPLACE {
+            log::info!("migrate: the database's columns hold {limits:?}");
+        }
+        *self.limits.write().unwrap_or_else(|p| p.into_inner()) = limits;
+        Ok(())
+    }
+
+    fn column_limits(&self) -> ColumnLimits {
+        *self.limits.read().unwrap_or_else(|p| p.into_inner())
     }
 
     fn version_jobs(&self, name: &str, version: &str) -> Result<Vec<Job>, StoreError> {

@@ -128,6 +128,69 @@ impl Job {
     }
 }
 
+/// How many characters the database's columns hold for what an upload
+/// names (VARCHAR widths count characters). A longer value is refused with
+/// 400 before anything is written: a strict server would fail the
+/// transaction (500), a lenient one truncate it silently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColumnLimits {
+    /// `plugins.name`.
+    pub name: usize,
+    /// `plugins.displayName`.
+    pub display_name: usize,
+    /// The narrower of `pluginVersions.version` and `buildJobs.version`.
+    pub version: usize,
+    /// `buildJobs.entry`.
+    pub entry: usize,
+}
+
+impl ColumnLimits {
+    /// The marketplace's own schema (`name VARCHAR(128)`, `displayName
+    /// VARCHAR(255)`, `version VARCHAR(64)`) and the `entry VARCHAR(256)`
+    /// hone-build adds: the tables hone-build creates, and the embedded
+    /// store's limits.
+    pub const MARKETPLACE: ColumnLimits = ColumnLimits {
+        name: 128,
+        display_name: 255,
+        version: 64,
+        entry: 256,
+    };
+
+    /// What the request rules allow at most (docs/api.md): no column makes
+    /// a limit larger.
+    pub const RULES: ColumnLimits = ColumnLimits {
+        name: 128,
+        display_name: 256,
+        version: 128,
+        entry: 256,
+    };
+
+    /// The limits of columns as a database reports them: `(table, column,
+    /// width)`; a column not reported (not a `VARCHAR`) limits nothing
+    /// beyond [`ColumnLimits::RULES`].
+    pub fn from_widths(widths: &[(String, String, i64)]) -> ColumnLimits {
+        let width = |table: &str, column: &str, default: usize| {
+            widths
+                .iter()
+                .filter(|(t, c, _)| t.eq_ignore_ascii_case(table) && c.eq_ignore_ascii_case(column))
+                .filter_map(|(_, _, w)| usize::try_from(*w).ok())
+                .min()
+                .map_or(default, |w| w.min(default))
+        };
+        let m = ColumnLimits::RULES;
+        ColumnLimits {
+            name: width("plugins", "name", m.name),
+            display_name: width("plugins", "displayName", m.display_name),
+            version: width("pluginVersions", "version", m.version).min(width(
+                "buildJobs",
+                "version",
+                m.version,
+            )),
+            entry: width("buildJobs", "entry", m.entry),
+        }
+    }
+}
+
 /// The entry file of an upload that names none (docs/api.md), also given to
 /// a row of the old server (which recorded none) when it is retried.
 pub const DEFAULT_ENTRY: &str = "src/index.ts";
@@ -351,9 +414,15 @@ pub trait Store: Send + Sync {
     fn kind(&self) -> &'static str;
     /// A trivial query: does the database answer?
     fn ping(&self) -> Result<(), StoreError>;
-    /// Creates missing tables, adds missing `buildJobs` columns and indexes.
+    /// Creates missing tables, adds missing `buildJobs` columns and indexes,
+    /// and reads the columns' widths ([`Store::column_limits`]).
     /// Idempotent; never drops or rewrites anything.
     fn migrate(&self) -> Result<(), StoreError>;
+
+    /// What the columns hold, as read by the last [`Store::migrate`]
+    /// (MySQL: `information_schema.COLUMNS`); the embedded store, and any
+    /// store before its migration, has [`ColumnLimits::MARKETPLACE`].
+    fn column_limits(&self) -> ColumnLimits;
 
     /// The jobs of one version (empty when the plugin or version is unknown),
     /// ordered by platform. Names and versions are compared exactly, on
@@ -684,6 +753,37 @@ mod tests {
         );
         let rows = ex(&[("linux", "completed"), ("macos", "cancelled")]);
         assert_eq!(plan_upload(&rows, &[Linux]).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn column_limits_from_reported_widths() {
+        let w = |t: &str, c: &str, n: i64| (t.to_string(), c.to_string(), n);
+        assert_eq!(ColumnLimits::from_widths(&[]), ColumnLimits::RULES);
+        let wide = ColumnLimits::from_widths(&[
+            w("pluginVersions", "version", 128),
+            w("buildJobs", "version", 255),
+            w("plugins", "displayName", 1024),
+        ]);
+        assert_eq!(wide, ColumnLimits::RULES, "wider columns: the rules limit");
+        let l = ColumnLimits::from_widths(&[
+            w("pluginVersions", "version", 32),
+            w("buildJobs", "version", 64),
+            w("plugins", "displayName", 100),
+            w("plugins", "NAME", 300),
+            w("buildJobs", "entry", 80),
+            w("plugins", "description", 7),
+        ]);
+        assert_eq!(
+            l,
+            ColumnLimits {
+                name: 128,
+                display_name: 100,
+                version: 32,
+                entry: 80,
+            }
+        );
+        let l = ColumnLimits::from_widths(&[w("buildJobs", "version", 20)]);
+        assert_eq!(l.version, 20, "the narrower of the two version columns");
     }
 
     #[test]

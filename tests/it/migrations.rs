@@ -685,3 +685,61 @@ fn sqlite_old_tables_are_extended_not_rewritten() {
     );
     exercise(&store);
 }
+
+/// Item 12 of issue #11: on the marketplace's own schema, narrowed here to
+/// the `VARCHAR(32)` version column the issue found in production, a
+/// longer version is refused with 400 naming the field and the column's
+/// width (read from `information_schema` at migration), not a 500 from the
+/// database; nothing is written.
+#[test]
+fn mysql_values_wider_than_the_marketplace_columns_are_refused() {
+    let db = TestDb::new();
+    load_marketplace_schema(&db);
+    db.exec("ALTER TABLE pluginVersions MODIFY version VARCHAR(32) NOT NULL");
+    let sim = common::Sim::start(&["--build-delay-ms", "600000"]);
+    sim.set(serde_json::json!({"never_callback": true}));
+    let svc = common::Service::builder()
+        .set("PERRY_HUB_URL", sim.url())
+        .set("PERRY_HUB_LICENSE_KEY", "sim-license")
+        .envs(db.service_env(&db.host, db.port))
+        .start();
+    let tar = crate::fixtures::tarball_sized(60, 2000);
+    let upload = |query: &str| {
+        common::http(
+            "POST",
+            &svc.url(&format!("/upload?{query}")),
+            &[],
+            Some(&tar),
+        )
+    };
+    let counts = || {
+        db.rows(
+            "SELECT (SELECT COUNT(*) FROM plugins), (SELECT COUNT(*) FROM pluginVersions), \
+             (SELECT COUNT(*) FROM buildJobs)",
+        )
+    };
+    let before = counts();
+    let v33 = format!("1.0.0-{}", "b".repeat(27));
+    assert_eq!(v33.len(), 33);
+    let r = upload(&format!("name=narrow&version={v33}&platforms=linux"));
+    assert_eq!(r.status, 400, "{}", r.text());
+    let msg = r.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        msg.contains("version") && msg.contains("32"),
+        "message names the field and the limit: {msg}"
+    );
+    let long_display = "D".repeat(256);
+    let r = upload(&format!(
+        "name=narrow&version=1.0.0&displayName={long_display}&platforms=linux"
+    ));
+    assert_eq!(r.status, 400, "{}", r.text());
+    let msg = r.json()["error"].as_str().unwrap().to_string();
+    assert!(msg.contains("displayName") && msg.contains("255"), "{msg}");
+    assert_eq!(counts(), before, "nothing written");
+    assert!(sim.submissions().is_empty());
+    let r = upload(&format!(
+        "name=narrow&version={}&platforms=linux",
+        &v33[..32]
+    ));
+    assert_eq!(r.status, 200, "{}", r.text());
+}
