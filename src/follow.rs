@@ -29,7 +29,7 @@ use crate::hub::message::HubMessage;
 use crate::hub::ws::{Event, HubSocket};
 use crate::hub::{DownloadError, hub_app_name};
 use crate::intake;
-use crate::store::{Job, ResubmitOutcome};
+use crate::store::{Deliverer, Job, ResubmitOutcome};
 use crate::unpack;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -501,7 +501,11 @@ impl Follow<'_> {
                 Fetch::Resubmit("internal", format!("{e}"))
             }
         })?;
-        intake::record(app, job, program, Some(origin)).map_err(|e: ApiError| match e.status {
+        let by = Deliverer::HubJob(&self.hub_job);
+        intake::record(app, job, by, program, Some(origin)).map_err(|e: ApiError| match e.status {
+            409 if e.code == "JOB_SUPERSEDED" => Fetch::Fail(format!(
+                "{artifact}: the job was reset or submitted again meanwhile; nothing stored"
+            )),
             409 => Fetch::Fail(format!(
                 "{artifact}: this build already completed with a different program"
             )),

@@ -10,7 +10,7 @@ use crate::body::{self, Encoding, Limited, Streamed};
 use crate::error::ApiError;
 use crate::files::{self, ManifestEntry, Placed, ProgramOrigin, TempFile};
 use crate::platform::Platform;
-use crate::store::{Artifact, CompleteOutcome, Job, JobStatus};
+use crate::store::{Artifact, CompleteOutcome, Deliverer, Job, JobStatus};
 use crate::unpack::{self, Limits, UnpackError};
 use crate::validate;
 use std::io::{Read, Seek, SeekFrom};
@@ -176,10 +176,13 @@ pub fn unpack(
 /// `manifest.json` (with `origin` when it came out of a hub package) and
 /// completes the job, all in one transaction (the files go in place last,
 /// just before COMMIT). A job completed before with other bytes is refused
-/// (409): published builds are immutable.
+/// (409): published builds are immutable. So is a job that no longer
+/// belongs to `by` (409 `JOB_SUPERSEDED`: reset by a new upload, or
+/// submitted again, while the program was on its way).
 pub fn record(
     app: &App,
     job: &Job,
+    by: Deliverer<'_>,
     received: Received,
     origin: Option<ProgramOrigin>,
 ) -> Result<Stored, ApiError> {
@@ -204,7 +207,7 @@ pub fn record(
         source: origin,
     };
     let mut placed = Placed::default();
-    let outcome = app.store.complete_job(job.id, &artifact, &mut || {
+    let outcome = app.store.complete_job(job.id, by, &artifact, &mut || {
         placed.place(&mut tmp, &dest)?;
         let (_, manifest) = files::update_manifest(
             &dir,
@@ -260,6 +263,16 @@ pub fn record(
             ));
         }
         CompleteOutcome::NotFound => return Err(ApiError::not_found("unknown build job")),
+        CompleteOutcome::Superseded => {
+            log::warn!(
+                "job {}: a delivery begun before the job was reset or submitted again was refused; nothing stored",
+                job.id
+            );
+            return Err(ApiError::conflict(
+                "JOB_SUPERSEDED",
+                "this job was reset by a new upload (or submitted again) while the artifact was being received; this delivery no longer belongs to it and nothing was stored",
+            ));
+        }
     };
     Ok(Stored {
         platform,
@@ -269,11 +282,12 @@ pub fn record(
     })
 }
 
-/// The whole intake of one delivery: receive, verify against
+/// The whole intake of one delivery by `by`: receive, verify against
 /// `expected_sha256` when one is given, record.
 pub fn deliver(
     app: &App,
     job: &Job,
+    by: Deliverer<'_>,
     source: &mut dyn Read,
     encoding: Encoding,
     expected_sha256: Option<&str>,
@@ -282,5 +296,5 @@ pub fn deliver(
     if let Some(expected) = expected_sha256 {
         verify(job, &received, expected)?;
     }
-    record(app, job, received, None)
+    record(app, job, by, received, None)
 }

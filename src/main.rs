@@ -278,7 +278,13 @@ fn jobs(cfg: &Config, name: Option<&str>, version: Option<&str>) -> Result<(), S
 fn retry(cfg: &Config, name: &str, version: &str, platform: Option<&str>) -> Result<(), String> {
     with_store(cfg, |s| {
         let n = s
-            .retry_failed(name, version, platform, now_secs())
+            .retry_failed(
+                name,
+                version,
+                platform,
+                now_secs(),
+                &mut hone_build::publish::new_token,
+            )
             .map_err(|e| e.to_string())?;
         println!("{n} failed job(s) of {name} {version} put back to pending");
         Ok(())

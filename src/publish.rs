@@ -40,6 +40,22 @@ pub struct Published {
 
 fn refusal(r: Refusal, name: &str, version: &str) -> ApiError {
     match r {
+        Refusal::CaseConflict(recorded) if recorded.name != name => ApiError::conflict(
+            "CASE_CONFLICT",
+            format!(
+                "plugin name '{name}' differs only in letter case from the existing plugin '{}'; \
+                 publish under that exact spelling (names and versions are unique regardless of case)",
+                recorded.name
+            ),
+        ),
+        Refusal::CaseConflict(recorded) => ApiError::conflict(
+            "CASE_CONFLICT",
+            format!(
+                "version '{version}' of {name} differs only in letter case from its existing version '{}'; \
+                 use that exact spelling, or another version (versions are unique regardless of case)",
+                recorded.version
+            ),
+        ),
         Refusal::VersionExists => ApiError::conflict(
             "VERSION_EXISTS",
             format!(
@@ -59,6 +75,13 @@ fn refusal(r: Refusal, name: &str, version: &str) -> ApiError {
 /// refused or failed upload.
 pub fn upload(app: &App, up: Upload, body: &mut dyn Read) -> Result<Published, ApiError> {
     // Refuse a conflict before reading a possibly large body.
+    if let Some(recorded) = app.store.case_twin(&up.name, &up.version)? {
+        return Err(refusal(
+            Refusal::CaseConflict(recorded),
+            &up.name,
+            &up.version,
+        ));
+    }
     let existing = app.store.version_jobs(&up.name, &up.version)?;
     if let Err(r) = plan_upload(&existing, &up.platforms) {
         return Err(refusal(r, &up.name, &up.version));

@@ -144,6 +144,17 @@ pub fn text(value: &str, field: &str, max: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A value the database's column for `field` holds: at most `max`
+/// characters (the column's width, see `store::ColumnLimits`).
+pub fn fits(value: &str, field: &str, max: usize) -> Result<(), ApiError> {
+    if value.chars().count() > max {
+        return Err(ApiError::bad_request(format!(
+            "{field} must be at most {max} characters (the width of the database's {field} column)"
+        )));
+    }
+    Ok(())
+}
+
 /// `platforms`: comma-separated hub names.
 pub fn platforms(value: &str) -> Result<Vec<Platform>, ApiError> {
     platform::parse_list(value).map_err(|e| ApiError::bad_request(format!("platforms: {e}")))

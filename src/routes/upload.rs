@@ -5,7 +5,7 @@ use crate::app::App;
 use crate::error::ApiError;
 use crate::http::{Reply, Request};
 use crate::publish::{self, Upload};
-use crate::store::AttemptResult;
+use crate::store::{AttemptResult, DEFAULT_ENTRY};
 use crate::validate::{self, Query};
 use serde_json::json;
 
@@ -37,8 +37,16 @@ fn params(app: &App, q: &Query) -> Result<Upload, ApiError> {
     if let Some(d) = &description {
         validate::text(d, "description", 4096)?;
     }
-    let entry = q.get("entry").unwrap_or("src/index.ts").to_string();
+    let entry = q.get("entry").unwrap_or(DEFAULT_ENTRY).to_string();
     validate::entry(&entry)?;
+    // What the rules allow, the database's columns may not hold.
+    let limits = app.store.column_limits();
+    validate::fits(&name, "name", limits.name)?;
+    validate::fits(&version, "version", limits.version)?;
+    if let Some(d) = &display_name {
+        validate::fits(d, "displayName", limits.display_name)?;
+    }
+    validate::fits(&entry, "entry", limits.entry)?;
     let platforms = match q.get("platforms") {
         Some(p) => validate::platforms(p)?,
         None => app.cfg.platforms.clone(),

@@ -89,6 +89,7 @@ impl Dialect for Sqlite {
     const LIST_JOB_COLUMNS: &'static str = "SELECT name FROM pragma_table_info('buildJobs')";
     const LIST_JOB_INDEXES: &'static str =
         "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'buildJobs'";
+    const LIST_COLUMN_WIDTHS: Option<&'static str> = None;
 
     fn upsert(key: &str) -> String {
         format!("ON CONFLICT ({key}) DO UPDATE SET")

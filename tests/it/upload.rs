@@ -637,8 +637,9 @@ fn query_values_are_url_decoded(kind: StoreKind) {
         ]]
     );
 
-    // A later version updates them (and é counts as one character of 256).
-    let long_name = "%C3%A9".repeat(256);
+    // A later version updates them (and é counts as one character of the
+    // 255 the marketplace's displayName column holds, issue #11 item 12).
+    let long_name = "%C3%A9".repeat(255);
     let r = rig.upload(
         &format!("name=decoded&version=1.0.1&platforms=linux&displayName={long_name}"),
         &body,
@@ -648,7 +649,7 @@ fn query_values_are_url_decoded(kind: StoreKind) {
     assert_eq!(
         rows,
         vec![vec![
-            Some("é".repeat(256)),
+            Some("é".repeat(255)),
             Some("Café — déjà vu+1&more".to_string())
         ]]
     );
@@ -1681,4 +1682,107 @@ fn burst_of_new_connections_is_served_promptly() {
         );
         assert_eq!(rig.count("buildJobs"), 8);
     }
+}
+
+// ---------------------------------------------------------------------------
+// Integrity (issue #11)
+// ---------------------------------------------------------------------------
+
+mod integrity {
+    use super::*;
+    both_stores!(
+        case_variants_of_a_name_or_version_are_refused,
+        values_wider_than_the_columns_are_refused,
+    );
+}
+
+/// Item 7: a name or version that differs only in letter case from one
+/// already recorded is refused (409 naming the recorded spelling) on both
+/// stores; before, MySQL's case-insensitive collation took it for the old
+/// one (and submitted the old tarball), SQLite for a new plugin.
+fn case_variants_of_a_name_or_version_are_refused(kind: StoreKind) {
+    let rig = Rig::new(kind, SLOW_SIM, &[]);
+    rig.sim()
+        .set(json!({"fail_next": 2, "fail_kind": "publish_limit", "never_callback": true}));
+    let first = tarball_sized(40, 4000);
+    for q in [
+        "name=CaseP&version=1.0.0&platforms=linux",
+        "name=casever&version=2.0.0-RC&platforms=linux",
+    ] {
+        let r = rig.upload(q, &first);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["builds"][0]["status"], "failed", "{}", r.text());
+    }
+    let jobs_before = rig.jobs();
+    let second = tarball_sized(41, 4100);
+    let r = rig.upload("name=casep&version=1.0.0&platforms=linux", &second);
+    assert_error(&r, 409, "CASE_CONFLICT", &["casep", "CaseP"]);
+    let r = rig.upload("name=CASEP&version=3.0.0&platforms=linux", &second);
+    assert_error(&r, 409, "CASE_CONFLICT", &["CASEP", "CaseP"]);
+    let r = rig.upload("name=casever&version=2.0.0-rc&platforms=linux", &second);
+    assert_error(&r, 409, "CASE_CONFLICT", &["2.0.0-rc", "2.0.0-RC"]);
+    // Nothing recorded, stored or submitted.
+    assert_eq!(rig.jobs(), jobs_before, "jobs unchanged");
+    assert_eq!(rig.count("plugins"), 2);
+    assert_eq!(rig.count("pluginVersions"), 2);
+    assert_eq!(rig.sim().submissions().len(), 2, "no submission");
+    let kept = [
+        rig.tarball_path("CaseP", "1.0.0"),
+        rig.tarball_path("casever", "2.0.0-RC"),
+    ];
+    let mut files = files_under(&rig.uploads);
+    files.sort();
+    let mut want = kept.to_vec();
+    want.sort();
+    assert_eq!(files, want, "no file under another spelling");
+    for p in &kept {
+        assert_eq!(std::fs::read(p).unwrap(), first, "tarball kept");
+    }
+    // The recorded spelling still rebuilds, with the new tarball.
+    let r = rig.upload("name=CaseP&version=1.0.0&platforms=linux", &second);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["builds"][0]["status"], "queued", "{}", r.text());
+    let subs = rig.sim().submissions();
+    assert_eq!(subs.len(), 3);
+    assert_eq!(subs[2]["tarball_sha256"], sha256_hex(&second));
+    // `/status` answers the recorded spelling only, on both stores.
+    assert_eq!(rig.status("CaseP", "1.0.0").status, 200);
+    assert_eq!(rig.status("casep", "1.0.0").status, 404);
+}
+
+/// Item 12: a value longer than its database column holds is refused with
+/// 400 naming the field and the limit, before anything is written. The
+/// embedded store has the marketplace's widths (version 64, displayName
+/// 255); MySQL reads them from `information_schema` (tests/it/migrations.rs
+/// narrows them).
+fn values_wider_than_the_columns_are_refused(kind: StoreKind) {
+    let rig = Rig::new(kind, SLOW_SIM, &[]);
+    rig.sim().set(json!({"never_callback": true}));
+    let tar = tarball_sized(50, 3000);
+    let long_version = format!("1.0.0-{}", "a".repeat(59));
+    assert_eq!(long_version.len(), 65);
+    let r = rig.upload(
+        &format!("name=wide&version={long_version}&platforms=linux"),
+        &tar,
+    );
+    assert_error(&r, 400, "BAD_REQUEST", &["version", "64"]);
+    let long_display = "D".repeat(256);
+    let r = rig.upload(
+        &format!("name=wide&version=1.0.0&displayName={long_display}&platforms=linux"),
+        &tar,
+    );
+    assert_error(&r, 400, "BAD_REQUEST", &["displayName", "255"]);
+    rig.assert_nothing_written();
+    // At the limit: accepted and stored as sent.
+    let version = &long_version[..64];
+    let display = &long_display[..255];
+    let r = rig.upload(
+        &format!("name=wide&version={version}&displayName={display}&platforms=linux"),
+        &tar,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        rig.rows("SELECT p.displayName, v.version FROM plugins p JOIN pluginVersions v ON v.pluginId = p.id"),
+        vec![vec![Some(display.to_string()), Some(version.to_string())]]
+    );
 }

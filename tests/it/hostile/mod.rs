@@ -150,6 +150,24 @@ fn fixture() -> Fx {
     }
     let linux = sim.callback(NAME, VERSION, "linux");
     let macos = sim.callback(NAME, VERSION, "macos");
+    // A job of the previous server (no callback token): the only kind the
+    // old callback form names (`/artifact/old-plugin-0.9.0-linux`). Created
+    // now, so that the build timeout leaves it alone during the run.
+    let path = svc.dir().join("data").join(common::SQLITE_FILE);
+    let w = rusqlite::Connection::open(&path).unwrap();
+    w.busy_timeout(Duration::from_secs(5)).unwrap();
+    w.execute_batch(
+        "INSERT INTO plugins (name, displayName, description, publishedAt, updatedAt)
+           VALUES ('old-plugin', 'Old', '', 1700000000, 1700000000);
+         INSERT INTO pluginVersions (pluginId, version, platforms, publishedAt)
+           SELECT id, '0.9.0', '[]', 1700000000 FROM plugins WHERE name = 'old-plugin';
+         INSERT INTO buildJobs (pluginId, version, platform, hubJobId, status, createdAt)
+           SELECT id, '0.9.0', 'linux', 'old-hub-1', 'building',
+                  CAST(strftime('%s', 'now') AS INTEGER)
+           FROM plugins WHERE name = 'old-plugin';",
+    )
+    .unwrap();
+    drop(w);
     let db = open_db(&svc);
     Fx {
         svc,
