@@ -59,6 +59,7 @@ mod routing;
 mod status;
 mod upload;
 
+mod availability;
 mod request_lines;
 mod slow_clients;
 mod smuggling;
