@@ -291,6 +291,22 @@ config_keys! {
         /// Per-read/write socket timeout: a client that sends nothing for this
         /// many seconds is disconnected, and a request head must arrive within it.
         READ_TIMEOUT_SECS: read_timeout_secs: u64 = "30", parse rules::positive::<u64>;
+        /// Connections served at once (1-65536); lowered at start to what the
+        /// open-file limit allows (two descriptors per connection). Past it a
+        /// new connection is answered 503 with Retry-After and closed.
+        MAX_CONNECTIONS: max_connections: usize = "1024", parse rules::positive_at_most::<65536>;
+        /// Share of MAX_CONNECTIONS one client address may hold, in percent
+        /// (1-100). Behind a reverse proxy every connection comes from the
+        /// proxy's address: set 100 there.
+        MAX_CONNECTIONS_PER_CLIENT_PERCENT: max_connections_per_client_percent: usize = "50", parse rules::positive_at_most::<100>;
+        /// A keep-alive connection with no new request for this many seconds
+        /// is closed (also a new connection that sends nothing).
+        KEEPALIVE_IDLE_SECS: keepalive_idle_secs: u64 = "5", parse rules::positive::<u64>;
+        /// A request body must average at least this many bytes per second
+        /// once BODY_RATE_GRACE_SECS have passed, or it is cut off with 408.
+        BODY_MIN_RATE: body_min_rate: u64 = "1024", parse rules::positive::<u64>;
+        /// Seconds a request body may take before BODY_MIN_RATE applies.
+        BODY_RATE_GRACE_SECS: body_rate_grace_secs: u64 = "10", parse rules::positive::<u64>;
         /// Shared secret for POST /upload (Authorization: Bearer <secret> or
         /// ?token=); never sent to Perry Hub.
         UPLOAD_SECRET: upload_secret: Secret = "", parse rules::secret;

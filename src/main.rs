@@ -137,6 +137,8 @@ fn with_store(
 }
 
 fn serve(mut cfg: Config) -> Result<(), String> {
+    // Before anything opens descriptors (the connection cap derives from it).
+    server::raise_open_file_limit();
     for dir in [&cfg.data_dir, &cfg.uploads_dir, &cfg.packages_dir] {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;

@@ -59,6 +59,18 @@ pub(super) fn route(
             allowed.push(route.method);
             continue;
         }
+        // A body needs its framing: bytes after a head with neither
+        // Content-Length nor chunked coding are not a body (RFC 9112 6.3);
+        // refuse instead of reading them as one, and close.
+        if matches!(method, "POST" | "PUT" | "PATCH") && !framed(req) {
+            req.close_connection();
+            let e = ApiError::new(
+                411,
+                "LENGTH_REQUIRED",
+                "a request body needs Content-Length or Transfer-Encoding: chunked",
+            );
+            return (route.name, Reply::error(&e));
+        }
         let params: Result<Vec<String>, ApiError> = raw
             .iter()
             .map(|r| crate::validate::path_decode(r, "a path segment"))
@@ -153,4 +165,44 @@ mod tests {
         );
         assert_eq!(loggable_target("/health", ""), "/health");
     }
+}
+
+/// The origin form of a request target (RFC 9112 3.2): an absolute-form
+/// target such as `http://host/health?x` becomes `/health?x`.
+pub(super) fn origin_form(target: &str) -> std::borrow::Cow<'_, str> {
+    for scheme in ["http://", "https://"] {
+        let Some(head) = target.get(..scheme.len()) else {
+            continue;
+        };
+        if !head.eq_ignore_ascii_case(scheme) {
+            continue;
+        }
+        let rest = &target[scheme.len()..];
+        return match rest.find(['/', '?']) {
+            Some(i) if rest.as_bytes()[i] == b'/' => rest[i..].into(),
+            Some(i) => format!("/{}", &rest[i..]).into(),
+            None => "/".into(),
+        };
+    }
+    target.into()
+}
+
+#[cfg(test)]
+mod origin_form_tests {
+    use super::origin_form;
+
+    #[test]
+    fn absolute_form_targets_become_origin_form() {
+        assert_eq!(origin_form("/health"), "/health");
+        assert_eq!(origin_form("http://h:1/health?a=1"), "/health?a=1");
+        assert_eq!(origin_form("HTTPS://h"), "/");
+        assert_eq!(origin_form("http://h?x=1"), "/?x=1");
+    }
+}
+
+/// Does the request frame a body (Content-Length or Transfer-Encoding)?
+fn framed(req: &tiny_http::Request) -> bool {
+    req.headers()
+        .iter()
+        .any(|h| h.field.equiv("Content-Length") || h.field.equiv("Transfer-Encoding"))
 }

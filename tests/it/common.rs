@@ -444,9 +444,18 @@ pub struct ServiceBuilder {
     env: BTreeMap<String, Option<String>>,
     dir: Option<PathBuf>,
     args: Vec<String>,
+    /// A command the binary is run through (`prlimit --nofile=256 <bin> ...`).
+    wrapper: Vec<String>,
 }
 
 impl ServiceBuilder {
+    /// Runs the binary through `command` (its arguments first, then the
+    /// binary and its own), e.g. `wrap(&["prlimit", "--nofile=256"])`.
+    pub fn wrap(mut self, command: &[&str]) -> Self {
+        self.wrapper = command.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
     /// Sets configuration key `KEY` (as `HONE_BUILD_KEY`).
     pub fn set(mut self, key: &str, value: impl Into<String>) -> Self {
         self.env
@@ -501,7 +510,14 @@ impl ServiceBuilder {
                 (Some(t), p)
             }
         };
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hone-build"));
+        let mut cmd = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_hone-build"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_hone-build")),
+        };
         for (k, _) in std::env::vars_os() {
             let k = k.to_string_lossy();
             if k.starts_with("HONE_BUILD_") || k == "RUST_LOG" {
@@ -589,6 +605,7 @@ impl Service {
             env: BTreeMap::new(),
             dir: None,
             args: Vec::new(),
+            wrapper: Vec::new(),
         }
     }
 

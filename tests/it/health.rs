@@ -574,12 +574,16 @@ fn sigterm_stops_cleanly() {
 /// tiny_http runs one thread per connection: at most 1024 connections are
 /// served at once (vendor/tiny_http/HONE-PATCH.md, patch 10), so a client
 /// opening more cannot grow the service's threads without bound. The
-/// connections past the cap are closed at once; when the held ones close,
+/// connections past the cap are answered 503 (Retry-After) and closed at
+/// once, counted in a rate-limited log line; when the held ones close,
 /// the service serves again without a restart.
 #[test]
 fn connections_past_the_cap_are_closed_and_threads_stay_bounded() {
     const CAP: usize = 1024;
-    let svc = Service::builder().start();
+    // The whole cap for one client address (the tests connect from one).
+    let svc = Service::builder()
+        .set("MAX_CONNECTIONS_PER_CLIENT_PERCENT", "100")
+        .start();
     let addr = svc.addr();
     let threads = || {
         std::fs::read_dir(format!("/proc/{}/task", svc.pid()))
@@ -599,22 +603,31 @@ fn connections_past_the_cap_are_closed_and_threads_stay_bounded() {
             Err(e) => panic!("connect {i}: {e} (the test needs ~1100 file descriptors)"),
         }
     }
-    // The connections past the cap are closed by the service at once.
-    // (A connection the service kept open would time out here instead.)
+    // The connections past the cap are answered 503 with Retry-After and
+    // closed by the service at once (issue #11 item 3; they used to be
+    // closed without an answer). A connection the service kept open would
+    // time out here instead.
     let mut closed = 0;
     for s in held.iter_mut().rev().take(40) {
-        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        let mut b = [0u8; 1];
-        use std::io::Read;
-        match s.read(&mut b) {
-            Ok(0) => closed += 1,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => closed += 1,
-            _ => {}
+        let (got, ended) = common::read_until(s, Duration::from_secs(2), Vec::new(), |_| false);
+        let text = String::from_utf8_lossy(&got);
+        if ended && text.starts_with("HTTP/1.1 503") && text.contains("Retry-After") {
+            closed += 1;
         }
     }
     assert!(
         closed >= 30,
-        "only {closed} of the 40 connections past the cap were closed"
+        "only {closed} of the 40 connections past the cap were answered 503 and closed"
+    );
+    // One log line counts the refusals (not one WARN per refusal).
+    let refusal_lines = svc
+        .log()
+        .lines()
+        .filter(|l| l.contains("refused") && l.contains("connection(s)"))
+        .count();
+    assert!(
+        (1..=3).contains(&refusal_lines),
+        "{refusal_lines} log lines about refused connections"
     );
     let during = threads();
     assert!(

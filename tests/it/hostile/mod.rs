@@ -50,6 +50,19 @@
 //!   time;
 //! - [`request_lines::access_log_lines_cannot_be_forged`] — control
 //!   characters escaped.
+//!
+//! Issue #11 (availability and HTTP conformance), each seen failing first:
+//! - [`availability`]: clients that never read their responses, running out
+//!   of file descriptors (under `prlimit --nofile=256`), one address holding
+//!   keep-alive connections — `/health` under 100 ms during each attack,
+//!   recovery without a restart;
+//! - [`smuggling::chunk_size_lines_extensions_and_trailers_are_bounded`],
+//!   [`smuggling::upgrades_are_refused_and_bodies_without_framing_get_411`],
+//!   [`smuggling::chunked_body_on_get_never_runs_as_the_next_request`];
+//! - [`slow_clients::slow_bodies_are_cut_off_with_408`];
+//! - [`request_lines::obs_fold_bare_lf_and_nul_in_headers_are_refused`],
+//!   [`request_lines::absolute_form_host_rules_and_http09`],
+//!   [`request_lines::auth_scheme_is_case_insensitive`].
 
 mod case;
 
@@ -59,6 +72,7 @@ mod routing;
 mod status;
 mod upload;
 
+mod availability;
 mod request_lines;
 mod slow_clients;
 mod smuggling;
