@@ -413,7 +413,7 @@ impl Follow<'_> {
             s.spawn(|| {
                 let mut last = Instant::now();
                 while !done.load(Ordering::Acquire) && !stop.load(Ordering::Acquire) {
-                    std::thread::sleep(Duration::from_millis(100));
+                    std::thread::sleep(Duration::from_millis(10));
                     if last.elapsed() >= RENEW_EVERY {
                         last = Instant::now();
                         let _ = self.app.store.renew_follow(
