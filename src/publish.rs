@@ -68,6 +68,7 @@ pub fn upload(app: &App, up: Upload, body: &mut dyn Read) -> Result<Published, A
     let dir = final_path.parent().expect("tarball path has a parent");
     let mut tmp = TempFile::create_in(dir)?;
     let tarball = receive_tarball(body, app.cfg.max_body_bytes, &mut tmp)?;
+    check_tarball(&mut tmp, &up.entry, app.cfg.max_body_bytes)?;
 
     let new = NewUpload {
         name: up.name.clone(),
@@ -185,6 +186,40 @@ fn receive_tarball(
         ));
     }
     Ok(streamed)
+}
+
+/// How much a tarball may expand to when checked: a gzip bomb stops here.
+const MAX_UNPACK_RATIO: u64 = 64;
+
+/// Reads the received tarball whole (see `files::tarball`): refuses (400,
+/// saying what is wrong) one the hub could not build.
+fn check_tarball(tmp: &mut TempFile, entry: &str, max_body: u64) -> Result<(), ApiError> {
+    use files::tarball::TarballError;
+    use std::io::{BufReader, Seek, SeekFrom};
+    let file = tmp.file();
+    file.seek(SeekFrom::Start(0))?;
+    let max = max_body.saturating_mul(MAX_UNPACK_RATIO);
+    let send = "send the file's bytes unchanged: curl --data-binary @plugin.tar.gz \
+                (--data strips line breaks)";
+    match files::tarball::check(BufReader::new(file), entry, max) {
+        Ok(()) => Ok(()),
+        Err(TarballError::Gzip(m)) => Err(ApiError::bad_request(format!(
+            "the tarball is not a valid gzip file: {m}; {send}"
+        ))),
+        Err(TarballError::Tar(m)) => Err(ApiError::bad_request(format!(
+            "the tarball is a gzip file but not a tar archive ({m}); send the plugin's .tar.gz"
+        ))),
+        Err(TarballError::NoEntry { entry, first }) => Err(ApiError::bad_request(format!(
+            "the tarball has no {entry} (the entry file; set ?entry= to the plugin's entry, \
+             a path inside the tarball){}",
+            first
+                .map(|f| format!("; its first member is {f}"))
+                .unwrap_or_default()
+        ))),
+        Err(TarballError::TooBig(max)) => Err(ApiError::bad_request(format!(
+            "the tarball expands to more than {max} bytes ({MAX_UNPACK_RATIO} × MAX_BODY_BYTES)"
+        ))),
+    }
 }
 
 /// A per-job callback token: 256 random bits, hex.

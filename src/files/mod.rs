@@ -13,6 +13,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 mod guard;
+pub mod tarball;
 pub use guard::{Placed, RecordedCheck, Unsettled};
 
 /// Prefix of temporary files; a crashed write leaves one behind, which
