@@ -66,7 +66,7 @@ pub fn receive(
     encoding: Encoding,
 ) -> Result<Received, ApiError> {
     let (platform, dir) = destination(app, job)?;
-    let mut tmp = TempFile::create_in(&dir)?;
+    let mut tmp = TempFile::create_in(&app.cfg.packages_dir, &dir)?;
     let streamed = body::stream_decoded(
         Limited::new(source, app.cfg.max_body_bytes),
         encoding,
@@ -129,7 +129,7 @@ pub fn unpack(
         action,
         source,
     };
-    let program = TempFile::create_in(&dir).map_err(|e| io_err("creating a file", e))?;
+    let program = TempFile::create_beside(&dir).map_err(|e| io_err("creating a file", e))?;
     let mut out = unpack::HashingWriter::new(program);
     let file = tmp.file();
     file.seek(SeekFrom::Start(0))
@@ -204,33 +204,44 @@ pub fn record(
         source: origin,
     };
     let mut placed = Placed::default();
+    // A file error inside the transaction, kept to be answered as what it
+    // is (a full disk: 507) rather than as the store's failure.
+    let mut file_error = None;
     let outcome = app.store.complete_job(job.id, &artifact, &mut || {
-        placed.place(&mut tmp, &dest)?;
-        let (_, manifest) = files::update_manifest(
-            &dir,
-            &job.plugin_name,
-            &job.version,
-            platform,
-            entry.clone(),
-        )?;
-        placed.push(manifest);
-        Ok(())
+        let mut put = || {
+            placed.place(&mut tmp, &dest)?;
+            let (_, manifest) = files::update_manifest(
+                &dir,
+                &job.plugin_name,
+                &job.version,
+                platform,
+                entry.clone(),
+            )?;
+            placed.push(manifest);
+            Ok(())
+        };
+        put().inspect_err(|e: &std::io::Error| {
+            file_error = Some(std::io::Error::new(e.kind(), e.to_string()))
+        })
     });
     let (id, sha) = (job.id, streamed.sha256.clone());
-    let outcome = placed.conclude(
-        outcome,
-        &app.unsettled,
-        app.store.as_ref(),
-        || format!("artifact of job {id}"),
-        // The job, completed with these bytes or not, tells.
-        || {
-            Box::new(move |store| {
-                Ok(store.job_by_id(id)?.is_some_and(|j| {
-                    j.status == JobStatus::Completed && j.sha256.as_deref() == Some(sha.as_str())
-                }))
-            })
-        },
-    )?;
+    let outcome = placed
+        .conclude(
+            outcome,
+            &app.unsettled,
+            app.store.as_ref(),
+            || format!("artifact of job {id}"),
+            // The job, completed with these bytes or not, tells.
+            || {
+                Box::new(move |store| {
+                    Ok(store.job_by_id(id)?.is_some_and(|j| {
+                        j.status == JobStatus::Completed
+                            && j.sha256.as_deref() == Some(sha.as_str())
+                    }))
+                })
+            },
+        )
+        .map_err(|e| files::store_or_file_error(e, file_error))?;
     let changed = match outcome {
         CompleteOutcome::Completed => {
             app.metrics.artifacts_stored.fetch_add(1, Relaxed);

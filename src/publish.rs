@@ -66,7 +66,7 @@ pub fn upload(app: &App, up: Upload, body: &mut dyn Read) -> Result<Published, A
 
     let final_path = files::tarball_path(&app.cfg.uploads_dir, &up.name, &up.version);
     let dir = final_path.parent().expect("tarball path has a parent");
-    let mut tmp = TempFile::create_in(dir)?;
+    let mut tmp = TempFile::create_in(&app.cfg.uploads_dir, dir)?;
     let tarball = receive_tarball(body, app.cfg.max_body_bytes, &mut tmp)?;
     check_tarball(&mut tmp, &up.entry, app.cfg.max_body_bytes)?;
 
@@ -88,28 +88,35 @@ pub fn upload(app: &App, up: Upload, body: &mut dyn Read) -> Result<Published, A
         t
     };
     let mut placed = Placed::default();
+    // A file error inside the transaction, kept to be answered as what it
+    // is (a full disk: 507) rather than as the store's failure.
+    let mut file_error = None;
     let outcome = app.store.record_upload(&new, &mut new_token, &mut || {
-        placed.place(&mut tmp, &final_path)
+        placed
+            .place(&mut tmp, &final_path)
+            .inspect_err(|e| file_error = Some(std::io::Error::new(e.kind(), e.to_string())))
     });
     let (name, version) = (up.name, up.version);
-    let outcome = placed.conclude(
-        outcome,
-        &app.unsettled,
-        app.store.as_ref(),
-        || format!("upload {name} {version}"),
-        // The jobs it created, found by their tokens, tell.
-        || {
-            let (name, version) = (name.clone(), version.clone());
-            Box::new(move |store| {
-                let jobs = store.version_jobs(&name, &version)?;
-                Ok(jobs.iter().any(|j| {
-                    j.callback_token
-                        .as_ref()
-                        .is_some_and(|t| tokens.contains(t))
-                }))
-            })
-        },
-    )?;
+    let outcome = placed
+        .conclude(
+            outcome,
+            &app.unsettled,
+            app.store.as_ref(),
+            || format!("upload {name} {version}"),
+            // The jobs it created, found by their tokens, tell.
+            || {
+                let (name, version) = (name.clone(), version.clone());
+                Box::new(move |store| {
+                    let jobs = store.version_jobs(&name, &version)?;
+                    Ok(jobs.iter().any(|j| {
+                        j.callback_token
+                            .as_ref()
+                            .is_some_and(|t| tokens.contains(t))
+                    }))
+                })
+            },
+        )
+        .map_err(|e| files::store_or_file_error(e, file_error))?;
     let jobs = match outcome {
         UploadOutcome::Refused(r) => return Err(refusal(r, &name, &version)),
         UploadOutcome::Recorded(jobs) => jobs,
@@ -196,8 +203,10 @@ const MAX_UNPACK_RATIO: u64 = 64;
 fn check_tarball(tmp: &mut TempFile, entry: &str, max_body: u64) -> Result<(), ApiError> {
     use files::tarball::TarballError;
     use std::io::{BufReader, Seek, SeekFrom};
+    let path = tmp.path().to_path_buf();
     let file = tmp.file();
-    file.seek(SeekFrom::Start(0))?;
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| files::context("reading", &path, e))?;
     let max = max_body.saturating_mul(MAX_UNPACK_RATIO);
     let send = "send the file's bytes unchanged: curl --data-binary @plugin.tar.gz \
                 (--data strips line breaks)";

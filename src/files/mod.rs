@@ -32,36 +32,47 @@ pub struct TempFile {
 }
 
 impl TempFile {
-    /// Creates `dir` (and parents) and a new temporary file in it.
-    pub fn create_in(dir: &Path) -> io::Result<TempFile> {
-        let mut created_dirs = Vec::new();
-        let mut d = dir;
-        while !d.exists() {
-            created_dirs.push(d.to_path_buf());
-            match d.parent() {
-                Some(p) => d = p,
-                None => break,
-            }
-        }
-        let path = dir.join(format!("{TEMP_PREFIX}{}", codec::random_hex(8)?));
-        let open = || {
-            fs::create_dir_all(dir)?;
-            fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(&path)
-        };
+    /// Creates `dir` (its components below `root`, never through a
+    /// symbolic link: see [`ensure_dir`]) and a new temporary file in it.
+    pub fn create_in(root: &Path, dir: &Path) -> io::Result<TempFile> {
+        let created_dirs = ensure_dir(root, dir)?;
         // A concurrent refused request may remove an empty directory between
-        // our create_dir_all and open: try once more.
-        let file = match open() {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => open()?,
+        // our ensure_dir and open: try once more.
+        let mut t = match TempFile::open_in(dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                ensure_dir(root, dir)?;
+                TempFile::open_in(dir)?
+            }
             other => other?,
         };
+        t.created_dirs = created_dirs;
+        Ok(t)
+    }
+
+    /// A new temporary file in `dir`, which must exist and be a real
+    /// directory (not a symbolic link); creates nothing else.
+    pub fn create_beside(dir: &Path) -> io::Result<TempFile> {
+        match fs::symlink_metadata(dir) {
+            Ok(m) if m.file_type().is_symlink() => return Err(symlink_refused(dir)),
+            Ok(_) => {}
+            Err(e) => return Err(context("opening the directory", dir, e)),
+        }
+        TempFile::open_in(dir)
+    }
+
+    fn open_in(dir: &Path) -> io::Result<TempFile> {
+        let path = dir.join(format!("{TEMP_PREFIX}{}", codec::random_hex(8)?));
+        // `create_new` (O_CREAT | O_EXCL) never follows a symbolic link.
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| context("creating", &path, e))?;
         Ok(TempFile {
             path,
             file: Some(file),
-            created_dirs,
+            created_dirs: Vec::new(),
         })
     }
 
@@ -77,11 +88,14 @@ impl TempFile {
     /// directory), then syncs the directory so the rename survives a crash.
     pub fn persist(&mut self, dest: &Path) -> io::Result<()> {
         let file = self.file.take().expect("persist once");
-        file.sync_all()?;
+        file.sync_all()
+            .map_err(|e| context("flushing", &self.path, e))?;
         drop(file);
-        fs::rename(&self.path, dest)?;
+        fs::rename(&self.path, dest).map_err(|e| context("renaming into place", dest, e))?;
         if let Some(dir) = dest.parent() {
-            File::open(dir)?.sync_all()?;
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| context("syncing the directory", dir, e))?;
         }
         self.path = PathBuf::new();
         self.created_dirs.clear();
@@ -102,10 +116,16 @@ impl Drop for TempFile {
 
 impl Write for TempFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file().write(buf)
+        let path = self.path.clone();
+        self.file()
+            .write(buf)
+            .map_err(|e| context("writing", &path, e))
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.file().flush()
+        let path = self.path.clone();
+        self.file()
+            .flush()
+            .map_err(|e| context("writing", &path, e))
     }
 }
 
@@ -128,11 +148,11 @@ impl Replacement {
         let backup = match fs::symlink_metadata(dest) {
             Ok(_) => {
                 let b = dest.with_file_name(format!("{TEMP_PREFIX}bak-{}", codec::random_hex(8)?));
-                fs::hard_link(dest, &b)?;
+                fs::hard_link(dest, &b).map_err(|e| context("keeping a copy of", dest, e))?;
                 Some(b)
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
+            Err(e) => return Err(context("reading", dest, e)),
         };
         let mut placed = Replacement {
             dest: dest.to_path_buf(),
@@ -189,6 +209,105 @@ impl Replacement {
 fn inode(p: &Path) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
     fs::symlink_metadata(p).ok().map(|m| m.ino())
+}
+
+/// `e` with the operation and the path in its message; the kind is kept
+/// (a full disk stays one: `ApiError` answers it with 507).
+pub fn context(op: &str, path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{op} {}: {e}", path.display()))
+}
+
+fn symlink_refused(path: &Path) -> io::Error {
+    io::Error::other(format!(
+        "refusing to write through the symbolic link {}",
+        path.display()
+    ))
+}
+
+/// Makes sure `dir` is a real directory, creating what is missing of it
+/// below `root` one component at a time. A component that is a symbolic
+/// link (or not a directory) is refused: files are never written through
+/// a link planted inside UPLOADS_DIR or PACKAGES_DIR (`root` itself may
+/// be one: it is the operator's choice). Returns the directories created,
+/// deepest first.
+pub fn ensure_dir(root: &Path, dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let rel = dir.strip_prefix(root).map_err(|_| {
+        io::Error::other(format!(
+            "{} is not inside {}",
+            dir.display(),
+            root.display()
+        ))
+    })?;
+    if !root.is_dir() {
+        fs::create_dir_all(root).map_err(|e| context("creating the directory", root, e))?;
+    }
+    let mut created = Vec::new();
+    let mut at = root.to_path_buf();
+    for c in rel.components() {
+        let std::path::Component::Normal(c) = c else {
+            return Err(io::Error::other(format!(
+                "{} is not a plain path",
+                dir.display()
+            )));
+        };
+        at.push(c);
+        match fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => return Err(symlink_refused(&at)),
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(io::Error::other(format!(
+                    "{} is not a directory",
+                    at.display()
+                )));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::create_dir(&at) {
+                Ok(()) => created.push(at.clone()),
+                // Created meanwhile by another request: check it again.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    if fs::symlink_metadata(&at)?.file_type().is_symlink() {
+                        return Err(symlink_refused(&at));
+                    }
+                }
+                Err(e) => return Err(context("creating the directory", &at, e)),
+            },
+            Err(e) => return Err(context("reading", &at, e)),
+        }
+    }
+    created.reverse();
+    Ok(created)
+}
+
+/// Checks that `dir` is a directory this process can create files in (a
+/// probe file is created and removed: cheap, and true also for root).
+pub fn check_writable(dir: &Path) -> io::Result<()> {
+    let m = fs::metadata(dir).map_err(|e| context("reading", dir, e))?;
+    if !m.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotADirectory,
+            format!("{} is not a directory", dir.display()),
+        ));
+    }
+    let probe = dir.join(format!("{TEMP_PREFIX}probe-{}", codec::random_hex(6)?));
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .map_err(|e| context("creating a file in", dir, e))?;
+    fs::remove_file(&probe).map_err(|e| context("removing", &probe, e))
+}
+
+/// The answer to a store operation that failed while it put files in
+/// place: the file error `file` (kept by the caller's callback) when there
+/// is one and the store only reports it as its own failure, so a full disk
+/// is a 507 naming the file in the log, not an "internal database error".
+pub fn store_or_file_error(
+    e: crate::error::StoreError,
+    file: Option<io::Error>,
+) -> crate::error::ApiError {
+    match (e, file) {
+        (crate::error::StoreError::Other(_), Some(io)) => io.into(),
+        (e, _) => e.into(),
+    }
 }
 
 /// Where an uploaded tarball lives: `UPLOADS_DIR/<name>/<version>.tar.gz`.
@@ -278,13 +397,17 @@ pub fn update_manifest(
             version: version.into(),
             artifacts: BTreeMap::new(),
         },
-        Err(e) => return Err(e),
+        Err(e) => return Err(context("reading", &path, e)),
     };
     manifest.artifacts.insert(platform.id().to_string(), entry);
-    let mut tmp = TempFile::create_in(dir)?;
-    serde_json::to_writer_pretty(&mut tmp, &manifest).map_err(io::Error::other)?;
-    tmp.write_all(b"\n")?;
-    let placed = Replacement::place(&mut tmp, &path)?;
+    let mut bytes = serde_json::to_vec_pretty(&manifest).map_err(io::Error::other)?;
+    bytes.push(b'\n');
+    let write = || {
+        let mut tmp = TempFile::create_beside(dir)?;
+        tmp.write_all(&bytes)?;
+        Replacement::place(&mut tmp, &path)
+    };
+    let placed = write().map_err(|e| context("writing the manifest", &path, e))?;
     Ok((manifest, placed))
 }
 
@@ -336,7 +459,7 @@ mod tests {
     fn temp_file_is_removed_unless_persisted() {
         let d = tmpdir("temp");
         let p = {
-            let mut t = TempFile::create_in(&d.join("a/b")).unwrap();
+            let mut t = TempFile::create_in(&d, &d.join("a/b")).unwrap();
             t.write_all(b"x").unwrap();
             t.path().to_path_buf()
         };
@@ -346,7 +469,7 @@ mod tests {
             "directories it created are removed too"
         );
         fs::create_dir_all(d.join("a")).unwrap();
-        let mut t = TempFile::create_in(&d).unwrap();
+        let mut t = TempFile::create_in(&d, &d).unwrap();
         t.write_all(b"hello").unwrap();
         t.persist(&d.join("final.bin")).unwrap();
         drop(t);
@@ -364,20 +487,20 @@ mod tests {
         let d = tmpdir("replace");
         let dest = d.join("x.bin");
         // New file, undone: gone.
-        let mut t = TempFile::create_in(&d).unwrap();
+        let mut t = TempFile::create_in(&d, &d).unwrap();
         t.write_all(b"new").unwrap();
         Replacement::place(&mut t, &dest).unwrap().undo();
         assert!(!dest.exists());
         // Over an old file, undone: the old bytes are back.
         fs::write(&dest, b"old").unwrap();
-        let mut t = TempFile::create_in(&d).unwrap();
+        let mut t = TempFile::create_in(&d, &d).unwrap();
         t.write_all(b"new").unwrap();
         let r = Replacement::place(&mut t, &dest).unwrap();
         assert_eq!(fs::read(&dest).unwrap(), b"new");
         r.undo();
         assert_eq!(fs::read(&dest).unwrap(), b"old");
         // Kept: the new bytes stay and no backup is left.
-        let mut t = TempFile::create_in(&d).unwrap();
+        let mut t = TempFile::create_in(&d, &d).unwrap();
         t.write_all(b"newer").unwrap();
         Replacement::place(&mut t, &dest).unwrap().keep();
         drop(t);
