@@ -172,6 +172,31 @@ pub fn unpack(
     }
 }
 
+/// When the version's `manifest.json` is unparsable, what the rows say of
+/// each platform (read before the transaction: the manifest is rebuilt
+/// from them and the programs, see `files::rebuild_manifest`); otherwise
+/// nothing.
+fn rows_if_manifest_broken(
+    app: &App,
+    job: &Job,
+    dir: &std::path::Path,
+) -> Result<files::RowStates, ApiError> {
+    if !matches!(files::read_manifest(dir), Ok(Err(_))) {
+        return Ok(files::RowStates::new());
+    }
+    let jobs = app.store.version_jobs(&job.plugin_name, &job.version)?;
+    let mut rows = files::RowStates::new();
+    for j in jobs
+        .iter()
+        .filter(|j| j.plugin_name == job.plugin_name && j.version == job.version)
+    {
+        if let Some(p) = j.platform() {
+            *rows.entry(p.id().to_string()).or_insert(false) |= j.status == JobStatus::Completed;
+        }
+    }
+    Ok(rows)
+}
+
 /// Puts a verified program in place as `<platform-id>.bin`, updates
 /// `manifest.json` (with `origin` when it came out of a hub package) and
 /// completes the job, all in one transaction (the files go in place last,
@@ -203,6 +228,7 @@ pub fn record(
         stored_at: files::rfc3339_now(),
         source: origin,
     };
+    let rows = rows_if_manifest_broken(app, job, &dir)?;
     let mut placed = Placed::default();
     // A file error inside the transaction, kept to be answered as what it
     // is (a full disk: 507) rather than as the store's failure.
@@ -216,6 +242,7 @@ pub fn record(
                 &job.version,
                 platform,
                 entry.clone(),
+                &rows,
             )?;
             placed.push(manifest);
             Ok(())

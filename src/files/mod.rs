@@ -365,9 +365,97 @@ pub struct Manifest {
     pub artifacts: BTreeMap<String, ManifestEntry>,
 }
 
+/// What the rows say of each platform of a version: platform id →
+/// completed. A platform missing from it is one the rows say nothing about.
+pub type RowStates = BTreeMap<String, bool>;
+
+/// Reads the version directory's `manifest.json`: `Ok(None)` when there is
+/// none, `Err(Err(_))` when it is unparsable.
+pub fn read_manifest(dir: &Path) -> io::Result<Result<Option<Manifest>, serde_json::Error>> {
+    let path = dir.join("manifest.json");
+    match fs::read(&path) {
+        Ok(bytes) => Ok(serde_json::from_slice::<Manifest>(&bytes).map(Some)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Ok(None)),
+        Err(e) => Err(context("reading", &path, e)),
+    }
+}
+
+/// A manifest rebuilt from the programs in `dir` and the rows: every
+/// `<platform-id>.bin` is listed (size and SHA-256 of the file, stored at
+/// its modification time) unless the rows say its platform did not
+/// complete — an entry nothing proves wrong is kept.
+pub fn rebuild_manifest(
+    dir: &Path,
+    name: &str,
+    version: &str,
+    rows: &RowStates,
+) -> io::Result<Manifest> {
+    let mut artifacts = BTreeMap::new();
+    let entries = fs::read_dir(dir).map_err(|e| context("reading", dir, e))?;
+    for e in entries.flatten() {
+        let file_name = e.file_name().to_string_lossy().into_owned();
+        let Some(id) = file_name.strip_suffix(".bin") else {
+            continue;
+        };
+        if file_name.starts_with('.') || rows.get(id) == Some(&false) {
+            continue;
+        }
+        let path = e.path();
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        artifacts.insert(id.to_string(), entry_of_file(&path, &file_name)?);
+    }
+    Ok(Manifest {
+        plugin_name: name.into(),
+        version: version.into(),
+        artifacts,
+    })
+}
+
+/// A manifest entry describing the file at `path` as it is.
+pub fn entry_of_file(path: &Path, filename: &str) -> io::Result<ManifestEntry> {
+    use sha2::{Digest, Sha256};
+    let mut f = File::open(path).map_err(|e| context("reading", path, e))?;
+    let mut h = Sha256::new();
+    let size = io::copy(&mut f, &mut h).map_err(|e| context("reading", path, e))?;
+    let stored_at = f
+        .metadata()
+        .and_then(|m| m.modified())
+        .map(|t| humantime::format_rfc3339_seconds(t).to_string())
+        .unwrap_or_else(|_| rfc3339_now());
+    Ok(ManifestEntry {
+        filename: filename.to_string(),
+        size,
+        sha256: codec::hex(&h.finalize()),
+        stored_at,
+        source: None,
+    })
+}
+
+/// Writes `manifest` as the version directory's `manifest.json`,
+/// atomically; what it replaces is kept until the returned
+/// [`Replacement`] is kept or undone.
+pub fn write_manifest(dir: &Path, manifest: &Manifest) -> io::Result<Replacement> {
+    let path = dir.join("manifest.json");
+    let mut bytes = serde_json::to_vec_pretty(manifest).map_err(io::Error::other)?;
+    bytes.push(b'\n');
+    let write = || {
+        let mut tmp = TempFile::create_beside(dir)?;
+        tmp.write_all(&bytes)?;
+        Replacement::place(&mut tmp, &path)
+    };
+    write().map_err(|e| context("writing the manifest", &path, e))
+}
+
 /// Adds (or replaces) one artifact in the version directory's
-/// `manifest.json`, rewriting it atomically. An unreadable old manifest is
-/// rebuilt from scratch (and logged). The old manifest is kept until the
+/// `manifest.json`, rewriting it atomically. An unparsable old manifest is
+/// rebuilt from the programs beside it and `rows` (see
+/// [`rebuild_manifest`]; the broken file is kept aside as a temporary
+/// file, removed with the stale ones). The old manifest is kept until the
 /// returned [`Replacement`] is kept or undone.
 pub fn update_manifest(
     dir: &Path,
@@ -375,39 +463,33 @@ pub fn update_manifest(
     version: &str,
     platform: Platform,
     entry: ManifestEntry,
+    rows: &RowStates,
 ) -> io::Result<(Manifest, Replacement)> {
     let path = dir.join("manifest.json");
-    let mut manifest = match fs::read(&path) {
-        Ok(bytes) => match serde_json::from_slice::<Manifest>(&bytes) {
-            Ok(m) => m,
-            Err(e) => {
-                log::warn!(
-                    "{} is not a valid manifest ({e}); rewriting it",
-                    path.display()
-                );
-                Manifest {
-                    plugin_name: name.into(),
-                    version: version.into(),
-                    artifacts: BTreeMap::new(),
-                }
-            }
-        },
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Manifest {
+    let mut manifest = match read_manifest(dir)? {
+        Ok(Some(m)) => m,
+        Ok(None) => Manifest {
             plugin_name: name.into(),
             version: version.into(),
             artifacts: BTreeMap::new(),
         },
-        Err(e) => return Err(context("reading", &path, e)),
+        Err(e) => {
+            let aside = dir.join(format!(
+                "{TEMP_PREFIX}broken-manifest-{}",
+                codec::random_hex(4)?
+            ));
+            let _ = fs::hard_link(&path, &aside);
+            log::warn!(
+                "{} is not a valid manifest ({e}); rebuilding it from the programs beside it \
+                 and the rows (the broken file is kept as {} for a day)",
+                path.display(),
+                aside.display()
+            );
+            rebuild_manifest(dir, name, version, rows)?
+        }
     };
     manifest.artifacts.insert(platform.id().to_string(), entry);
-    let mut bytes = serde_json::to_vec_pretty(&manifest).map_err(io::Error::other)?;
-    bytes.push(b'\n');
-    let write = || {
-        let mut tmp = TempFile::create_beside(dir)?;
-        tmp.write_all(&bytes)?;
-        Replacement::place(&mut tmp, &path)
-    };
-    let placed = write().map_err(|e| context("writing the manifest", &path, e))?;
+    let placed = write_manifest(dir, &manifest)?;
     Ok((manifest, placed))
 }
 
@@ -519,12 +601,26 @@ mod tests {
             stored_at: rfc3339_now(),
             source: None,
         };
-        update_manifest(&d, "p", "1.0.0", Platform::Linux, e("linux-x64"))
-            .unwrap()
-            .1
-            .keep();
-        let (m, placed) =
-            update_manifest(&d, "p", "1.0.0", Platform::Macos, e("darwin-arm64")).unwrap();
+        update_manifest(
+            &d,
+            "p",
+            "1.0.0",
+            Platform::Linux,
+            e("linux-x64"),
+            &RowStates::new(),
+        )
+        .unwrap()
+        .1
+        .keep();
+        let (m, placed) = update_manifest(
+            &d,
+            "p",
+            "1.0.0",
+            Platform::Macos,
+            e("darwin-arm64"),
+            &RowStates::new(),
+        )
+        .unwrap();
         placed.keep();
         assert_eq!(m.artifacts.len(), 2);
         let on_disk: serde_json::Value =
@@ -541,8 +637,15 @@ mod tests {
                 .ends_with('Z')
         );
         fs::write(d.join("manifest.json"), b"{broken").unwrap();
-        let (m, placed) =
-            update_manifest(&d, "p", "1.0.0", Platform::Windows, e("windows-x64")).unwrap();
+        let (m, placed) = update_manifest(
+            &d,
+            "p",
+            "1.0.0",
+            Platform::Windows,
+            e("windows-x64"),
+            &RowStates::new(),
+        )
+        .unwrap();
         assert_eq!(m.artifacts.len(), 1);
         placed.undo();
         assert_eq!(
