@@ -13,6 +13,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 mod guard;
+pub mod reconcile;
 pub mod tarball;
 pub use guard::{Placed, RecordedCheck, Unsettled};
 
