@@ -66,7 +66,7 @@ pub fn receive(
     encoding: Encoding,
 ) -> Result<Received, ApiError> {
     let (platform, dir) = destination(app, job)?;
-    let mut tmp = TempFile::create_in(&dir)?;
+    let mut tmp = TempFile::create_in(&app.cfg.packages_dir, &dir)?;
     let streamed = body::stream_decoded(
         Limited::new(source, app.cfg.max_body_bytes),
         encoding,
@@ -129,7 +129,7 @@ pub fn unpack(
         action,
         source,
     };
-    let program = TempFile::create_in(&dir).map_err(|e| io_err("creating a file", e))?;
+    let program = TempFile::create_beside(&dir).map_err(|e| io_err("creating a file", e))?;
     let mut out = unpack::HashingWriter::new(program);
     let file = tmp.file();
     file.seek(SeekFrom::Start(0))
@@ -172,6 +172,31 @@ pub fn unpack(
     }
 }
 
+/// When the version's `manifest.json` is unparsable, what the rows say of
+/// each platform (read before the transaction: the manifest is rebuilt
+/// from them and the programs, see `files::rebuild_manifest`); otherwise
+/// nothing.
+fn rows_if_manifest_broken(
+    app: &App,
+    job: &Job,
+    dir: &std::path::Path,
+) -> Result<files::RowStates, ApiError> {
+    if !matches!(files::read_manifest(dir), Ok(Err(_))) {
+        return Ok(files::RowStates::new());
+    }
+    let jobs = app.store.version_jobs(&job.plugin_name, &job.version)?;
+    let mut rows = files::RowStates::new();
+    for j in jobs
+        .iter()
+        .filter(|j| j.plugin_name == job.plugin_name && j.version == job.version)
+    {
+        if let Some(p) = j.platform() {
+            *rows.entry(p.id().to_string()).or_insert(false) |= j.status == JobStatus::Completed;
+        }
+    }
+    Ok(rows)
+}
+
 /// Puts a verified program in place as `<platform-id>.bin`, updates
 /// `manifest.json` (with `origin` when it came out of a hub package) and
 /// completes the job, all in one transaction (the files go in place last,
@@ -206,34 +231,47 @@ pub fn record(
         stored_at: files::rfc3339_now(),
         source: origin,
     };
+    let rows = rows_if_manifest_broken(app, job, &dir)?;
     let mut placed = Placed::default();
+    // A file error inside the transaction, kept to be answered as what it
+    // is (a full disk: 507) rather than as the store's failure.
+    let mut file_error = None;
     let outcome = app.store.complete_job(job.id, by, &artifact, &mut || {
-        placed.place(&mut tmp, &dest)?;
-        let (_, manifest) = files::update_manifest(
-            &dir,
-            &job.plugin_name,
-            &job.version,
-            platform,
-            entry.clone(),
-        )?;
-        placed.push(manifest);
-        Ok(())
+        let mut put = || {
+            placed.place(&mut tmp, &dest)?;
+            let (_, manifest) = files::update_manifest(
+                &dir,
+                &job.plugin_name,
+                &job.version,
+                platform,
+                entry.clone(),
+                &rows,
+            )?;
+            placed.push(manifest);
+            Ok(())
+        };
+        put().inspect_err(|e: &std::io::Error| {
+            file_error = Some(std::io::Error::new(e.kind(), e.to_string()))
+        })
     });
     let (id, sha) = (job.id, streamed.sha256.clone());
-    let outcome = placed.conclude(
-        outcome,
-        &app.unsettled,
-        app.store.as_ref(),
-        || format!("artifact of job {id}"),
-        // The job, completed with these bytes or not, tells.
-        || {
-            Box::new(move |store| {
-                Ok(store.job_by_id(id)?.is_some_and(|j| {
-                    j.status == JobStatus::Completed && j.sha256.as_deref() == Some(sha.as_str())
-                }))
-            })
-        },
-    )?;
+    let outcome = placed
+        .conclude(
+            outcome,
+            &app.unsettled,
+            app.store.as_ref(),
+            || format!("artifact of job {id}"),
+            // The job, completed with these bytes or not, tells.
+            || {
+                Box::new(move |store| {
+                    Ok(store.job_by_id(id)?.is_some_and(|j| {
+                        j.status == JobStatus::Completed
+                            && j.sha256.as_deref() == Some(sha.as_str())
+                    }))
+                })
+            },
+        )
+        .map_err(|e| files::store_or_file_error(e, file_error))?;
     let changed = match outcome {
         CompleteOutcome::Completed => {
             app.metrics.artifacts_stored.fetch_add(1, Relaxed);

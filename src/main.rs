@@ -139,10 +139,25 @@ fn with_store(
 fn serve(mut cfg: Config) -> Result<(), String> {
     // Before anything opens descriptors (the connection cap derives from it).
     server::raise_open_file_limit();
-    for dir in [&cfg.data_dir, &cfg.uploads_dir, &cfg.packages_dir] {
+    for (key, dir) in [
+        ("DATA_DIR", &cfg.data_dir),
+        ("UPLOADS_DIR", &cfg.uploads_dir),
+        ("PACKAGES_DIR", &cfg.packages_dir),
+    ] {
         std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            .map_err(|e| format!("{key}: cannot create {}: {e}", dir.display()))
+            .and_then(|()| {
+                hone_build::files::check_writable(dir)
+                    .map_err(|e| format!("{key} cannot be written: {e}"))
+            })?;
     }
+    // A write past RLIMIT_FSIZE must fail with EFBIG (answered 507), not
+    // kill the process: SIGXFSZ is caught and ignored.
+    signal_hook::flag::register(
+        signal_hook::consts::SIGXFSZ,
+        Arc::new(AtomicBool::new(false)),
+    )
+    .map_err(|e| e.to_string())?;
     let addr = std::net::SocketAddr::new(cfg.bind, cfg.port);
     let listener = server::bind(addr, std::time::Duration::from_secs(cfg.read_timeout_secs))
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;

@@ -89,8 +89,9 @@ pub fn upload(app: &App, up: Upload, body: &mut dyn Read) -> Result<Published, A
 
     let final_path = files::tarball_path(&app.cfg.uploads_dir, &up.name, &up.version);
     let dir = final_path.parent().expect("tarball path has a parent");
-    let mut tmp = TempFile::create_in(dir)?;
+    let mut tmp = TempFile::create_in(&app.cfg.uploads_dir, dir)?;
     let tarball = receive_tarball(body, app.cfg.max_body_bytes, &mut tmp)?;
+    check_tarball(&mut tmp, &up.entry, app.cfg.max_body_bytes)?;
 
     let new = NewUpload {
         name: up.name.clone(),
@@ -110,28 +111,35 @@ pub fn upload(app: &App, up: Upload, body: &mut dyn Read) -> Result<Published, A
         t
     };
     let mut placed = Placed::default();
+    // A file error inside the transaction, kept to be answered as what it
+    // is (a full disk: 507) rather than as the store's failure.
+    let mut file_error = None;
     let outcome = app.store.record_upload(&new, &mut new_token, &mut || {
-        placed.place(&mut tmp, &final_path)
+        placed
+            .place(&mut tmp, &final_path)
+            .inspect_err(|e| file_error = Some(std::io::Error::new(e.kind(), e.to_string())))
     });
     let (name, version) = (up.name, up.version);
-    let outcome = placed.conclude(
-        outcome,
-        &app.unsettled,
-        app.store.as_ref(),
-        || format!("upload {name} {version}"),
-        // The jobs it created, found by their tokens, tell.
-        || {
-            let (name, version) = (name.clone(), version.clone());
-            Box::new(move |store| {
-                let jobs = store.version_jobs(&name, &version)?;
-                Ok(jobs.iter().any(|j| {
-                    j.callback_token
-                        .as_ref()
-                        .is_some_and(|t| tokens.contains(t))
-                }))
-            })
-        },
-    )?;
+    let outcome = placed
+        .conclude(
+            outcome,
+            &app.unsettled,
+            app.store.as_ref(),
+            || format!("upload {name} {version}"),
+            // The jobs it created, found by their tokens, tell.
+            || {
+                let (name, version) = (name.clone(), version.clone());
+                Box::new(move |store| {
+                    let jobs = store.version_jobs(&name, &version)?;
+                    Ok(jobs.iter().any(|j| {
+                        j.callback_token
+                            .as_ref()
+                            .is_some_and(|t| tokens.contains(t))
+                    }))
+                })
+            },
+        )
+        .map_err(|e| files::store_or_file_error(e, file_error))?;
     let jobs = match outcome {
         UploadOutcome::Refused(r) => return Err(refusal(r, &name, &version)),
         UploadOutcome::Recorded(jobs) => jobs,
@@ -208,6 +216,42 @@ fn receive_tarball(
         ));
     }
     Ok(streamed)
+}
+
+/// How much a tarball may expand to when checked: a gzip bomb stops here.
+const MAX_UNPACK_RATIO: u64 = 64;
+
+/// Reads the received tarball whole (see `files::tarball`): refuses (400,
+/// saying what is wrong) one the hub could not build.
+fn check_tarball(tmp: &mut TempFile, entry: &str, max_body: u64) -> Result<(), ApiError> {
+    use files::tarball::TarballError;
+    use std::io::{BufReader, Seek, SeekFrom};
+    let path = tmp.path().to_path_buf();
+    let file = tmp.file();
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| files::context("reading", &path, e))?;
+    let max = max_body.saturating_mul(MAX_UNPACK_RATIO);
+    let send = "send the file's bytes unchanged: curl --data-binary @plugin.tar.gz \
+                (--data strips line breaks)";
+    match files::tarball::check(BufReader::new(file), entry, max) {
+        Ok(()) => Ok(()),
+        Err(TarballError::Gzip(m)) => Err(ApiError::bad_request(format!(
+            "the tarball is not a valid gzip file: {m}; {send}"
+        ))),
+        Err(TarballError::Tar(m)) => Err(ApiError::bad_request(format!(
+            "the tarball is a gzip file but not a tar archive ({m}); send the plugin's .tar.gz"
+        ))),
+        Err(TarballError::NoEntry { entry, first }) => Err(ApiError::bad_request(format!(
+            "the tarball has no {entry} (the entry file; set ?entry= to the plugin's entry, \
+             a path inside the tarball){}",
+            first
+                .map(|f| format!("; its first member is {f}"))
+                .unwrap_or_default()
+        ))),
+        Err(TarballError::TooBig(max)) => Err(ApiError::bad_request(format!(
+            "the tarball expands to more than {max} bytes ({MAX_UNPACK_RATIO} × MAX_BODY_BYTES)"
+        ))),
+    }
 }
 
 /// A per-job callback token: 256 random bits, hex.

@@ -66,6 +66,16 @@ pub fn post(app: &App, req: &mut Request<'_>) -> Result<Reply, ApiError> {
     authorize(app, req, &query)?;
     let up = params(app, &query)?;
     req.check_declared_length(app.cfg.max_body_bytes)?;
+    if req.header("content-type").is_some_and(|t| {
+        t.trim_start()
+            .to_ascii_lowercase()
+            .starts_with("multipart/")
+    }) {
+        return Err(ApiError::bad_request(
+            "multipart/form-data is not accepted: send the raw .tar.gz as the request body \
+             (curl --data-binary @plugin.tar.gz, not curl -F)",
+        ));
+    }
     let (name, version) = (up.name.clone(), up.version.clone());
     let published = publish::upload(app, up, req.body())?;
     let builds: Vec<serde_json::Value> = published

@@ -242,8 +242,7 @@ fn stalled_bodies_of_rejected_requests_do_not_pin_workers() {
         stalled.push(stall(addr, head.as_bytes()));
     }
     std::thread::sleep(Duration::from_millis(300));
-    let mut body = vec![0x1f, 0x8b, 0x08, 0x00];
-    body.extend([7u8; 3000]);
+    let body = crate::fixtures::tarball_sized(7, 3000);
     let auth = format!("Bearer {secret}");
     let t = Instant::now();
     let r = http(
@@ -496,9 +495,7 @@ fn secrets_never_reach_the_log() {
             .start();
         assert_eq!(health(&svc).status, want_health, "{}", svc.log());
         let auth = format!("Bearer {UPLOAD}");
-        let tarball = [
-            0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        ];
+        let tarball = crate::fixtures::tarball_sized(8, 300);
         let mut bodies = Vec::new();
         for (method, path, headers, body) in [
             ("GET", format!("/health?token={UPLOAD}"), vec![], None),

@@ -13,7 +13,7 @@
 
 use crate::common;
 
-use crate::fixtures::{chunked, sha256_hex, tarball_sized};
+use crate::fixtures::{chunked, sha256_hex, tarball_sized, tarball_sized_entry};
 use base64::Engine;
 use common::*;
 use serde_json::{Value, json};
@@ -594,7 +594,7 @@ fn three_platforms_base64_body_with_line_breaks(kind: StoreKind) {
         SLOW_SIM,
         &[("UPLOAD_SECRET", SECRET), ("BIND", "127.0.0.1")],
     );
-    let decoded = tarball_sized(2, 70_001); // not a multiple of 3: padding
+    let decoded = tarball_sized_entry(2, 70_001, "lib/main.ts"); // not a multiple of 3: padding
     let body = base64_wrapped(&decoded);
     assert!(body.windows(2).any(|w| w == b"\r\n"));
     let r = rig.upload_with(
