@@ -586,6 +586,9 @@ pub struct RawFile {
 /// without `=` and an unknown key are warnings, not errors.
 pub fn parse_file(text: &str, file: &str) -> RawFile {
     let mut raw = RawFile::default();
+    // A UTF-8 byte order mark (some Windows editors write one) is not part
+    // of the first key.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (i, line) in text.lines().enumerate() {
         let lineno = i + 1;
         let line = line.trim();
@@ -856,6 +859,25 @@ mod tests {
             };
             assert!(e.contains(key), "{bad}: {e}");
         }
+    }
+
+    /// Issue #11 item 17: a UTF-8 byte order mark (as some Windows editors
+    /// write) must not hide the first key.
+    #[test]
+    fn a_byte_order_mark_does_not_hide_the_first_key() {
+        let raw = parse_file("\u{feff}DB_HOST=db.internal\r\nDB_PORT=3307\r\n", "build.conf");
+        assert!(raw.warnings.is_empty(), "{:?}", raw.warnings);
+        assert_eq!(raw.values["DB_HOST"], ("db.internal".to_string(), 1));
+        let c = load("\u{feff}DB_HOST=db.internal\n", &[]).unwrap();
+        assert_eq!(c.db_host, "db.internal");
+        assert!(!c.embedded_store(), "a BOM must not switch to the embedded store");
+        // Through the file loader too (the bytes as an editor saves them).
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("bom.conf");
+        std::fs::write(&f, b"\xef\xbb\xbfDB_HOST=db.internal\nPORT=9001\n").unwrap();
+        let (c, warnings) = Config::load(FileChoice::Explicit(&f), &|_| None).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!((c.db_host.as_str(), c.port), ("db.internal", 9001));
     }
 
     #[test]
