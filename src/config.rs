@@ -869,12 +869,18 @@ mod tests {
     /// write) must not hide the first key.
     #[test]
     fn a_byte_order_mark_does_not_hide_the_first_key() {
-        let raw = parse_file("\u{feff}DB_HOST=db.internal\r\nDB_PORT=3307\r\n", "build.conf");
+        let raw = parse_file(
+            "\u{feff}DB_HOST=db.internal\r\nDB_PORT=3307\r\n",
+            "build.conf",
+        );
         assert!(raw.warnings.is_empty(), "{:?}", raw.warnings);
         assert_eq!(raw.values["DB_HOST"], ("db.internal".to_string(), 1));
         let c = load("\u{feff}DB_HOST=db.internal\n", &[]).unwrap();
         assert_eq!(c.db_host, "db.internal");
-        assert!(!c.embedded_store(), "a BOM must not switch to the embedded store");
+        assert!(
+            !c.embedded_store(),
+            "a BOM must not switch to the embedded store"
+        );
         // Through the file loader too (the bytes as an editor saves them).
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("bom.conf");
@@ -896,9 +902,16 @@ mod tests {
             .collect();
         assert!(numeric.len() >= 10, "{numeric:?}");
         for key in numeric {
-            for huge in ["18446744073709551615", "9223372036854775808", "99999999999999"] {
+            for huge in [
+                "18446744073709551615",
+                "9223372036854775808",
+                "99999999999999",
+            ] {
                 let e = load(&format!("\n{key}={huge}\n"), &[]).unwrap_err().0;
-                assert!(e.contains(key) && e.contains("build.conf:2"), "{key}={huge}: {e}");
+                assert!(
+                    e.contains(key) && e.contains("build.conf:2"),
+                    "{key}={huge}: {e}"
+                );
                 if !key.ends_with("PORT") {
                     assert!(e.contains("at most"), "{key}={huge}: {e}");
                 }
@@ -939,9 +952,20 @@ mod tests {
             &[],
         )
         .unwrap();
-        let lease_ms = c.hub_timeout_secs.saturating_mul(4).max(120).checked_mul(1000);
-        assert!(lease_ms.is_some_and(|l| l < (i64::MAX as u64) / 1024), "{lease_ms:?}");
-        assert!(c.build_timeout_secs < 365 * 24 * 3600, "{}", c.build_timeout_secs);
+        let lease_ms = c
+            .hub_timeout_secs
+            .saturating_mul(4)
+            .max(120)
+            .checked_mul(1000);
+        assert!(
+            lease_ms.is_some_and(|l| l < (i64::MAX as u64) / 1024),
+            "{lease_ms:?}"
+        );
+        assert!(
+            c.build_timeout_secs < 365 * 24 * 3600,
+            "{}",
+            c.build_timeout_secs
+        );
         assert!(c.retry_max_secs.checked_mul(1000 << 30).is_some());
         assert!(c.read_timeout_secs <= 24 * 3600);
     }

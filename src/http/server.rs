@@ -165,7 +165,7 @@ fn handle(app: &App, routes: &[Route], mut req: tiny_http::Request) {
     let (route, reply) = outcome.unwrap_or_else(|_| {
         log::error!(
             "handler panicked on {method} {}",
-            router::loggable_target(path, "")
+            router::loggable_target(path, "", &[])
         );
         (
             "panic",
@@ -187,7 +187,7 @@ fn respond_and_log(
     let method = router::log_safe(req.method().as_str());
     let url = req.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-    let target = router::loggable_target(path, query);
+    let target = router::loggable_target(path, query, &app.cfg.secrets());
     let status = reply.status;
     let bytes = reply.body.len();
     // An error may leave a body unread: close the connection instead of

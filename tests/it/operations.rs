@@ -446,3 +446,143 @@ fn a_full_publish_with_every_secret_set_logs_none_of_them() {
         );
     }
 }
+
+/// Issue #11 item 21: the access log redacts secrets wherever a client puts
+/// them: after `;` (a parameter separator some clients use), and in any
+/// parameter whose value is a configured secret, encoded or not.
+#[test]
+fn access_log_redacts_secrets_after_semicolons_and_under_any_name() {
+    let secret = "upload-SECRET-5a7c";
+    let svc = Service::builder()
+        .set("UPLOAD_SECRET", secret)
+        .set("BIND", "127.0.0.1")
+        .set("LOG_LEVEL", "info")
+        .start();
+    let targets = [
+        format!("/upload?name=semi&version=1.0.0;token={secret}"),
+        format!("/upload?name=semi&version=1.0.0;x=1;token={secret}&platforms=linux"),
+        format!("/upload?name=semi&version=1.0.0&auth={secret}"),
+        // `u` percent-encoded: still the secret once decoded.
+        format!("/upload?name=semi&version=1.0.0&v=%75{}", &secret[1..]),
+        format!("/status/semi/1.0.0?x={secret}"),
+    ];
+    for t in &targets {
+        let r = http("POST", &svc.url(t), &[], Some(&tarball("", FILL)));
+        assert!(r.status >= 400, "{t}: {}", r.text());
+        assert!(
+            !r.text().contains(secret),
+            "{t}: the answer echoes the secret"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let log = svc.log();
+    let access: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("/upload?") || l.contains("/status/semi"))
+        .collect();
+    assert_eq!(access.len(), targets.len(), "one access line each:\n{log}");
+    for secret_form in [secret.to_string(), format!("%75{}", &secret[1..])] {
+        assert!(
+            !log.contains(&secret_form),
+            "the log carries the secret ({secret_form}):\n{log}"
+        );
+    }
+    assert!(
+        access[0].contains("token=REDACTED"),
+        "what was redacted stays visible: {}",
+        access[0]
+    );
+}
+
+/// A stand-in for Perry Hub on loopback: every connection gets `answer`
+/// after the request head (`None`: accepted and never answered, the
+/// connection held open). Returns its base URL.
+pub fn fake_hub(answer: Option<String>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            match &answer {
+                None => held.push(conn),
+                Some(a) => {
+                    let a = a.clone();
+                    std::thread::spawn(move || {
+                        let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                        let mut got = Vec::new();
+                        let mut buf = [0u8; 65536];
+                        // The head, then whatever body arrives within a moment.
+                        while let Ok(n) = conn.read(&mut buf) {
+                            if n == 0 {
+                                break;
+                            }
+                            got.extend_from_slice(&buf[..n]);
+                            if got.windows(4).any(|w| w == b"\r\n\r\n") {
+                                let _ = conn.set_read_timeout(Some(Duration::from_millis(300)));
+                            }
+                        }
+                        let _ = conn.write_all(a.as_bytes());
+                    });
+                }
+            }
+        }
+    });
+    url
+}
+
+/// Issue #11 item 21: what the hub says in an error reaches the log and
+/// the stored job error with its control characters escaped: a hub (or
+/// whatever answers at its address) cannot forge log lines or rewrite the
+/// operator's terminal.
+#[test]
+fn hub_error_messages_are_escaped_before_logging_and_storing() {
+    let body = r#"{"error":{"code":"BAD\u001b[2J","message":"no\n[2026-01-01T00:00:00Z ERROR access] FORGED\rline\u0007"}}"#;
+    let hub = fake_hub(Some(format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )));
+    let svc = Service::builder()
+        .set("PERRY_HUB_URL", hub)
+        .set("PERRY_HUB_LICENSE_KEY", "k")
+        .start();
+    let r = http(
+        "POST",
+        &svc.url("/upload?name=hub-esc&version=1.0.0&platforms=linux"),
+        &[],
+        Some(&tarball("", FILL)),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let build = &r.json()["builds"][0];
+    assert_eq!(build["status"], "failed", "{build}");
+    let error = build["error"].as_str().unwrap();
+    assert!(
+        error.contains("FORGED") && !error.chars().any(|c| c.is_control()),
+        "stored error keeps the text, escaped: {error:?}"
+    );
+    let status = http("GET", &svc.url("/status/hub-esc/1.0.0"), &[], None).json();
+    let stored = status["builds"][0]["errorMessage"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        stored.contains("FORGED") && !stored.chars().any(|c| c.is_control()),
+        "{stored:?}"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let log = svc.log();
+    assert!(
+        log.contains("FORGED"),
+        "the hub's message is logged:\n{log}"
+    );
+    for line in log.split('\n') {
+        assert!(
+            !line.contains('\r') && !line.contains('\u{1b}') && !line.contains('\u{7}'),
+            "a raw control character from the hub in the log: {line:?}"
+        );
+        assert!(
+            !line.starts_with("[2026-01-01"),
+            "the hub forged a log line: {line:?}"
+        );
+    }
+}

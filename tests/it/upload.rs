@@ -1431,6 +1431,16 @@ rejected! {
         ["description", "4096"];
     display_name_invalid_utf8: format!("{Q}&displayName=ab%FFcd"), tarball_sized(1, 500),
         ["displayName", "UTF-8"];
+    // Issue #11 item 21: invisible characters that reorder or hide text
+    // (a right-to-left override shows `abc<U+202E>exe.gpj` as `abcjpg.exe`).
+    display_name_with_bidi_override: format!("{Q}&displayName=abc%E2%80%AEexe.gpj"),
+        tarball_sized(1, 500), ["displayName", "U+202E"];
+    display_name_with_zero_width_space: format!("{Q}&displayName=pay%E2%80%8Bpal"),
+        tarball_sized(1, 500), ["displayName", "U+200B"];
+    description_with_bidi_isolate: format!("{Q}&description=ok%E2%81%A6hidden%E2%81%A9"),
+        tarball_sized(1, 500), ["description", "U+2066"];
+    description_with_byte_order_mark: format!("{Q}&description=%EF%BB%BFtext"),
+        tarball_sized(1, 500), ["description", "U+FEFF"];
     unknown_platform: "name=p&version=1.0.0&platforms=linux,beos", tarball_sized(1, 500),
         ["platforms", "beos"];
     duplicate_query_parameter: "name=p&version=1.0.0&name=q", tarball_sized(1, 500),
