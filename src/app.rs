@@ -9,6 +9,7 @@ use crate::hub::HubClient;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 
 pub struct App {
     pub cfg: Config,
@@ -23,10 +24,14 @@ pub struct App {
     /// `GET /status` answers of versions that can no longer change.
     pub completed: CompletedVersions,
     migrated: AtomicBool,
+    /// The `Arc` this context lives in, for work that outlives a request
+    /// (a first submission still running when the upload answers).
+    me: Weak<App>,
 }
 
 impl App {
-    pub fn new(cfg: Config, store: Box<dyn Store>) -> App {
+    /// The shared context (it knows its own `Arc`: [`App::shared`]).
+    pub fn new(cfg: Config, store: Box<dyn Store>) -> Arc<App> {
         let hub = HubClient::new(
             &cfg.perry_hub_url,
             crate::hub::Credentials {
@@ -35,7 +40,7 @@ impl App {
             },
             std::time::Duration::from_secs(cfg.hub_timeout_secs),
         );
-        App {
+        Arc::new_cyclic(|me| App {
             cfg,
             store,
             hub,
@@ -44,7 +49,13 @@ impl App {
             instance: crate::codec::random_hex(8).expect("the OS random number generator works"),
             completed: CompletedVersions::default(),
             migrated: AtomicBool::new(false),
-        }
+            me: me.clone(),
+        })
+    }
+
+    /// This context as an `Arc`, for a thread that may outlive the caller.
+    pub fn shared(&self) -> Option<Arc<App>> {
+        self.me.upgrade()
     }
 
     pub fn is_migrated(&self) -> bool {

@@ -152,7 +152,7 @@ fn serve(mut cfg: Config) -> Result<(), String> {
     for (k, v) in cfg.masked_entries() {
         log::debug!("config {k}={v}");
     }
-    let app = Arc::new(App::new(cfg, store));
+    let app = App::new(cfg, store);
     app.try_migrate();
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {

@@ -4,7 +4,7 @@
 use crate::common;
 
 use crate::fixtures::{Fill, tarball};
-use common::{Service, Sim, TestDb, http, wait_until};
+use common::{FakeHub, Service, Sim, TestDb, http, wait_until};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
@@ -494,43 +494,6 @@ fn access_log_redacts_secrets_after_semicolons_and_under_any_name() {
     );
 }
 
-/// A stand-in for Perry Hub on loopback: every connection gets `answer`
-/// after the request head (`None`: accepted and never answered, the
-/// connection held open). Returns its base URL.
-pub fn fake_hub(answer: Option<String>) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            match &answer {
-                None => held.push(conn),
-                Some(a) => {
-                    let a = a.clone();
-                    std::thread::spawn(move || {
-                        let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-                        let mut got = Vec::new();
-                        let mut buf = [0u8; 65536];
-                        // The head, then whatever body arrives within a moment.
-                        while let Ok(n) = conn.read(&mut buf) {
-                            if n == 0 {
-                                break;
-                            }
-                            got.extend_from_slice(&buf[..n]);
-                            if got.windows(4).any(|w| w == b"\r\n\r\n") {
-                                let _ = conn.set_read_timeout(Some(Duration::from_millis(300)));
-                            }
-                        }
-                        let _ = conn.write_all(a.as_bytes());
-                    });
-                }
-            }
-        }
-    });
-    url
-}
-
 /// Issue #11 item 21: what the hub says in an error reaches the log and
 /// the stored job error with its control characters escaped: a hub (or
 /// whatever answers at its address) cannot forge log lines or rewrite the
@@ -538,12 +501,9 @@ pub fn fake_hub(answer: Option<String>) -> String {
 #[test]
 fn hub_error_messages_are_escaped_before_logging_and_storing() {
     let body = r#"{"error":{"code":"BAD\u001b[2J","message":"no\n[2026-01-01T00:00:00Z ERROR access] FORGED\rline\u0007"}}"#;
-    let hub = fake_hub(Some(format!(
-        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )));
+    let hub = FakeHub::start(Duration::ZERO, Some(FakeHub::json(400, body)));
     let svc = Service::builder()
-        .set("PERRY_HUB_URL", hub)
+        .set("PERRY_HUB_URL", hub.url())
         .set("PERRY_HUB_LICENSE_KEY", "k")
         .start();
     let r = http(

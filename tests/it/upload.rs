@@ -269,6 +269,7 @@ both_stores!(
     publish_limit_fails_at_once,
     gives_up_after_submit_max_attempts,
     hanging_hub_is_cut_off,
+    a_slow_hub_does_not_hold_the_upload,
     upload_submits_only_jobs_it_claimed,
     concurrent_artifacts_of_one_version_all_complete,
     secrets_stay_secret,
@@ -1023,6 +1024,63 @@ fn hanging_hub_is_cut_off(kind: StoreKind) {
     rig.wait_status("hang", "1.0.0", Duration::from_secs(10), "queued", |s| {
         s["builds"][0]["status"] == "queued"
     });
+}
+
+/// Issue #11 item 23: a hub that accepts the connection and takes its time
+/// (here 7 s; it used to be never, and the upload answered after
+/// HUB_TIMEOUT_SECS, 31.9 s) does not hold the upload: it answers within a
+/// few seconds with the job `pending`, and the submission already under
+/// way finishes in the background — once: nothing else submits the job
+/// meanwhile.
+fn a_slow_hub_does_not_hold_the_upload(kind: StoreKind) {
+    let hub = FakeHub::start(
+        Duration::from_secs(7),
+        Some(FakeHub::json(
+            202,
+            r#"{"job_id":"late-hub-job-1","ws_url":"/ws","position":1}"#,
+        )),
+    );
+    let rig = Rig::with_hub(
+        kind,
+        &hub.url(),
+        &[
+            ("HUB_TIMEOUT_SECS", "20"),
+            ("RETRY_BASE_SECS", "1"),
+            ("RETRY_MAX_SECS", "1"),
+        ],
+        None,
+    );
+    let t = Instant::now();
+    let r = rig.upload(
+        "name=late-hub&version=1.0.0&platforms=linux",
+        &tarball_sized(91, 3000),
+    );
+    let took = t.elapsed();
+    assert_pending_answer(&r, &["linux"]);
+    assert!(
+        took < Duration::from_secs(5),
+        "the upload waited {took:?} for the hub\n{}",
+        rig.diagnostics()
+    );
+    assert_eq!(hub.connections(), 1, "the first submission was started");
+    let jobs = rig.jobs();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!((jobs[0].status.as_str(), jobs[0].attempts), ("pending", 1));
+    // The submission under way is not abandoned: the hub's answer is recorded.
+    let s = rig.wait_status(
+        "late-hub",
+        "1.0.0",
+        Duration::from_secs(12),
+        "queued",
+        |s| s["builds"][0]["status"] == "queued",
+    );
+    assert_eq!(s["builds"][0]["hubJobId"], "late-hub-job-1", "{s}");
+    // And the job was submitted once: not again by the background loop
+    // while the first submission was running (RETRY_BASE_SECS=1 would have).
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(hub.connections(), 1, "{}", rig.diagnostics());
+    let jobs = rig.jobs();
+    assert_eq!((jobs[0].status.as_str(), jobs[0].attempts), ("queued", 1));
 }
 
 // ---------------------------------------------------------------------------
