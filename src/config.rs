@@ -292,6 +292,10 @@ config_keys! {
         /// many seconds is disconnected, and a request head must arrive within it
         /// (at most 3600).
         READ_TIMEOUT_SECS: read_timeout_secs: u64 = "30", parse rules::count::<u64, 3600>;
+        /// After SIGTERM or SIGINT: the most seconds hone-build spends finishing
+        /// what is in flight (requests, hub submissions, follows) before it exits
+        /// anyway (1-600). A second signal exits at once.
+        SHUTDOWN_GRACE_SECS: shutdown_grace_secs: u64 = "10", parse rules::count::<u64, 600>;
         /// Shared secret for POST /upload (Authorization: Bearer <secret> or
         /// ?token=); never sent to Perry Hub.
         UPLOAD_SECRET: upload_secret: Secret = "", parse rules::secret;

@@ -7,7 +7,8 @@ use hone_build::{follow, jobs, routes, store};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 const USAGE: &str = "\
 hone-build — build coordinator of the Hone plugin marketplace
@@ -156,8 +157,17 @@ fn serve(mut cfg: Config) -> Result<(), String> {
     app.try_migrate();
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        // A second signal, once the first one set `stop`, exits at once with
+        // 128 + the signal (registered first: it must see `stop` before the
+        // first signal sets it).
+        signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&stop))
+            .map_err(|e| e.to_string())?;
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| e.to_string())?;
     }
+    start_drain_deadline(
+        Arc::clone(&stop),
+        Duration::from_secs(app.cfg.shutdown_grace_secs),
+    );
     log::info!(
         "hone-build {} listening on http://{local} (store: {}, config: {})",
         env!("CARGO_PKG_VERSION"),
@@ -172,7 +182,7 @@ fn serve(mut cfg: Config) -> Result<(), String> {
         listener,
         Arc::clone(&stop),
     );
-    stop.store(true, std::sync::atomic::Ordering::Release);
+    stop.store(true, Ordering::Release);
     let _ = background.join();
     if let Some(f) = following {
         let _ = f.join();
@@ -180,6 +190,32 @@ fn serve(mut cfg: Config) -> Result<(), String> {
     served.map_err(|e| e.to_string())?;
     log::info!("stopped");
     Ok(())
+}
+
+/// Bounds the drain after a shutdown signal: SHUTDOWN_GRACE_SECS after
+/// `stop` is set, whatever is still running (a request, a submission to a
+/// hub that does not answer, a follow) is abandoned and the process exits
+/// 0. Nothing is lost: an abandoned submission keeps its job `pending`
+/// under a claim that expires, and the job is submitted again then.
+fn start_drain_deadline(stop: Arc<AtomicBool>, grace: Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("drain-deadline".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            std::thread::sleep(grace);
+            log::warn!(
+                "still busy SHUTDOWN_GRACE_SECS ({}s) after the shutdown signal: exiting, \
+                 abandoning what is in flight (an unfinished hub submission is retried once its \
+                 claim expires)",
+                grace.as_secs()
+            );
+            std::process::exit(0);
+        });
+    if let Err(e) = spawned {
+        log::warn!("cannot bound the shutdown drain: {e}");
+    }
 }
 
 fn check_config(cfg: &Config) -> Result<(), String> {

@@ -23,9 +23,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// How long in-flight requests may run after a shutdown signal.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-
 /// Binds the listening socket with `SO_RCVTIMEO`/`SO_SNDTIMEO` and
 /// `TCP_NODELAY` set, which every accepted connection inherits on Linux
 /// (tiny_http has no such settings of its own).
@@ -85,7 +82,7 @@ fn has_body(req: &tiny_http::Request) -> bool {
 }
 
 /// Serves `routes` until `stop` is set, then stops taking new work, lets
-/// in-flight requests finish (at most [`SHUTDOWN_GRACE`]) and returns.
+/// in-flight requests finish (at most SHUTDOWN_GRACE_SECS) and returns.
 pub fn serve(
     app: Arc<App>,
     routes: &'static [Route],
@@ -123,7 +120,8 @@ pub fn serve(
     }
 
     log::info!("shutting down: no new requests; waiting for in-flight ones");
-    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    let grace = Duration::from_secs(app.cfg.shutdown_grace_secs);
+    let deadline = Instant::now() + grace;
     drop(body.tx);
     drop(light.tx);
     let mut pending: Vec<JoinHandle<()>> = body.workers.into_iter().chain(light.workers).collect();
@@ -136,9 +134,8 @@ pub fn serve(
     }
     if !pending.is_empty() {
         log::warn!(
-            "{} request(s) still running after {:?}; exiting anyway",
-            pending.len(),
-            SHUTDOWN_GRACE
+            "{} request(s) still running after SHUTDOWN_GRACE_SECS ({grace:?}); abandoning them",
+            pending.len()
         );
     }
     Ok(())

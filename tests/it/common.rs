@@ -1342,7 +1342,12 @@ pub struct FakeHub {
 
 impl FakeHub {
     pub fn start(delay: Duration, answer: Option<String>) -> FakeHub {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake hub");
+        FakeHub::start_on(0, delay, answer)
+    }
+
+    /// [`FakeHub::start`] on 127.0.0.1:`port` (0: any free port).
+    pub fn start_on(port: u16, delay: Duration, answer: Option<String>) -> FakeHub {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind fake hub");
         let url = format!("http://{}", listener.local_addr().unwrap());
         let connections = Arc::new(AtomicU32::new(0));
         let count = Arc::clone(&connections);

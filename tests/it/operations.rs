@@ -546,3 +546,100 @@ fn hub_error_messages_are_escaped_before_logging_and_storing() {
         );
     }
 }
+
+/// Sends `sig` (`TERM`, `INT`) to the service through the `kill` command.
+fn signal(svc: &Service, sig: &str) {
+    let st = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(svc.pid().to_string())
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// A service whose background loop is inside a submission to a hub that
+/// accepted the connection and never answers (HUB_TIMEOUT_SECS=60): the
+/// upload's own submission found nothing listening, the retry a second
+/// later found the hanging hub. Returns the service and the hub.
+fn service_stuck_in_a_hub_call(grace_secs: &str) -> (Service, FakeHub) {
+    let port = common::free_port();
+    let svc = Service::builder()
+        .set("PERRY_HUB_URL", format!("http://127.0.0.1:{port}"))
+        .set("PERRY_HUB_LICENSE_KEY", "k")
+        .set("HUB_TIMEOUT_SECS", "60")
+        .set("RETRY_BASE_SECS", "1")
+        .set("SHUTDOWN_GRACE_SECS", grace_secs)
+        .start();
+    let r = http(
+        "POST",
+        &svc.url("/upload?name=stuck&version=1.0.0&platforms=linux"),
+        &[],
+        Some(&tarball("", FILL)),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["builds"][0]["status"], "pending");
+    let hub = FakeHub::start_on(port, Duration::ZERO, None);
+    assert!(
+        wait_until(Duration::from_secs(8), || hub.connections() >= 1),
+        "the background loop did not retry; log:\n{}",
+        svc.log()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    (svc, hub)
+}
+
+/// Issue #11 item 22: the drain after SIGTERM is bounded by
+/// SHUTDOWN_GRACE_SECS even while a hub request hangs (it took 27-31 s):
+/// the hanging submission is abandoned (its claim expires and it is
+/// submitted again after a restart), the process exits 0 and says so.
+#[test]
+fn shutdown_is_bounded_while_a_hub_request_hangs() {
+    let (mut svc, _hub) = service_stuck_in_a_hub_call("3");
+    let t = Instant::now();
+    svc.terminate();
+    let status = svc.wait_exit(Duration::from_secs(15));
+    let took = t.elapsed();
+    let status =
+        status.unwrap_or_else(|| panic!("still running 15 s after SIGTERM:\n{}", svc.log()));
+    assert!(
+        took < Duration::from_secs(5),
+        "exited {took:?} after SIGTERM with SHUTDOWN_GRACE_SECS=3; log:\n{}",
+        svc.log()
+    );
+    assert!(status.success(), "{status}; log:\n{}", svc.log());
+    let log = svc.log();
+    assert!(
+        log.contains("SHUTDOWN_GRACE_SECS") && log.contains("abandon"),
+        "the log says what was cut off:\n{log}"
+    );
+}
+
+/// Issue #11 item 22: a second SIGINT/SIGTERM during the drain exits at
+/// once (status 128 + the signal), whatever is still running.
+#[test]
+fn a_second_signal_exits_at_once() {
+    for (first, second, code) in [("TERM", "INT", 130), ("INT", "TERM", 143)] {
+        let (mut svc, _hub) = service_stuck_in_a_hub_call("60");
+        signal(&svc, first);
+        std::thread::sleep(Duration::from_millis(700));
+        assert!(
+            svc.is_running(),
+            "draining: still running after the first signal"
+        );
+        let t = Instant::now();
+        signal(&svc, second);
+        let status = svc
+            .wait_exit(Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("a second SIG{second} did not stop it:\n{}", svc.log()));
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "exited {:?} after the second signal",
+            t.elapsed()
+        );
+        assert_eq!(
+            status.code(),
+            Some(code),
+            "SIG{first} then SIG{second}: {status}"
+        );
+    }
+}
