@@ -66,6 +66,12 @@ impl App {
     /// Start-up calls it, and so do `/health` and the background loop while
     /// the database was unreachable at start-up.
     pub fn try_migrate(&self) -> bool {
+        self.try_migrate_then(None)
+    }
+
+    /// [`App::try_migrate`] for a caller that tries again after `retry_in`
+    /// (the background loop), which the warning then says.
+    pub fn try_migrate_then(&self, retry_in: Option<std::time::Duration>) -> bool {
         if self.is_migrated() {
             return true;
         }
@@ -76,9 +82,29 @@ impl App {
                 true
             }
             Err(e) => {
-                log::warn!("migration not done yet: {e}");
+                let then = match retry_in {
+                    Some(d) => format!("; retrying in {} s", d.as_secs()),
+                    None => String::new(),
+                };
+                log::warn!(
+                    "migration not done yet: {} does not answer: {e}{then}",
+                    self.store_location()
+                );
                 false
             }
+        }
+    }
+
+    /// Which database this is, in the operator's terms (the keys that name it).
+    pub fn store_location(&self) -> String {
+        let c = &self.cfg;
+        if c.embedded_store() {
+            format!("the embedded store in DATA_DIR={}", c.data_dir.display())
+        } else {
+            format!(
+                "the MySQL database {} at DB_HOST={} DB_PORT={}",
+                c.db_name, c.db_host, c.db_port
+            )
         }
     }
 }

@@ -3,6 +3,7 @@
 use hone_build::app::{App, now_secs};
 use hone_build::config::{Config, FileChoice};
 use hone_build::http::server;
+use hone_build::platform::Platform;
 use hone_build::{follow, jobs, routes, store};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -110,6 +111,11 @@ fn main() -> ExitCode {
             println!("migrated: {} store is up to date", s.kind());
             Ok(())
         }),
+        ["retry", _, _, platform] if retry_platform(platform).is_err() => {
+            let e = retry_platform(platform).unwrap_err();
+            eprintln!("hone-build: {e}");
+            return ExitCode::from(2);
+        }
         ["jobs"] => jobs(&cfg, None, None),
         ["jobs", name] => jobs(&cfg, Some(name), None),
         ["jobs", name, version] => jobs(&cfg, Some(name), Some(version)),
@@ -135,6 +141,41 @@ fn with_store(
 ) -> Result<(), String> {
     let s = store::open(cfg).map_err(|e| e.to_string())?;
     f(s.as_ref())
+}
+
+/// Opens the store and creates what is missing of its schema first, so that
+/// `jobs` and `retry` work on a store nothing ever ran on. When the
+/// migration fails (for example a read-only database user), the command
+/// goes on and reports what the store says.
+fn with_migrated_store(
+    cfg: &Config,
+    f: impl FnOnce(&dyn store::Store) -> Result<(), String>,
+) -> Result<(), String> {
+    with_store(cfg, |s| {
+        if let Err(e) = s.migrate() {
+            log::warn!("could not create the missing tables: {e}");
+        }
+        f(s)
+    })
+}
+
+/// The platform `retry` names: a hub name (`linux`) or a marketplace
+/// platform id (`linux-x64`); the hub name, as `buildJobs.platform` keeps it.
+fn retry_platform(p: &str) -> Result<&'static str, String> {
+    Platform::from_hub_name(p)
+        .or_else(|| Platform::from_id(p))
+        .map(Platform::hub_name)
+        .ok_or_else(|| {
+            let names: Vec<String> = Platform::ALL
+                .iter()
+                .map(|p| format!("{} ({})", p.hub_name(), p.id()))
+                .collect();
+            format!(
+                "unknown platform '{}': expected one of {}",
+                p.escape_debug(),
+                names.join(", ")
+            )
+        })
 }
 
 fn serve(mut cfg: Config) -> Result<(), String> {
@@ -287,7 +328,7 @@ fn check_config(cfg: &Config) -> Result<(), String> {
 }
 
 fn jobs(cfg: &Config, name: Option<&str>, version: Option<&str>) -> Result<(), String> {
-    with_store(cfg, |s| {
+    with_migrated_store(cfg, |s| {
         let jobs = s.list_jobs(name, version).map_err(|e| e.to_string())?;
         println!(
             "{:>6}  {:<24} {:<16} {:<8} {:<10} {:>3}  {:<20} ERROR",
@@ -312,11 +353,15 @@ fn jobs(cfg: &Config, name: Option<&str>, version: Option<&str>) -> Result<(), S
 }
 
 fn retry(cfg: &Config, name: &str, version: &str, platform: Option<&str>) -> Result<(), String> {
-    with_store(cfg, |s| {
+    let platform = platform.map(retry_platform).transpose()?;
+    with_migrated_store(cfg, |s| {
         let n = s
             .retry_failed(name, version, platform, now_secs())
             .map_err(|e| e.to_string())?;
-        println!("{n} failed job(s) of {name} {version} put back to pending");
+        match platform {
+            Some(p) => println!("{n} failed job(s) of {name} {version} ({p}) put back to pending"),
+            None => println!("{n} failed job(s) of {name} {version} put back to pending"),
+        }
         Ok(())
     })
 }

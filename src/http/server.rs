@@ -172,8 +172,8 @@ fn handle(app: &App, routes: &[Route], mut req: tiny_http::Request) {
     respond_and_log(app, req, route, reply, start);
 }
 
-/// Sends the reply, writes the access line (method, path without secrets,
-/// status, bytes, milliseconds) and counts it.
+/// Sends the reply, writes the access line (client address, method, path
+/// without secrets, status, bytes, milliseconds) and counts it.
 fn respond_and_log(
     app: &App,
     req: tiny_http::Request,
@@ -181,6 +181,9 @@ fn respond_and_log(
     reply: Reply,
     start: Instant,
 ) {
+    let client = req
+        .remote_addr()
+        .map_or_else(|| "-".to_string(), |a| a.ip().to_string());
     let method = router::log_safe(req.method().as_str());
     let url = req.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
@@ -196,6 +199,6 @@ fn respond_and_log(
         log::debug!("writing response for {method} {target}: {e}");
     }
     let took = start.elapsed();
-    log::info!(target: "access", "{method} {target} {status} {bytes} {}ms", took.as_millis());
+    log::info!(target: "access", "{client} {method} {target} {status} {bytes} {}ms", took.as_millis());
     app.metrics.record_request(route, status, took);
 }

@@ -643,3 +643,108 @@ fn a_second_signal_exits_at_once() {
         );
     }
 }
+
+/// Issue #11 item 24: `jobs` and `retry` on a store nothing ever ran on
+/// answered "no such table"; they work on it (the schema is created first).
+#[test]
+fn jobs_and_retry_on_a_fresh_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("LOG_LEVEL", "warn")];
+    let (code, out, err) = run(dir.path(), &env, &["jobs"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("0 job(s)"), "{out}");
+    assert!(!err.contains("no such table"), "{err}");
+    let (code, out, err) = run(dir.path(), &env, &["retry", "p", "1.0.0", "linux"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("0 failed job(s)"), "{out}");
+    // MySQL: a database without the marketplace's tables yet.
+    let db = TestDb::new();
+    let denv: Vec<(String, String)> = db.service_env("127.0.0.1", common::mysql_server().1);
+    let mut denv: Vec<(&str, &str)> = denv
+        .iter()
+        .map(|(k, v)| (k.strip_prefix("HONE_BUILD_").unwrap_or(k), v.as_str()))
+        .collect();
+    denv.push(("LOG_LEVEL", "warn"));
+    let (code, out, err) = run(dir.path(), &denv, &["jobs", "some-plugin"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("0 job(s)"), "{out}");
+}
+
+/// Issue #11 item 24: `retry NAME VERSION beos` said "0 failed job(s)" and
+/// exited 0. An unknown platform is refused (exit 2, naming it and the
+/// known ones); a marketplace platform id is accepted as its hub name.
+#[test]
+fn retry_refuses_an_unknown_platform() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("LOG_LEVEL", "warn")];
+    let (code, out, err) = run(dir.path(), &env, &["retry", "p", "1.0.0", "beos"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("'beos'") && err.contains("linux") && err.contains("darwin-arm64"),
+        "{err}"
+    );
+    assert!(!out.contains("job(s)"), "{out}");
+    let (code, out, err) = run(dir.path(), &env, &["retry", "p", "1.0.0", "linux-x64"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("0 failed job(s) of p 1.0.0 (linux)"), "{out}");
+}
+
+/// Issue #11 item 24: `make run` (the README's first command) wrote into
+/// `../hone-marketplace/data/packages`, outside the clone. The demo run
+/// keeps its files under the working directory; deployments keep the
+/// default.
+#[test]
+fn make_run_keeps_the_demo_files_inside_the_clone() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new("make")
+        .args(["-n", "--no-print-directory", "run"])
+        .current_dir(root)
+        .output()
+        .expect("run make -n");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let run = text
+        .lines()
+        .find(|l| l.contains("release/hone-build") && !l.contains("ls -l"))
+        .unwrap_or_else(|| panic!("no line starting hone-build in:\n{text}"));
+    for key in ["PACKAGES_DIR", "UPLOADS_DIR", "DATA_DIR"] {
+        let value = run
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("HONE_BUILD_{key}=")))
+            .unwrap_or_else(|| panic!("`make run` does not set {key}: {run}"));
+        assert!(
+            !value.starts_with("..") && !value.starts_with('/') && !value.contains("/../"),
+            "`make run` puts {key} outside the clone: {value}"
+        );
+    }
+    assert_eq!(
+        hone_build::config::key_spec("PACKAGES_DIR").unwrap().default,
+        "../hone-marketplace/data/packages",
+        "the deployment default is unchanged"
+    );
+}
+
+/// Issue #11 item 24: the README said the static binary "runs without
+/// matching libraries", but a statically linked glibc still loads the
+/// host's NSS modules to resolve host names. The README and the operations
+/// guide say so, and what to do about it.
+#[test]
+fn docs_are_honest_about_static_glibc_and_name_lookups() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for doc in ["README.md", "docs/operations.md", "Makefile"] {
+        let text = std::fs::read_to_string(root.join(doc)).unwrap();
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            !flat.contains("runs without matching libraries")
+                && !flat.contains("runs on the web server without matching libraries")
+                && !flat.contains("runs on a web server without matching libraries"),
+            "{doc} still promises a binary that needs no libraries at all"
+        );
+        if doc != "Makefile" {
+            assert!(
+                flat.contains("NSS") && flat.contains("DB_HOST") && flat.contains("IP address"),
+                "{doc} does not explain NSS for host names"
+            );
+        }
+    }
+}
