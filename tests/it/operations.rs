@@ -702,7 +702,11 @@ fn make_run_keeps_the_demo_files_inside_the_clone() {
         .output()
         .expect("run make -n");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let run = text
         .lines()
         .find(|l| l.contains("release/hone-build") && !l.contains("ls -l"))
@@ -718,7 +722,9 @@ fn make_run_keeps_the_demo_files_inside_the_clone() {
         );
     }
     assert_eq!(
-        hone_build::config::key_spec("PACKAGES_DIR").unwrap().default,
+        hone_build::config::key_spec("PACKAGES_DIR")
+            .unwrap()
+            .default,
         "../hone-marketplace/data/packages",
         "the deployment default is unchanged"
     );
@@ -747,4 +753,41 @@ fn docs_are_honest_about_static_glibc_and_name_lookups() {
             );
         }
     }
+}
+
+/// Issue #11 item 16, end to end: a numeric key beyond its bound stops the
+/// service before it listens (exit 2), naming the key and the variable; a
+/// BOM-prefixed build.conf (item 17) keeps its first key.
+#[test]
+fn out_of_range_numbers_stop_the_start_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    // check-config (it ends by itself, also if the value were accepted).
+    let hub = [
+        ("PERRY_HUB_URL", "http://127.0.0.1:9"),
+        ("PERRY_HUB_WS_URL", "off"),
+    ];
+    let mut env = hub.to_vec();
+    env.push(("BUILD_TIMEOUT_SECS", "9223372036854775808"));
+    let (code, out, err) = run(dir.path(), &env, &["check-config"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("BUILD_TIMEOUT_SECS")
+            && err.contains("HONE_BUILD_BUILD_TIMEOUT_SECS")
+            && err.contains("at most"),
+        "{err}"
+    );
+    assert!(!out.contains("configuration from"), "{out}");
+    std::fs::write(
+        dir.path().join("build.conf"),
+        b"\xef\xbb\xbfHUB_TIMEOUT_SECS=99999999999\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(dir.path(), &hub, &["check-config"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("HUB_TIMEOUT_SECS")
+            && err.contains("build.conf:1")
+            && err.contains("at most 3600"),
+        "{err}"
+    );
 }
