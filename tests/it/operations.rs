@@ -107,7 +107,13 @@ fn check_config_masks_secrets_and_reports_reachability() {
     // Hub answering: exit 0.
     let sim = Sim::start(&[]);
     let url = sim.url();
-    let (code, out, err) = run(dir.path(), &[("PERRY_HUB_URL", &url)], &["check-config"]);
+    // The simulator here is the callback hub (no WebSocket): follow off,
+    // as the service's test default has it.
+    let (code, out, err) = run(
+        dir.path(),
+        &[("PERRY_HUB_URL", &url), ("PERRY_HUB_WS_URL", "off")],
+        &["check-config"],
+    );
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("hub: ok"), "{out}");
     // Store unreachable: non-zero.
@@ -115,6 +121,7 @@ fn check_config_masks_secrets_and_reports_reachability() {
         dir.path(),
         &[
             ("PERRY_HUB_URL", &url),
+            ("PERRY_HUB_WS_URL", "off"),
             ("DB_HOST", "127.0.0.1"),
             ("DB_PORT", "9"),
         ],
