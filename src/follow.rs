@@ -362,7 +362,7 @@ impl Follow<'_> {
                 Step::Over
             }
             HubMessage::Error { code, message } => {
-                let code = code.unwrap_or_default();
+                let code = bounded(code.as_deref().unwrap_or(""));
                 let message = bounded(message.as_deref().unwrap_or(""));
                 if code == "JOB_NOT_FOUND" {
                     self.resubmit(

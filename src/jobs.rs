@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 
 /// Jobs claimed per round (and submitted concurrently).
 const BATCH: usize = 4;
+/// First delay before the migration is tried again while the database does
+/// not answer; it doubles up to [`MIGRATE_RETRY_MAX`].
+const MIGRATE_RETRY_FIRST: Duration = Duration::from_secs(2);
+const MIGRATE_RETRY_MAX: Duration = Duration::from_secs(60);
 /// How often the loop looks for due work.
 const TICK: Duration = Duration::from_millis(250);
 
@@ -31,10 +35,17 @@ fn run(app: &App, stop: &AtomicBool) {
     let mut last_timeout_check = Instant::now() - Duration::from_secs(3600);
     let mut last_cleanup = Instant::now() - Duration::from_secs(3600);
     let mut last_reconcile: Option<Instant> = None;
+    // Start-up just tried the migration; while the database does not
+    // answer, try again after a delay doubling from 2 s to a minute.
+    let mut migrate_delay = MIGRATE_RETRY_FIRST;
     while !stop.load(Ordering::Acquire) {
-        if !app.try_migrate() {
-            sleep_unless_stopped(stop, Duration::from_secs(2));
-            continue;
+        if !app.is_migrated() {
+            sleep_unless_stopped(stop, migrate_delay);
+            let next = (migrate_delay * 2).min(MIGRATE_RETRY_MAX);
+            if stop.load(Ordering::Acquire) || !app.try_migrate_then(Some(next)) {
+                migrate_delay = next;
+                continue;
+            }
         }
         app.unsettled.retry(app.store.as_ref());
         let mut busy = false;

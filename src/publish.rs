@@ -17,6 +17,8 @@ use crate::store::{
     AttemptResult, ClaimFilter, Job, NewUpload, Refusal, UploadOutcome, plan_upload,
 };
 use std::io::{Cursor, Read};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// An upload whose parameters passed validation.
 #[derive(Debug, Clone)]
@@ -34,7 +36,8 @@ pub struct Published {
     /// The tarball as stored.
     pub tarball: Streamed,
     /// The jobs this upload builds, in platform order, each with the
-    /// outcome of its first submission (`None`: not submitted yet).
+    /// outcome of its first submission (`None`: not done yet, or claimed by
+    /// another process).
     pub builds: Vec<(Job, Option<AttemptResult>)>,
 }
 
@@ -154,9 +157,9 @@ pub fn upload(app: &App, up: Upload, body: &mut dyn Read) -> Result<Published, A
         jobs.len()
     );
 
-    // First submissions, concurrently, before answering.
+    // First submissions, concurrently, waited for at most FIRST_SUBMISSION_WAIT.
     let ids: Vec<i64> = jobs.iter().map(|j| j.id).collect();
-    let mut submitted = submit_now(app, ClaimFilter::Ids(ids)).unwrap_or_else(|e| {
+    let mut submitted = first_submissions(app, ids, &name, &version).unwrap_or_else(|e| {
         log::warn!("upload {name} {version}: first submission deferred: {e}");
         Vec::new()
     });
@@ -171,6 +174,69 @@ pub fn upload(app: &App, up: Upload, body: &mut dyn Read) -> Result<Published, A
         })
         .collect();
     Ok(Published { tarball, builds })
+}
+
+/// How long an upload waits for its jobs' first submissions before it
+/// answers. A submission still running then (a hub that accepts the
+/// connection and is slow to answer) goes on in the background and records
+/// its outcome itself; the answer says `pending` for its job.
+pub const FIRST_SUBMISSION_WAIT: Duration = Duration::from_secs(3);
+
+/// Claims the upload's new jobs and submits them concurrently, each on a
+/// thread of its own; returns those done within [`FIRST_SUBMISSION_WAIT`].
+/// The others keep their claim (lease: [`lease_ms`], well beyond what one
+/// submission may take), so the background loop does not submit them again
+/// while they run; if the process stops first, the lease runs out and the
+/// loop submits them then.
+fn first_submissions(
+    app: &App,
+    ids: Vec<i64>,
+    name: &str,
+    version: &str,
+) -> Result<Vec<(Job, AttemptResult)>, StoreError> {
+    let Some(shared) = app.shared() else {
+        return submit_now(app, ClaimFilter::Ids(ids));
+    };
+    let jobs = app
+        .store
+        .claim(ClaimFilter::Ids(ids), now_millis(), lease_ms(app))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut running = 0;
+    for job in jobs {
+        let app = Arc::clone(&shared);
+        let tx = tx.clone();
+        let id = job.id;
+        let spawned = std::thread::Builder::new()
+            .name(format!("submit-{id}"))
+            .spawn(move || {
+                let result = submit_claimed(&app, &job);
+                let _ = tx.send((job, result));
+            });
+        match spawned {
+            Ok(_) => running += 1,
+            Err(e) => log::warn!(
+                "job {id}: cannot start its first submission ({e}); the background loop submits it \
+                 when its claim expires"
+            ),
+        }
+    }
+    drop(tx);
+    let deadline = Instant::now() + FIRST_SUBMISSION_WAIT;
+    let mut done = Vec::with_capacity(running);
+    while done.len() < running {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(d) => done.push(d),
+            Err(_) => break,
+        }
+    }
+    if done.len() < running {
+        log::info!(
+            "upload {name} {version}: {} first submission(s) still waiting for Perry Hub after \
+             {FIRST_SUBMISSION_WAIT:?}; answering now, they finish in the background",
+            running - done.len()
+        );
+    }
+    Ok(done)
 }
 
 /// Streams an upload body into `out`: raw gzip (it starts with `1f 8b`) or

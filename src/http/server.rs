@@ -23,9 +23,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// How long in-flight requests may run after a shutdown signal.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-
 /// Binds the listening socket with `SO_RCVTIMEO`/`SO_SNDTIMEO` and
 /// `TCP_NODELAY` set, which every accepted connection inherits on Linux
 /// (tiny_http has no such settings of its own).
@@ -85,7 +82,7 @@ fn has_body(req: &tiny_http::Request) -> bool {
 }
 
 /// Serves `routes` until `stop` is set, then stops taking new work, lets
-/// in-flight requests finish (at most [`SHUTDOWN_GRACE`]) and returns.
+/// in-flight requests finish (at most SHUTDOWN_GRACE_SECS) and returns.
 pub fn serve(
     app: Arc<App>,
     routes: &'static [Route],
@@ -132,7 +129,8 @@ pub fn serve(
     }
 
     log::info!("shutting down: no new requests; waiting for in-flight ones");
-    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    let grace = Duration::from_secs(app.cfg.shutdown_grace_secs);
+    let deadline = Instant::now() + grace;
     drop(body.tx);
     drop(light.tx);
     let mut pending: Vec<JoinHandle<()>> = body.workers.into_iter().chain(light.workers).collect();
@@ -145,9 +143,8 @@ pub fn serve(
     }
     if !pending.is_empty() {
         log::warn!(
-            "{} request(s) still running after {:?}; exiting anyway",
-            pending.len(),
-            SHUTDOWN_GRACE
+            "{} request(s) still running after SHUTDOWN_GRACE_SECS ({grace:?}); abandoning them",
+            pending.len()
         );
     }
     Ok(())
@@ -277,7 +274,7 @@ fn handle(app: &App, routes: &[Route], mut req: tiny_http::Request) {
     let (route, reply) = outcome.unwrap_or_else(|_| {
         log::error!(
             "handler panicked on {method} {}",
-            router::loggable_target(path, "")
+            router::loggable_target(path, "", &[])
         );
         (
             "panic",
@@ -287,8 +284,8 @@ fn handle(app: &App, routes: &[Route], mut req: tiny_http::Request) {
     respond_and_log(app, req, route, reply, start);
 }
 
-/// Sends the reply, writes the access line (method, path without secrets,
-/// status, bytes, milliseconds) and counts it.
+/// Sends the reply, writes the access line (client address, method, path
+/// without secrets, status, bytes, milliseconds) and counts it.
 fn respond_and_log(
     app: &App,
     req: tiny_http::Request,
@@ -296,10 +293,13 @@ fn respond_and_log(
     reply: Reply,
     start: Instant,
 ) {
+    let client = req
+        .remote_addr()
+        .map_or_else(|| "-".to_string(), |a| a.ip().to_string());
     let method = router::log_safe(req.method().as_str());
     let url = router::origin_form(req.url()).into_owned();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-    let target = router::loggable_target(path, query);
+    let target = router::loggable_target(path, query, &app.cfg.secrets());
     let status = reply.status;
     let bytes = reply.body.len();
     // An error may leave a body unread: close the connection instead of
@@ -314,6 +314,6 @@ fn respond_and_log(
         log::debug!("writing response for {method} {target}: {e}");
     }
     let took = start.elapsed();
-    log::info!(target: "access", "{method} {target} {status} {bytes} {}ms", took.as_millis());
+    log::info!(target: "access", "{client} {method} {target} {status} {bytes} {}ms", took.as_millis());
     app.metrics.record_request(route, status, took);
 }

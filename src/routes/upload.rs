@@ -94,7 +94,7 @@ pub fn post(app: &App, req: &mut Request<'_>) -> Result<Reply, ApiError> {
             }),
             None => json!({
                 "platform": job.platform, "jobId": "", "status": "pending",
-                "error": "not submitted yet; hone-build keeps trying",
+                "error": "not accepted by Perry Hub yet; hone-build keeps trying",
             }),
         })
         .collect();

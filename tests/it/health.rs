@@ -146,6 +146,52 @@ fn mysql_down_at_start_migrates_when_it_comes_back() {
     );
 }
 
+/// Issue #11 item 24: a database that does not answer at start was logged
+/// every 2 s forever, without saying which one. The retries back off
+/// (2 s doubling to 60 s) and each line names DB_HOST and DB_PORT; the
+/// service still recovers as soon as the database answers.
+#[test]
+fn an_unreachable_database_at_start_is_named_and_retried_with_backoff() {
+    let db = TestDb::new();
+    let proxy = TcpProxy::start(&format!("{}:{}", db.host, db.port));
+    proxy.cut();
+    let svc = Service::builder()
+        .envs(db.service_env("127.0.0.1", proxy.port()))
+        .set("LOG_LEVEL", "info")
+        .start();
+    std::thread::sleep(Duration::from_secs(9));
+    let log = svc.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("migrat"))
+        .collect();
+    assert!(!lines.is_empty(), "the outage is logged:\n{log}");
+    let named = format!("DB_HOST=127.0.0.1 DB_PORT={}", proxy.port());
+    for l in &lines {
+        assert!(
+            l.contains(&named),
+            "the line names the database ({named}): {l}"
+        );
+    }
+    assert!(
+        lines.len() <= 4,
+        "{} lines in 9 s: no backoff:\n{}",
+        lines.len(),
+        lines.join("\n")
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("retrying in")),
+        "says when it tries again:\n{}",
+        lines.join("\n")
+    );
+    proxy.restore();
+    assert!(
+        wait_until(Duration::from_secs(5), || health(&svc).status == 200),
+        "no 200 after the database came back; log:\n{}",
+        svc.log()
+    );
+}
+
 #[test]
 fn unknown_route_404_and_wrong_method_405() {
     let svc = Service::builder().start();

@@ -279,3 +279,26 @@ fn auth_scheme_is_case_insensitive() {
     );
     assert_eq!(r.status, 401, "{}", r.text());
 }
+
+/// Issue #11 item 24: an access line names the client's address (the
+/// reverse proxy's, behind one), so that abuse can be traced to its source.
+#[test]
+fn access_lines_name_the_client_address() {
+    let (svc, _sim) = start_service(&[]);
+    let r = http("GET", &svc.url("/health?probe=client-addr-7f3"), &[], None);
+    assert_eq!(r.status, 200);
+    let r = http("GET", &svc.url("/no-such-route-7f3"), &[], None);
+    assert_eq!(r.status, 404);
+    std::thread::sleep(Duration::from_millis(300));
+    let log = svc.log();
+    for probe in ["/health?probe=client-addr-7f3", "/no-such-route-7f3"] {
+        let line = log
+            .lines()
+            .find(|l| l.contains("access") && l.contains(probe))
+            .unwrap_or_else(|| panic!("no access line for {probe}:\n{log}"));
+        assert!(
+            line.contains("] 127.0.0.1 GET "),
+            "the access line names the client first: {line}"
+        );
+    }
+}
