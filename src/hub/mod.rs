@@ -164,13 +164,7 @@ impl HubClient {
         match self.downloads.get(url).call() {
             Ok(resp) if resp.status().is_success() => Ok(resp.into_body().into_reader()),
             Ok(mut resp) => {
-                let status = resp.status().as_u16();
-                let text = resp
-                    .body_mut()
-                    .with_config()
-                    .limit(64 * 1024)
-                    .read_to_string()
-                    .unwrap_or_default();
+                let (status, text) = answer(&mut resp);
                 let why = match classify(status, &text) {
                     Outcome::Accepted(_) => format!("Perry Hub answered HTTP {status}"),
                     Outcome::Retryable(m) | Outcome::Permanent(m) => m,
@@ -225,13 +219,7 @@ impl HubClient {
         let resp = req.send(ureq::SendBody::from_owned_reader(form));
         match resp {
             Ok(mut resp) => {
-                let status = resp.status().as_u16();
-                let text = resp
-                    .body_mut()
-                    .with_config()
-                    .limit(64 * 1024)
-                    .read_to_string()
-                    .unwrap_or_default();
+                let (status, text) = answer(&mut resp);
                 classify(status, &text)
             }
             Err(e) => Outcome::Retryable(format!("Perry Hub unreachable: {}", describe(&e))),
@@ -242,16 +230,23 @@ impl HubClient {
     pub fn hub_status(&self) -> Result<String, String> {
         let url = format!("{}/api/v1/status", self.base_url);
         match self.agent.get(&url).call() {
-            Ok(mut r) if r.status().is_success() => Ok(r
-                .body_mut()
-                .with_config()
-                .limit(64 * 1024)
-                .read_to_string()
-                .unwrap_or_default()),
+            Ok(mut r) if r.status().is_success() => Ok(answer(&mut r).1),
             Ok(r) => Err(format!("Perry Hub answered {}", r.status())),
             Err(e) => Err(format!("Perry Hub unreachable: {}", describe(&e))),
         }
     }
+}
+
+/// The status and (at most 64 KiB of) the body of the hub's answer.
+fn answer(resp: &mut ureq::http::Response<ureq::Body>) -> (u16, String) {
+    let status = resp.status().as_u16();
+    let text = resp
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024)
+        .read_to_string()
+        .unwrap_or_default();
+    (status, text)
 }
 
 fn describe(e: &ureq::Error) -> String {
