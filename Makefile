@@ -3,7 +3,8 @@ CARGO   ?= cargo
 PREFIX  ?= /usr/local
 DESTDIR ?=
 # Release binaries are linked statically (glibc's crt-static) for the host
-# target, so the binary runs on the web server without matching libraries.
+# target: no shared library is needed at start, but glibc still loads the
+# host's NSS modules to resolve host names (README.md, "Release build").
 TARGET       ?= $(shell rustc -vV | sed -n 's/^host: //p')
 RELEASE_DIR   = target/$(TARGET)/release
 STATIC_FLAGS ?= -C target-feature=+crt-static
@@ -21,7 +22,7 @@ DOCDIR        = $(PREFIX)/share/doc/hone-build
 .PHONY: help build run test lint fuzz bench bench-load bench-follow bench-status smoke clean install uninstall check-install
 
 help:
-	@echo "make run      build (release) and start hone-build on the embedded store"
+	@echo "make run      build (release) and start hone-build on the embedded store, files in ./data"
 	@echo "make test     formatting, clippy, and every test (needs MariaDB on 127.0.0.1:3306)"
 	@echo "make lint     cargo fmt --check and clippy only"
 	@echo "make fuzz     the property tests with FUZZ_CASES (20000) cases each"
@@ -40,8 +41,12 @@ build:
 	RUSTFLAGS="$(STATIC_FLAGS)" $(CARGO) build --release --bins --target $(TARGET)
 	@ls -l $(RELEASE_DIR)/hone-build
 
+# `make run` is a demo: its store, tarballs and binaries stay under RUN_DIR
+# in the clone (PACKAGES_DIR's default, ../hone-marketplace/data/packages, is
+# for a deployment beside the marketplace). These override a build.conf.
+RUN_DIR ?= data
 run: build
-	$(RELEASE_DIR)/hone-build
+	HONE_BUILD_DATA_DIR=$(RUN_DIR) HONE_BUILD_UPLOADS_DIR=$(RUN_DIR)/uploads HONE_BUILD_PACKAGES_DIR=$(RUN_DIR)/packages $(RELEASE_DIR)/hone-build
 
 lint:
 	$(CARGO) fmt --check

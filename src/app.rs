@@ -9,6 +9,7 @@ use crate::hub::HubClient;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 
 pub struct App {
     pub cfg: Config,
@@ -26,10 +27,14 @@ pub struct App {
     /// replays nothing: subscribe at once, not at the next tick).
     pub follow_wake: crate::follow::Wake,
     migrated: AtomicBool,
+    /// The `Arc` this context lives in, for work that outlives a request
+    /// (a first submission still running when the upload answers).
+    me: Weak<App>,
 }
 
 impl App {
-    pub fn new(cfg: Config, store: Box<dyn Store>) -> App {
+    /// The shared context (it knows its own `Arc`: [`App::shared`]).
+    pub fn new(cfg: Config, store: Box<dyn Store>) -> Arc<App> {
         let hub = HubClient::new(
             &cfg.perry_hub_url,
             crate::hub::Credentials {
@@ -38,7 +43,7 @@ impl App {
             },
             std::time::Duration::from_secs(cfg.hub_timeout_secs),
         );
-        App {
+        Arc::new_cyclic(|me| App {
             cfg,
             store,
             hub,
@@ -48,7 +53,13 @@ impl App {
             completed: CompletedVersions::default(),
             follow_wake: crate::follow::Wake::default(),
             migrated: AtomicBool::new(false),
-        }
+            me: me.clone(),
+        })
+    }
+
+    /// This context as an `Arc`, for a thread that may outlive the caller.
+    pub fn shared(&self) -> Option<Arc<App>> {
+        self.me.upgrade()
     }
 
     pub fn is_migrated(&self) -> bool {
@@ -59,6 +70,12 @@ impl App {
     /// Start-up calls it, and so do `/health` and the background loop while
     /// the database was unreachable at start-up.
     pub fn try_migrate(&self) -> bool {
+        self.try_migrate_then(None)
+    }
+
+    /// [`App::try_migrate`] for a caller that tries again after `retry_in`
+    /// (the background loop), which the warning then says.
+    pub fn try_migrate_then(&self, retry_in: Option<std::time::Duration>) -> bool {
         if self.is_migrated() {
             return true;
         }
@@ -69,9 +86,29 @@ impl App {
                 true
             }
             Err(e) => {
-                log::warn!("migration not done yet: {e}");
+                let then = match retry_in {
+                    Some(d) => format!("; retrying in {} s", d.as_secs()),
+                    None => String::new(),
+                };
+                log::warn!(
+                    "migration not done yet: {} does not answer: {e}{then}",
+                    self.store_location()
+                );
                 false
             }
+        }
+    }
+
+    /// Which database this is, in the operator's terms (the keys that name it).
+    pub fn store_location(&self) -> String {
+        let c = &self.cfg;
+        if c.embedded_store() {
+            format!("the embedded store in DATA_DIR={}", c.data_dir.display())
+        } else {
+            format!(
+                "the MySQL database {} at DB_HOST={} DB_PORT={}",
+                c.db_name, c.db_host, c.db_port
+            )
         }
     }
 }

@@ -285,12 +285,35 @@ config_keys! {
         PUBLIC_URL: public_url: String = "", resolve rules::public_url;
         /// Request-handling threads for uploads and artifacts (1-1024); /health,
         /// /status and /metrics have a small pool of their own.
-        WORKERS: workers: usize = "16", parse rules::positive_at_most::<1024>;
-        /// Largest request body accepted, in bytes (200 MiB).
-        MAX_BODY_BYTES: max_body_bytes: u64 = "209715200", parse rules::positive::<u64>;
+        WORKERS: workers: usize = "16", parse rules::count::<usize, 1024>;
+        /// Largest request body accepted, in bytes (200 MiB; at most 1 TiB).
+        MAX_BODY_BYTES: max_body_bytes: u64 = "209715200", parse rules::count::<u64, 1_099_511_627_776>;
         /// Per-read/write socket timeout: a client that sends nothing for this
-        /// many seconds is disconnected, and a request head must arrive within it.
-        READ_TIMEOUT_SECS: read_timeout_secs: u64 = "30", parse rules::positive::<u64>;
+        /// many seconds is disconnected, and a request head must arrive within it
+        /// (at most 3600).
+        READ_TIMEOUT_SECS: read_timeout_secs: u64 = "30", parse rules::count::<u64, 3600>;
+        /// After SIGTERM or SIGINT: the most seconds hone-build spends finishing
+        /// what is in flight (requests, hub submissions, follows) before it exits
+        /// anyway (1-600). A second signal exits at once.
+        SHUTDOWN_GRACE_SECS: shutdown_grace_secs: u64 = "10", parse rules::count::<u64, 600>;
+        /// Connections served at once (1-65536); lowered at start to what the
+        /// open-file limit allows (two descriptors per connection). Past it a
+        /// new connection is answered 503 with Retry-After and closed.
+        MAX_CONNECTIONS: max_connections: usize = "1024", parse rules::count::<usize, 65536>;
+        /// Share of MAX_CONNECTIONS one client address may hold, in percent
+        /// (1-100). Behind a reverse proxy every connection comes from the
+        /// proxy's address: set 100 there.
+        MAX_CONNECTIONS_PER_CLIENT_PERCENT: max_connections_per_client_percent: usize = "50", parse rules::count::<usize, 100>;
+        /// A keep-alive connection with no new request for this many seconds
+        /// is closed (also a new connection that sends nothing; at most 3600).
+        KEEPALIVE_IDLE_SECS: keepalive_idle_secs: u64 = "5", parse rules::count::<u64, 3600>;
+        /// A request body must average at least this many bytes per second
+        /// once BODY_RATE_GRACE_SECS have passed, or it is cut off with 408
+        /// (at most 1 GiB/s).
+        BODY_MIN_RATE: body_min_rate: u64 = "1024", parse rules::count::<u64, 1_073_741_824>;
+        /// Seconds a request body may take before BODY_MIN_RATE applies (at
+        /// most 3600).
+        BODY_RATE_GRACE_SECS: body_rate_grace_secs: u64 = "10", parse rules::count::<u64, 3600>;
         /// Shared secret for POST /upload (Authorization: Bearer <secret> or
         /// ?token=); never sent to Perry Hub.
         UPLOAD_SECRET: upload_secret: Secret = "", parse rules::secret;
@@ -310,20 +333,23 @@ config_keys! {
         /// wait for callbacks from a patched hub.
         PERRY_HUB_WS_URL: perry_hub_ws_url: Option<String> = "", resolve rules::ws_url;
         /// Most builds one process follows at once (one thread and one
-        /// WebSocket each); more wait until one ends.
-        FOLLOW_MAX_JOBS: follow_max_jobs: usize = "64", parse rules::positive_at_most::<4096>;
+        /// WebSocket each); more wait until one ends (at most 4096).
+        FOLLOW_MAX_JOBS: follow_max_jobs: usize = "64", parse rules::count::<usize, 4096>;
         /// Time limit for connecting to Perry Hub, for each write, and for its
-        /// answer, in seconds.
-        HUB_TIMEOUT_SECS: hub_timeout_secs: u64 = "30", parse rules::positive::<u64>;
-        /// Submissions tried before a job is failed.
-        SUBMIT_MAX_ATTEMPTS: submit_max_attempts: u32 = "8", parse rules::positive::<u32>;
+        /// answer, in seconds (at most 3600).
+        HUB_TIMEOUT_SECS: hub_timeout_secs: u64 = "30", parse rules::count::<u64, 3600>;
+        /// Submissions tried before a job is failed (at most 1000).
+        SUBMIT_MAX_ATTEMPTS: submit_max_attempts: u32 = "8", parse rules::count::<u32, 1000>;
         /// First retry delay of the backoff between submissions, in seconds: it
-        /// doubles per attempt up to RETRY_MAX_SECS, with +-25% jitter.
-        RETRY_BASE_SECS: retry_base_secs: u64 = "5", parse rules::positive::<u64>;
-        /// Ceiling of the backoff delay, in seconds (not below RETRY_BASE_SECS).
+        /// doubles per attempt up to RETRY_MAX_SECS, with +-25% jitter (at most
+        /// 86400, a day).
+        RETRY_BASE_SECS: retry_base_secs: u64 = "5", parse rules::count::<u64, 86_400>;
+        /// Ceiling of the backoff delay, in seconds (not below RETRY_BASE_SECS; at
+        /// most 604800, a week).
         RETRY_MAX_SECS: retry_max_secs: u64 = "600", resolve rules::retry_max;
-        /// A job submitted this many seconds ago without an artifact is failed.
-        BUILD_TIMEOUT_SECS: build_timeout_secs: u64 = "3600", parse rules::positive::<u64>;
+        /// A job submitted this many seconds ago without an artifact is failed (at
+        /// most 2592000, 30 days).
+        BUILD_TIMEOUT_SECS: build_timeout_secs: u64 = "3600", parse rules::count::<u64, 2_592_000>;
         /// Platforms built when an upload names none: a comma-separated list of
         /// macos, linux, windows, ios, android.
         PLATFORMS: platforms: Vec<Platform> = "macos,linux,windows", parse platform::parse_list;
@@ -368,23 +394,23 @@ mod rules {
             .ok_or_else(|| format!("not a port number ({MIN}-65535)"))
     }
 
-    pub(super) fn positive<T: std::str::FromStr + PartialOrd + Default>(
-        v: &str,
-    ) -> Result<T, String> {
-        match v.parse::<T>() {
-            Ok(n) if n > T::default() => Ok(n),
-            _ => Err("expected a positive whole number".to_string()),
+    /// A whole number from 1 to `MAX`. Every numeric key has a bound: the
+    /// values are turned into milliseconds, deadlines and leases, which a
+    /// value near `u64::MAX` would overflow.
+    pub(super) fn count<T: TryFrom<u64>, const MAX: u64>(v: &str) -> Result<T, String> {
+        let too_big = || format!("at most {MAX}");
+        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("expected a whole number from 1 to {MAX}"));
         }
-    }
-
-    pub(super) fn positive_at_most<const MAX: usize>(v: &str) -> Result<usize, String> {
-        positive::<usize>(v).and_then(|n| {
-            if n <= MAX {
-                Ok(n)
-            } else {
-                Err(format!("at most {MAX}"))
-            }
-        })
+        // Only digits: parsing fails only when the number does not fit in u64.
+        let n: u64 = v.parse().map_err(|_| too_big())?;
+        if n == 0 {
+            return Err(format!("expected a whole number from 1 to {MAX}"));
+        }
+        if n > MAX {
+            return Err(too_big());
+        }
+        T::try_from(n).map_err(|_| too_big())
     }
 
     pub(super) fn path(v: &str) -> Result<PathBuf, String> {
@@ -490,10 +516,10 @@ mod rules {
         }
     }
 
-    /// RETRY_MAX_SECS: positive, and not below RETRY_BASE_SECS.
+    /// RETRY_MAX_SECS: 1 to a week, and not below RETRY_BASE_SECS.
     pub(super) fn retry_max(l: &Lookup<'_>, v: &str) -> Result<u64, ConfigError> {
-        let max = positive::<u64>(v).map_err(|why| l.invalid("RETRY_MAX_SECS", v, &why))?;
-        let base = l.parse("RETRY_BASE_SECS", positive::<u64>)?;
+        let max = count::<u64, 604_800>(v).map_err(|why| l.invalid("RETRY_MAX_SECS", v, &why))?;
+        let base = l.parse("RETRY_BASE_SECS", count::<u64, 86_400>)?;
         if max < base {
             return Err(ConfigError(format!(
                 "invalid value for RETRY_MAX_SECS ({}): must not be below RETRY_BASE_SECS",
@@ -586,6 +612,9 @@ pub struct RawFile {
 /// without `=` and an unknown key are warnings, not errors.
 pub fn parse_file(text: &str, file: &str) -> RawFile {
     let mut raw = RawFile::default();
+    // A UTF-8 byte order mark (some Windows editors write one) is not part
+    // of the first key.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (i, line) in text.lines().enumerate() {
         let lineno = i + 1;
         let line = line.trim();
@@ -856,6 +885,136 @@ mod tests {
             };
             assert!(e.contains(key), "{bad}: {e}");
         }
+    }
+
+    /// Issue #11 item 17: a UTF-8 byte order mark (as some Windows editors
+    /// write) must not hide the first key.
+    #[test]
+    fn a_byte_order_mark_does_not_hide_the_first_key() {
+        let raw = parse_file(
+            "\u{feff}DB_HOST=db.internal\r\nDB_PORT=3307\r\n",
+            "build.conf",
+        );
+        assert!(raw.warnings.is_empty(), "{:?}", raw.warnings);
+        assert_eq!(raw.values["DB_HOST"], ("db.internal".to_string(), 1));
+        let c = load("\u{feff}DB_HOST=db.internal\n", &[]).unwrap();
+        assert_eq!(c.db_host, "db.internal");
+        assert!(
+            !c.embedded_store(),
+            "a BOM must not switch to the embedded store"
+        );
+        // Through the file loader too (the bytes as an editor saves them).
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("bom.conf");
+        std::fs::write(&f, b"\xef\xbb\xbfDB_HOST=db.internal\nPORT=9001\n").unwrap();
+        let (c, warnings) = Config::load(FileChoice::Explicit(&f), &|_| None).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!((c.db_host.as_str(), c.port), ("db.internal", 9001));
+    }
+
+    /// Issue #11 item 16: every numeric key has an upper bound, refused at
+    /// start naming the key and where the value came from; values near
+    /// `u64::MAX` overflowed the arithmetic on them.
+    #[test]
+    fn numeric_keys_have_sane_upper_bounds() {
+        let numeric: Vec<&str> = KEY_SPECS
+            .iter()
+            .filter(|k| !k.default.is_empty() && k.default.bytes().all(|b| b.is_ascii_digit()))
+            .map(|k| k.name)
+            .collect();
+        assert!(numeric.len() >= 10, "{numeric:?}");
+        for key in numeric {
+            for huge in [
+                "18446744073709551615",
+                "9223372036854775808",
+                "99999999999999",
+            ] {
+                let e = load(&format!("\n{key}={huge}\n"), &[]).unwrap_err().0;
+                assert!(
+                    e.contains(key) && e.contains("build.conf:2"),
+                    "{key}={huge}: {e}"
+                );
+                if !key.ends_with("PORT") {
+                    assert!(e.contains("at most"), "{key}={huge}: {e}");
+                }
+                let var = format!("HONE_BUILD_{key}");
+                let e = load("", &[(var.as_str(), huge)]).unwrap_err().0;
+                assert!(e.contains(key) && e.contains(&var), "{var}={huge}: {e}");
+            }
+            // One past the largest accepted value says what the largest is.
+            let max = largest_accepted(key);
+            let e = load(&format!("RETRY_MAX_SECS=604800\n{key}={}", max + 1), &[])
+                .unwrap_err()
+                .0;
+            if !key.ends_with("PORT") {
+                assert!(e.contains(&format!("at most {max}")), "{key}: {e}");
+            }
+        }
+        // The bounds are generous: a week-long build, a 30 GiB body.
+        let c = load(
+            "BUILD_TIMEOUT_SECS=604800\nMAX_BODY_BYTES=32212254720\nHUB_TIMEOUT_SECS=600\n\
+             RETRY_MAX_SECS=86400\nSUBMIT_MAX_ATTEMPTS=100\nREAD_TIMEOUT_SECS=600\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.build_timeout_secs, 604_800);
+        // Everything at its bound at once: the arithmetic done on the values
+        // (milliseconds, leases, backoff, deadlines) stays in range.
+        let at_max: String = ["RETRY_BASE_SECS", "RETRY_MAX_SECS"]
+            .iter()
+            .map(|k| format!("{k}={}\n", largest_accepted(k)))
+            .collect();
+        let c = load(
+            &format!(
+                "{at_max}HUB_TIMEOUT_SECS={}\nBUILD_TIMEOUT_SECS={}\nREAD_TIMEOUT_SECS={}\n",
+                largest_accepted("HUB_TIMEOUT_SECS"),
+                largest_accepted("BUILD_TIMEOUT_SECS"),
+                largest_accepted("READ_TIMEOUT_SECS"),
+            ),
+            &[],
+        )
+        .unwrap();
+        let lease_ms = c
+            .hub_timeout_secs
+            .saturating_mul(4)
+            .max(120)
+            .checked_mul(1000);
+        assert!(
+            lease_ms.is_some_and(|l| l < (i64::MAX as u64) / 1024),
+            "{lease_ms:?}"
+        );
+        assert!(
+            c.build_timeout_secs < 365 * 24 * 3600,
+            "{}",
+            c.build_timeout_secs
+        );
+        assert!(c.retry_max_secs.checked_mul(1000 << 30).is_some());
+        assert!(c.read_timeout_secs <= 24 * 3600);
+    }
+
+    /// The largest value `key` accepts (the others at their defaults, but
+    /// RETRY_MAX_SECS at its largest for RETRY_BASE_SECS, which may not
+    /// exceed it), found by bisection over u64.
+    fn largest_accepted(key: &str) -> u64 {
+        let default: u64 = key_spec(key).unwrap().default.parse().unwrap();
+        let others = if key == "RETRY_BASE_SECS" {
+            format!("RETRY_MAX_SECS={}\n", largest_accepted("RETRY_MAX_SECS"))
+        } else {
+            String::new()
+        };
+        let ok = |v: u64| load(&format!("{others}{key}={v}"), &[]).is_ok();
+        assert!(ok(default), "{key} accepts its default");
+        let (mut lo, mut hi) = (default, u64::MAX);
+        assert!(!ok(hi), "{key} accepts u64::MAX");
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if ok(mid) {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
     }
 
     #[test]

@@ -120,8 +120,20 @@ impl From<StoreError> for ApiError {
 }
 
 impl From<std::io::Error> for ApiError {
+    /// A file error: logged with its operation and path (the files module
+    /// puts them in the message); a full disk (or quota, or file-size
+    /// limit) is 507, anything else 500. The answer names no path.
     fn from(e: std::io::Error) -> ApiError {
-        log::error!("I/O error: {e}");
+        use std::io::ErrorKind::{FileTooLarge, QuotaExceeded, StorageFull};
+        if matches!(e.kind(), StorageFull | QuotaExceeded | FileTooLarge) {
+            log::error!("storage full: {e}");
+            return ApiError::new(
+                507,
+                "INSUFFICIENT_STORAGE",
+                "not enough space on the server to store this; try again later",
+            );
+        }
+        log::error!("storage error: {e}");
         ApiError::internal("internal storage error")
     }
 }

@@ -29,7 +29,7 @@ use crate::hub::message::HubMessage;
 use crate::hub::ws::{Event, HubSocket};
 use crate::hub::{DownloadError, hub_app_name};
 use crate::intake;
-use crate::store::{Job, ResubmitOutcome};
+use crate::store::{Deliverer, Job, ResubmitOutcome};
 use crate::unpack;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -362,7 +362,7 @@ impl Follow<'_> {
                 Step::Over
             }
             HubMessage::Error { code, message } => {
-                let code = code.unwrap_or_default();
+                let code = bounded(code.as_deref().unwrap_or(""));
                 let message = bounded(message.as_deref().unwrap_or(""));
                 if code == "JOB_NOT_FOUND" {
                     self.resubmit(
@@ -413,7 +413,7 @@ impl Follow<'_> {
             s.spawn(|| {
                 let mut last = Instant::now();
                 while !done.load(Ordering::Acquire) && !stop.load(Ordering::Acquire) {
-                    std::thread::sleep(Duration::from_millis(100));
+                    std::thread::sleep(Duration::from_millis(10));
                     if last.elapsed() >= RENEW_EVERY {
                         last = Instant::now();
                         let _ = self.app.store.renew_follow(
@@ -501,7 +501,11 @@ impl Follow<'_> {
                 Fetch::Resubmit("internal", format!("{e}"))
             }
         })?;
-        intake::record(app, job, program, Some(origin)).map_err(|e: ApiError| match e.status {
+        let by = Deliverer::HubJob(&self.hub_job);
+        intake::record(app, job, by, program, Some(origin)).map_err(|e: ApiError| match e.status {
+            409 if e.code == "JOB_SUPERSEDED" => Fetch::Fail(format!(
+                "{artifact}: the job was reset or submitted again meanwhile; nothing stored"
+            )),
             409 => Fetch::Fail(format!(
                 "{artifact}: this build already completed with a different program"
             )),

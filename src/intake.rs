@@ -10,7 +10,7 @@ use crate::body::{self, Encoding, Limited, Streamed};
 use crate::error::ApiError;
 use crate::files::{self, ManifestEntry, Placed, ProgramOrigin, TempFile};
 use crate::platform::Platform;
-use crate::store::{Artifact, CompleteOutcome, Job, JobStatus};
+use crate::store::{Artifact, CompleteOutcome, Deliverer, Job, JobStatus};
 use crate::unpack::{self, Limits, UnpackError};
 use crate::validate;
 use std::io::{Read, Seek, SeekFrom};
@@ -66,7 +66,7 @@ pub fn receive(
     encoding: Encoding,
 ) -> Result<Received, ApiError> {
     let (platform, dir) = destination(app, job)?;
-    let mut tmp = TempFile::create_in(&dir)?;
+    let mut tmp = TempFile::create_in(&app.cfg.packages_dir, &dir)?;
     let streamed = body::stream_decoded(
         Limited::new(source, app.cfg.max_body_bytes),
         encoding,
@@ -129,7 +129,7 @@ pub fn unpack(
         action,
         source,
     };
-    let program = TempFile::create_in(&dir).map_err(|e| io_err("creating a file", e))?;
+    let program = TempFile::create_beside(&dir).map_err(|e| io_err("creating a file", e))?;
     let mut out = unpack::HashingWriter::new(program);
     let file = tmp.file();
     file.seek(SeekFrom::Start(0))
@@ -172,14 +172,42 @@ pub fn unpack(
     }
 }
 
+/// When the version's `manifest.json` is unparsable, what the rows say of
+/// each platform (read before the transaction: the manifest is rebuilt
+/// from them and the programs, see `files::rebuild_manifest`); otherwise
+/// nothing.
+fn rows_if_manifest_broken(
+    app: &App,
+    job: &Job,
+    dir: &std::path::Path,
+) -> Result<files::RowStates, ApiError> {
+    if !matches!(files::read_manifest(dir), Ok(Err(_))) {
+        return Ok(files::RowStates::new());
+    }
+    let jobs = app.store.version_jobs(&job.plugin_name, &job.version)?;
+    let mut rows = files::RowStates::new();
+    for j in jobs
+        .iter()
+        .filter(|j| j.plugin_name == job.plugin_name && j.version == job.version)
+    {
+        if let Some(p) = j.platform() {
+            *rows.entry(p.id().to_string()).or_insert(false) |= j.status == JobStatus::Completed;
+        }
+    }
+    Ok(rows)
+}
+
 /// Puts a verified program in place as `<platform-id>.bin`, updates
 /// `manifest.json` (with `origin` when it came out of a hub package) and
 /// completes the job, all in one transaction (the files go in place last,
 /// just before COMMIT). A job completed before with other bytes is refused
-/// (409): published builds are immutable.
+/// (409): published builds are immutable. So is a job that no longer
+/// belongs to `by` (409 `JOB_SUPERSEDED`: reset by a new upload, or
+/// submitted again, while the program was on its way).
 pub fn record(
     app: &App,
     job: &Job,
+    by: Deliverer<'_>,
     received: Received,
     origin: Option<ProgramOrigin>,
 ) -> Result<Stored, ApiError> {
@@ -203,34 +231,47 @@ pub fn record(
         stored_at: files::rfc3339_now(),
         source: origin,
     };
+    let rows = rows_if_manifest_broken(app, job, &dir)?;
     let mut placed = Placed::default();
-    let outcome = app.store.complete_job(job.id, &artifact, &mut || {
-        placed.place(&mut tmp, &dest)?;
-        let (_, manifest) = files::update_manifest(
-            &dir,
-            &job.plugin_name,
-            &job.version,
-            platform,
-            entry.clone(),
-        )?;
-        placed.push(manifest);
-        Ok(())
+    // A file error inside the transaction, kept to be answered as what it
+    // is (a full disk: 507) rather than as the store's failure.
+    let mut file_error = None;
+    let outcome = app.store.complete_job(job.id, by, &artifact, &mut || {
+        let mut put = || {
+            placed.place(&mut tmp, &dest)?;
+            let (_, manifest) = files::update_manifest(
+                &dir,
+                &job.plugin_name,
+                &job.version,
+                platform,
+                entry.clone(),
+                &rows,
+            )?;
+            placed.push(manifest);
+            Ok(())
+        };
+        put().inspect_err(|e: &std::io::Error| {
+            file_error = Some(std::io::Error::new(e.kind(), e.to_string()))
+        })
     });
     let (id, sha) = (job.id, streamed.sha256.clone());
-    let outcome = placed.conclude(
-        outcome,
-        &app.unsettled,
-        app.store.as_ref(),
-        || format!("artifact of job {id}"),
-        // The job, completed with these bytes or not, tells.
-        || {
-            Box::new(move |store| {
-                Ok(store.job_by_id(id)?.is_some_and(|j| {
-                    j.status == JobStatus::Completed && j.sha256.as_deref() == Some(sha.as_str())
-                }))
-            })
-        },
-    )?;
+    let outcome = placed
+        .conclude(
+            outcome,
+            &app.unsettled,
+            app.store.as_ref(),
+            || format!("artifact of job {id}"),
+            // The job, completed with these bytes or not, tells.
+            || {
+                Box::new(move |store| {
+                    Ok(store.job_by_id(id)?.is_some_and(|j| {
+                        j.status == JobStatus::Completed
+                            && j.sha256.as_deref() == Some(sha.as_str())
+                    }))
+                })
+            },
+        )
+        .map_err(|e| files::store_or_file_error(e, file_error))?;
     let changed = match outcome {
         CompleteOutcome::Completed => {
             app.metrics.artifacts_stored.fetch_add(1, Relaxed);
@@ -260,6 +301,16 @@ pub fn record(
             ));
         }
         CompleteOutcome::NotFound => return Err(ApiError::not_found("unknown build job")),
+        CompleteOutcome::Superseded => {
+            log::warn!(
+                "job {}: a delivery begun before the job was reset or submitted again was refused; nothing stored",
+                job.id
+            );
+            return Err(ApiError::conflict(
+                "JOB_SUPERSEDED",
+                "this job was reset by a new upload (or submitted again) while the artifact was being received; this delivery no longer belongs to it and nothing was stored",
+            ));
+        }
     };
     Ok(Stored {
         platform,
@@ -269,11 +320,12 @@ pub fn record(
     })
 }
 
-/// The whole intake of one delivery: receive, verify against
+/// The whole intake of one delivery by `by`: receive, verify against
 /// `expected_sha256` when one is given, record.
 pub fn deliver(
     app: &App,
     job: &Job,
+    by: Deliverer<'_>,
     source: &mut dyn Read,
     encoding: Encoding,
     expected_sha256: Option<&str>,
@@ -282,5 +334,5 @@ pub fn deliver(
     if let Some(expected) = expected_sha256 {
         verify(job, &received, expected)?;
     }
-    record(app, job, received, None)
+    record(app, job, by, received, None)
 }

@@ -1,7 +1,8 @@
 //! The background loop: submits due `pending` jobs (through `publish`),
 //! fails queued jobs whose artifact did not arrive within
 //! BUILD_TIMEOUT_SECS, settles changes whose COMMIT outcome was unknown,
-//! and removes stale temporary files. All state is in the store, so it
+//! reconciles the published files with the rows (`files::reconcile`), and
+//! removes stale temporary files. All state is in the store, so it
 //! resumes after a restart.
 
 use crate::app::{App, now_secs};
@@ -15,6 +16,10 @@ use std::time::{Duration, Instant};
 
 /// Jobs claimed per round (and submitted concurrently).
 const BATCH: usize = 4;
+/// First delay before the migration is tried again while the database does
+/// not answer; it doubles up to [`MIGRATE_RETRY_MAX`].
+const MIGRATE_RETRY_FIRST: Duration = Duration::from_secs(2);
+const MIGRATE_RETRY_MAX: Duration = Duration::from_secs(60);
 /// How often the loop looks for due work.
 const TICK: Duration = Duration::from_millis(250);
 
@@ -29,10 +34,18 @@ pub fn start(app: Arc<App>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
 fn run(app: &App, stop: &AtomicBool) {
     let mut last_timeout_check = Instant::now() - Duration::from_secs(3600);
     let mut last_cleanup = Instant::now() - Duration::from_secs(3600);
+    let mut last_reconcile: Option<Instant> = None;
+    // Start-up just tried the migration; while the database does not
+    // answer, try again after a delay doubling from 2 s to a minute.
+    let mut migrate_delay = MIGRATE_RETRY_FIRST;
     while !stop.load(Ordering::Acquire) {
-        if !app.try_migrate() {
-            sleep_unless_stopped(stop, Duration::from_secs(2));
-            continue;
+        if !app.is_migrated() {
+            sleep_unless_stopped(stop, migrate_delay);
+            let next = (migrate_delay * 2).min(MIGRATE_RETRY_MAX);
+            if stop.load(Ordering::Acquire) || !app.try_migrate_then(Some(next)) {
+                migrate_delay = next;
+                continue;
+            }
         }
         app.unsettled.retry(app.store.as_ref());
         let mut busy = false;
@@ -50,12 +63,36 @@ fn run(app: &App, stop: &AtomicBool) {
             files::remove_stale_temps(&app.cfg.uploads_dir, day);
             files::remove_stale_temps(&app.cfg.packages_dir, day);
         }
+        // Files and manifests against the rows: at start, then every
+        // RECONCILE_EVERY; never while a change of ours is unsettled.
+        if last_reconcile.is_none_or(|t| t.elapsed() >= RECONCILE_EVERY) && app.unsettled.is_empty()
+        {
+            last_reconcile = Some(Instant::now());
+            reconcile(app);
+        }
         if !busy {
             sleep_unless_stopped(stop, TICK);
         }
     }
     log::info!("background jobs stopped");
 }
+/// How often the published files are reconciled with the rows.
+const RECONCILE_EVERY: Duration = Duration::from_secs(600);
+
+fn reconcile(app: &App) {
+    let grace = files::reconcile::GRACE;
+    match files::reconcile::reconcile(app.store.as_ref(), &app.cfg.packages_dir, grace) {
+        Ok(r) if r == Default::default() => log::debug!("files reconciled with the rows"),
+        Ok(r) => log::info!(
+            "files reconciled with the rows: {} stray program(s) set aside, {} manifest(s) \
+             rewritten",
+            r.set_aside,
+            r.manifests
+        ),
+        Err(e) => log::warn!("reconciling files with the rows: {e}"),
+    }
+}
+
 fn fail_timed_out(app: &App) {
     let secs = app.cfg.build_timeout_secs;
     let message =

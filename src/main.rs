@@ -3,11 +3,13 @@
 use hone_build::app::{App, now_secs};
 use hone_build::config::{Config, FileChoice};
 use hone_build::http::server;
+use hone_build::platform::Platform;
 use hone_build::{follow, jobs, routes, store};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 const USAGE: &str = "\
 hone-build — build coordinator of the Hone plugin marketplace
@@ -109,6 +111,11 @@ fn main() -> ExitCode {
             println!("migrated: {} store is up to date", s.kind());
             Ok(())
         }),
+        ["retry", _, _, platform] if retry_platform(platform).is_err() => {
+            let e = retry_platform(platform).unwrap_err();
+            eprintln!("hone-build: {e}");
+            return ExitCode::from(2);
+        }
         ["jobs"] => jobs(&cfg, None, None),
         ["jobs", name] => jobs(&cfg, Some(name), None),
         ["jobs", name, version] => jobs(&cfg, Some(name), Some(version)),
@@ -136,11 +143,63 @@ fn with_store(
     f(s.as_ref())
 }
 
+/// Opens the store and creates what is missing of its schema first, so that
+/// `jobs` and `retry` work on a store nothing ever ran on. When the
+/// migration fails (for example a read-only database user), the command
+/// goes on and reports what the store says.
+fn with_migrated_store(
+    cfg: &Config,
+    f: impl FnOnce(&dyn store::Store) -> Result<(), String>,
+) -> Result<(), String> {
+    with_store(cfg, |s| {
+        if let Err(e) = s.migrate() {
+            log::warn!("could not create the missing tables: {e}");
+        }
+        f(s)
+    })
+}
+
+/// The platform `retry` names: a hub name (`linux`) or a marketplace
+/// platform id (`linux-x64`); the hub name, as `buildJobs.platform` keeps it.
+fn retry_platform(p: &str) -> Result<&'static str, String> {
+    Platform::from_hub_name(p)
+        .or_else(|| Platform::from_id(p))
+        .map(Platform::hub_name)
+        .ok_or_else(|| {
+            let names: Vec<String> = Platform::ALL
+                .iter()
+                .map(|p| format!("{} ({})", p.hub_name(), p.id()))
+                .collect();
+            format!(
+                "unknown platform '{}': expected one of {}",
+                p.escape_debug(),
+                names.join(", ")
+            )
+        })
+}
+
 fn serve(mut cfg: Config) -> Result<(), String> {
-    for dir in [&cfg.data_dir, &cfg.uploads_dir, &cfg.packages_dir] {
+    // Before anything opens descriptors (the connection cap derives from it).
+    server::raise_open_file_limit();
+    for (key, dir) in [
+        ("DATA_DIR", &cfg.data_dir),
+        ("UPLOADS_DIR", &cfg.uploads_dir),
+        ("PACKAGES_DIR", &cfg.packages_dir),
+    ] {
         std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            .map_err(|e| format!("{key}: cannot create {}: {e}", dir.display()))
+            .and_then(|()| {
+                hone_build::files::check_writable(dir)
+                    .map_err(|e| format!("{key} cannot be written: {e}"))
+            })?;
     }
+    // A write past RLIMIT_FSIZE must fail with EFBIG (answered 507), not
+    // kill the process: SIGXFSZ is caught and ignored.
+    signal_hook::flag::register(
+        signal_hook::consts::SIGXFSZ,
+        Arc::new(AtomicBool::new(false)),
+    )
+    .map_err(|e| e.to_string())?;
     let addr = std::net::SocketAddr::new(cfg.bind, cfg.port);
     let listener = server::bind(addr, std::time::Duration::from_secs(cfg.read_timeout_secs))
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -152,12 +211,21 @@ fn serve(mut cfg: Config) -> Result<(), String> {
     for (k, v) in cfg.masked_entries() {
         log::debug!("config {k}={v}");
     }
-    let app = Arc::new(App::new(cfg, store));
+    let app = App::new(cfg, store);
     app.try_migrate();
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        // A second signal, once the first one set `stop`, exits at once with
+        // 128 + the signal (registered first: it must see `stop` before the
+        // first signal sets it).
+        signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&stop))
+            .map_err(|e| e.to_string())?;
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| e.to_string())?;
     }
+    start_drain_deadline(
+        Arc::clone(&stop),
+        Duration::from_secs(app.cfg.shutdown_grace_secs),
+    );
     log::info!(
         "hone-build {} listening on http://{local} (store: {}, config: {})",
         env!("CARGO_PKG_VERSION"),
@@ -172,7 +240,7 @@ fn serve(mut cfg: Config) -> Result<(), String> {
         listener,
         Arc::clone(&stop),
     );
-    stop.store(true, std::sync::atomic::Ordering::Release);
+    stop.store(true, Ordering::Release);
     let _ = background.join();
     if let Some(f) = following {
         let _ = f.join();
@@ -180,6 +248,32 @@ fn serve(mut cfg: Config) -> Result<(), String> {
     served.map_err(|e| e.to_string())?;
     log::info!("stopped");
     Ok(())
+}
+
+/// Bounds the drain after a shutdown signal: SHUTDOWN_GRACE_SECS after
+/// `stop` is set, whatever is still running (a request, a submission to a
+/// hub that does not answer, a follow) is abandoned and the process exits
+/// 0. Nothing is lost: an abandoned submission keeps its job `pending`
+/// under a claim that expires, and the job is submitted again then.
+fn start_drain_deadline(stop: Arc<AtomicBool>, grace: Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("drain-deadline".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            std::thread::sleep(grace);
+            log::warn!(
+                "still busy SHUTDOWN_GRACE_SECS ({}s) after the shutdown signal: exiting, \
+                 abandoning what is in flight (an unfinished hub submission is retried once its \
+                 claim expires)",
+                grace.as_secs()
+            );
+            std::process::exit(0);
+        });
+    if let Err(e) = spawned {
+        log::warn!("cannot bound the shutdown drain: {e}");
+    }
 }
 
 fn check_config(cfg: &Config) -> Result<(), String> {
@@ -251,7 +345,7 @@ fn check_config(cfg: &Config) -> Result<(), String> {
 }
 
 fn jobs(cfg: &Config, name: Option<&str>, version: Option<&str>) -> Result<(), String> {
-    with_store(cfg, |s| {
+    with_migrated_store(cfg, |s| {
         let jobs = s.list_jobs(name, version).map_err(|e| e.to_string())?;
         println!(
             "{:>6}  {:<24} {:<16} {:<8} {:<10} {:>3}  {:<20} ERROR",
@@ -276,11 +370,21 @@ fn jobs(cfg: &Config, name: Option<&str>, version: Option<&str>) -> Result<(), S
 }
 
 fn retry(cfg: &Config, name: &str, version: &str, platform: Option<&str>) -> Result<(), String> {
-    with_store(cfg, |s| {
+    let platform = platform.map(retry_platform).transpose()?;
+    with_migrated_store(cfg, |s| {
         let n = s
-            .retry_failed(name, version, platform, now_secs())
+            .retry_failed(
+                name,
+                version,
+                platform,
+                now_secs(),
+                &mut hone_build::publish::new_token,
+            )
             .map_err(|e| e.to_string())?;
-        println!("{n} failed job(s) of {name} {version} put back to pending");
+        match platform {
+            Some(p) => println!("{n} failed job(s) of {name} {version} ({p}) put back to pending"),
+            None => println!("{n} failed job(s) of {name} {version} put back to pending"),
+        }
         Ok(())
     })
 }

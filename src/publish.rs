@@ -17,6 +17,8 @@ use crate::store::{
     AttemptResult, ClaimFilter, Job, NewUpload, Refusal, UploadOutcome, plan_upload,
 };
 use std::io::{Cursor, Read};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// An upload whose parameters passed validation.
 #[derive(Debug, Clone)]
@@ -34,12 +36,29 @@ pub struct Published {
     /// The tarball as stored.
     pub tarball: Streamed,
     /// The jobs this upload builds, in platform order, each with the
-    /// outcome of its first submission (`None`: not submitted yet).
+    /// outcome of its first submission (`None`: not done yet, or claimed by
+    /// another process).
     pub builds: Vec<(Job, Option<AttemptResult>)>,
 }
 
 fn refusal(r: Refusal, name: &str, version: &str) -> ApiError {
     match r {
+        Refusal::CaseConflict(recorded) if recorded.name != name => ApiError::conflict(
+            "CASE_CONFLICT",
+            format!(
+                "plugin name '{name}' differs only in letter case from the existing plugin '{}'; \
+                 publish under that exact spelling (names and versions are unique regardless of case)",
+                recorded.name
+            ),
+        ),
+        Refusal::CaseConflict(recorded) => ApiError::conflict(
+            "CASE_CONFLICT",
+            format!(
+                "version '{version}' of {name} differs only in letter case from its existing version '{}'; \
+                 use that exact spelling, or another version (versions are unique regardless of case)",
+                recorded.version
+            ),
+        ),
         Refusal::VersionExists => ApiError::conflict(
             "VERSION_EXISTS",
             format!(
@@ -59,6 +78,13 @@ fn refusal(r: Refusal, name: &str, version: &str) -> ApiError {
 /// refused or failed upload.
 pub fn upload(app: &App, up: Upload, body: &mut dyn Read) -> Result<Published, ApiError> {
     // Refuse a conflict before reading a possibly large body.
+    if let Some(recorded) = app.store.case_twin(&up.name, &up.version)? {
+        return Err(refusal(
+            Refusal::CaseConflict(recorded),
+            &up.name,
+            &up.version,
+        ));
+    }
     let existing = app.store.version_jobs(&up.name, &up.version)?;
     if let Err(r) = plan_upload(&existing, &up.platforms) {
         return Err(refusal(r, &up.name, &up.version));
@@ -66,8 +92,9 @@ pub fn upload(app: &App, up: Upload, body: &mut dyn Read) -> Result<Published, A
 
     let final_path = files::tarball_path(&app.cfg.uploads_dir, &up.name, &up.version);
     let dir = final_path.parent().expect("tarball path has a parent");
-    let mut tmp = TempFile::create_in(dir)?;
+    let mut tmp = TempFile::create_in(&app.cfg.uploads_dir, dir)?;
     let tarball = receive_tarball(body, app.cfg.max_body_bytes, &mut tmp)?;
+    check_tarball(&mut tmp, &up.entry, app.cfg.max_body_bytes)?;
 
     let new = NewUpload {
         name: up.name.clone(),
@@ -87,28 +114,35 @@ pub fn upload(app: &App, up: Upload, body: &mut dyn Read) -> Result<Published, A
         t
     };
     let mut placed = Placed::default();
+    // A file error inside the transaction, kept to be answered as what it
+    // is (a full disk: 507) rather than as the store's failure.
+    let mut file_error = None;
     let outcome = app.store.record_upload(&new, &mut new_token, &mut || {
-        placed.place(&mut tmp, &final_path)
+        placed
+            .place(&mut tmp, &final_path)
+            .inspect_err(|e| file_error = Some(std::io::Error::new(e.kind(), e.to_string())))
     });
     let (name, version) = (up.name, up.version);
-    let outcome = placed.conclude(
-        outcome,
-        &app.unsettled,
-        app.store.as_ref(),
-        || format!("upload {name} {version}"),
-        // The jobs it created, found by their tokens, tell.
-        || {
-            let (name, version) = (name.clone(), version.clone());
-            Box::new(move |store| {
-                let jobs = store.version_jobs(&name, &version)?;
-                Ok(jobs.iter().any(|j| {
-                    j.callback_token
-                        .as_ref()
-                        .is_some_and(|t| tokens.contains(t))
-                }))
-            })
-        },
-    )?;
+    let outcome = placed
+        .conclude(
+            outcome,
+            &app.unsettled,
+            app.store.as_ref(),
+            || format!("upload {name} {version}"),
+            // The jobs it created, found by their tokens, tell.
+            || {
+                let (name, version) = (name.clone(), version.clone());
+                Box::new(move |store| {
+                    let jobs = store.version_jobs(&name, &version)?;
+                    Ok(jobs.iter().any(|j| {
+                        j.callback_token
+                            .as_ref()
+                            .is_some_and(|t| tokens.contains(t))
+                    }))
+                })
+            },
+        )
+        .map_err(|e| files::store_or_file_error(e, file_error))?;
     let jobs = match outcome {
         UploadOutcome::Refused(r) => return Err(refusal(r, &name, &version)),
         UploadOutcome::Recorded(jobs) => jobs,
@@ -123,9 +157,9 @@ pub fn upload(app: &App, up: Upload, body: &mut dyn Read) -> Result<Published, A
         jobs.len()
     );
 
-    // First submissions, concurrently, before answering.
+    // First submissions, concurrently, waited for at most FIRST_SUBMISSION_WAIT.
     let ids: Vec<i64> = jobs.iter().map(|j| j.id).collect();
-    let mut submitted = submit_now(app, ClaimFilter::Ids(ids)).unwrap_or_else(|e| {
+    let mut submitted = first_submissions(app, ids, &name, &version).unwrap_or_else(|e| {
         log::warn!("upload {name} {version}: first submission deferred: {e}");
         Vec::new()
     });
@@ -140,6 +174,69 @@ pub fn upload(app: &App, up: Upload, body: &mut dyn Read) -> Result<Published, A
         })
         .collect();
     Ok(Published { tarball, builds })
+}
+
+/// How long an upload waits for its jobs' first submissions before it
+/// answers. A submission still running then (a hub that accepts the
+/// connection and is slow to answer) goes on in the background and records
+/// its outcome itself; the answer says `pending` for its job.
+pub const FIRST_SUBMISSION_WAIT: Duration = Duration::from_secs(3);
+
+/// Claims the upload's new jobs and submits them concurrently, each on a
+/// thread of its own; returns those done within [`FIRST_SUBMISSION_WAIT`].
+/// The others keep their claim (lease: [`lease_ms`], well beyond what one
+/// submission may take), so the background loop does not submit them again
+/// while they run; if the process stops first, the lease runs out and the
+/// loop submits them then.
+fn first_submissions(
+    app: &App,
+    ids: Vec<i64>,
+    name: &str,
+    version: &str,
+) -> Result<Vec<(Job, AttemptResult)>, StoreError> {
+    let Some(shared) = app.shared() else {
+        return submit_now(app, ClaimFilter::Ids(ids));
+    };
+    let jobs = app
+        .store
+        .claim(ClaimFilter::Ids(ids), now_millis(), lease_ms(app))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut running = 0;
+    for job in jobs {
+        let app = Arc::clone(&shared);
+        let tx = tx.clone();
+        let id = job.id;
+        let spawned = std::thread::Builder::new()
+            .name(format!("submit-{id}"))
+            .spawn(move || {
+                let result = submit_claimed(&app, &job);
+                let _ = tx.send((job, result));
+            });
+        match spawned {
+            Ok(_) => running += 1,
+            Err(e) => log::warn!(
+                "job {id}: cannot start its first submission ({e}); the background loop submits it \
+                 when its claim expires"
+            ),
+        }
+    }
+    drop(tx);
+    let deadline = Instant::now() + FIRST_SUBMISSION_WAIT;
+    let mut done = Vec::with_capacity(running);
+    while done.len() < running {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(d) => done.push(d),
+            Err(_) => break,
+        }
+    }
+    if done.len() < running {
+        log::info!(
+            "upload {name} {version}: {} first submission(s) still waiting for Perry Hub after \
+             {FIRST_SUBMISSION_WAIT:?}; answering now, they finish in the background",
+            running - done.len()
+        );
+    }
+    Ok(done)
 }
 
 /// Streams an upload body into `out`: raw gzip (it starts with `1f 8b`) or
@@ -185,6 +282,42 @@ fn receive_tarball(
         ));
     }
     Ok(streamed)
+}
+
+/// How much a tarball may expand to when checked: a gzip bomb stops here.
+const MAX_UNPACK_RATIO: u64 = 64;
+
+/// Reads the received tarball whole (see `files::tarball`): refuses (400,
+/// saying what is wrong) one the hub could not build.
+fn check_tarball(tmp: &mut TempFile, entry: &str, max_body: u64) -> Result<(), ApiError> {
+    use files::tarball::TarballError;
+    use std::io::{BufReader, Seek, SeekFrom};
+    let path = tmp.path().to_path_buf();
+    let file = tmp.file();
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| files::context("reading", &path, e))?;
+    let max = max_body.saturating_mul(MAX_UNPACK_RATIO);
+    let send = "send the file's bytes unchanged: curl --data-binary @plugin.tar.gz \
+                (--data strips line breaks)";
+    match files::tarball::check(BufReader::new(file), entry, max) {
+        Ok(()) => Ok(()),
+        Err(TarballError::Gzip(m)) => Err(ApiError::bad_request(format!(
+            "the tarball is not a valid gzip file: {m}; {send}"
+        ))),
+        Err(TarballError::Tar(m)) => Err(ApiError::bad_request(format!(
+            "the tarball is a gzip file but not a tar archive ({m}); send the plugin's .tar.gz"
+        ))),
+        Err(TarballError::NoEntry { entry, first }) => Err(ApiError::bad_request(format!(
+            "the tarball has no {entry} (the entry file; set ?entry= to the plugin's entry, \
+             a path inside the tarball){}",
+            first
+                .map(|f| format!("; its first member is {f}"))
+                .unwrap_or_default()
+        ))),
+        Err(TarballError::TooBig(max)) => Err(ApiError::bad_request(format!(
+            "the tarball expands to more than {max} bytes ({MAX_UNPACK_RATIO} × MAX_BODY_BYTES)"
+        ))),
+    }
 }
 
 /// A per-job callback token: 256 random bits, hex.

@@ -125,8 +125,10 @@ pub fn entry(value: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// `displayName` (256) and `description` (4096): at most `max` characters.
-/// (UTF-8 validity is checked by the decoder.)
+/// `displayName` (256) and `description` (4096): at most `max` characters,
+/// no control characters but line feed and tab, and no invisible character
+/// that reorders or hides text ([`is_invisible`]). (UTF-8 validity is
+/// checked by the decoder.)
 pub fn text(value: &str, field: &str, max: usize) -> Result<(), ApiError> {
     if value.chars().count() > max {
         return Err(ApiError::bad_request(format!(
@@ -141,7 +143,66 @@ pub fn text(value: &str, field: &str, max: usize) -> Result<(), ApiError> {
             "{field} must not contain control characters"
         )));
     }
+    if let Some(c) = value.chars().find(|&c| is_invisible(c)) {
+        return Err(ApiError::bad_request(format!(
+            "{field} must not contain invisible formatting characters such as bidirectional \
+             overrides or zero-width spaces (found U+{:04X})",
+            c as u32
+        )));
+    }
     Ok(())
+}
+
+/// A value the database's column for `field` holds: at most `max`
+/// characters (the column's width, see `store::ColumnLimits`).
+pub fn fits(value: &str, field: &str, max: usize) -> Result<(), ApiError> {
+    if value.chars().count() > max {
+        return Err(ApiError::bad_request(format!(
+            "{field} must be at most {max} characters (the width of the database's {field} column)"
+        )));
+    }
+    Ok(())
+}
+
+/// Characters that display as nothing yet reorder or hide text: the
+/// bidirectional controls (U+202A-U+202E overrides and embeddings,
+/// U+2066-U+2069 isolates, the U+200E/U+200F/U+061C marks), zero-width
+/// spaces and invisible operators (U+200B, U+2060-U+2064, U+180E), the byte
+/// order mark U+FEFF, the soft hyphen U+00AD, the line and paragraph
+/// separators U+2028/U+2029 (a line break is `\n`) and interlinear
+/// annotation marks U+FFF9-U+FFFB. Zero-width joiner and non-joiner
+/// (U+200C, U+200D) are allowed: emoji sequences and Persian and Indic
+/// scripts need them.
+pub fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'
+            | '\u{200E}'
+            | '\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+    )
+}
+
+/// Text from outside (the hub's messages) made safe to log and store:
+/// control and invisible characters written as `\u{..}` escapes, the rest
+/// kept.
+pub fn escaped(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() || is_invisible(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// `platforms`: comma-separated hub names.
@@ -270,6 +331,28 @@ mod tests {
         assert!(text(&"a".repeat(257), "displayName", 256).is_err());
         assert!(text("line\nbreak", "description", 4096).is_ok());
         assert!(text("bell\u{7}", "description", 4096).is_err());
+        for bad in [
+            "\u{202E}", "\u{200B}", "\u{2066}", "\u{FEFF}", "\u{200F}", "\u{2028}",
+        ] {
+            let e = text(&format!("a{bad}b"), "displayName", 256).unwrap_err();
+            let code = format!("U+{:04X}", bad.chars().next().unwrap() as u32);
+            assert!(
+                e.message.contains(&code) && e.message.contains("displayName"),
+                "{e}"
+            );
+        }
+        for ok in [
+            "👨\u{200D}👩\u{200D}👧",
+            "می\u{200C}خواهم",
+            "עברית and العربية",
+            "café",
+        ] {
+            assert!(text(ok, "description", 4096).is_ok(), "{ok}");
+        }
+        assert_eq!(
+            escaped("a\u{1b}[2J\nb\u{202E}c é"),
+            "a\\u{1b}[2J\\u{a}b\\u{202e}c é"
+        );
         assert_eq!(platforms("linux,macos").unwrap().len(), 2);
         assert!(
             platforms("linux,beos")

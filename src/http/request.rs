@@ -46,12 +46,11 @@ impl<'a> Request<'a> {
 
     /// The `Authorization: Bearer` credential, if one is given.
     pub fn bearer(&self) -> Option<&str> {
+        // The scheme is case-insensitive (RFC 9110 11.1).
         self.header("Authorization")
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .map(str::trim)
+            .and_then(|h| h.trim_start().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, credential)| credential.trim())
     }
 
     /// The `Content-Length` the request declares: 413 (before anything is

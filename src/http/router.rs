@@ -59,6 +59,18 @@ pub(super) fn route(
             allowed.push(route.method);
             continue;
         }
+        // A body needs its framing: bytes after a head with neither
+        // Content-Length nor chunked coding are not a body (RFC 9112 6.3);
+        // refuse instead of reading them as one, and close.
+        if matches!(method, "POST" | "PUT" | "PATCH") && !framed(req) {
+            req.close_connection();
+            let e = ApiError::new(
+                411,
+                "LENGTH_REQUIRED",
+                "a request body needs Content-Length or Transfer-Encoding: chunked",
+            );
+            return (route.name, Reply::error(&e));
+        }
         let params: Result<Vec<String>, ApiError> = raw
             .iter()
             .map(|r| crate::validate::path_decode(r, "a path segment"))
@@ -79,20 +91,51 @@ pub(super) fn route(
     }
 }
 
-/// The request target for the access log: query values of `token` (and
-/// anything that looks like a secret) replaced, so no secret is logged.
-pub fn loggable_target(path: &str, query: &str) -> String {
+/// The request target for the access log, with no secret in it: the value
+/// of every query parameter whose name looks like a secret's (`token`,
+/// `secret`, `key`, `password`, `pass`) or whose value, decoded or not, is
+/// one of `secrets` (the configured ones, [`crate::config::Config::secrets`])
+/// is replaced by `REDACTED`. Parameters are split at `&` and at `;` (which
+/// some clients use as a separator).
+pub fn loggable_target(path: &str, query: &str, secrets: &[&str]) -> String {
     if query.is_empty() {
         return log_safe(path);
     }
-    let redacted: Vec<String> = query
-        .split('&')
-        .map(|kv| match kv.split_once('=') {
-            Some((k, _)) if is_secret_param(k) => format!("{k}=REDACTED"),
-            _ => kv.to_string(),
-        })
-        .collect();
-    log_safe(&format!("{path}?{}", redacted.join("&")))
+    let mut out = String::with_capacity(path.len() + 1 + query.len());
+    out.push_str(path);
+    out.push('?');
+    let mut rest = query;
+    loop {
+        let end = rest.find(['&', ';']).unwrap_or(rest.len());
+        let kv = &rest[..end];
+        match kv.split_once('=') {
+            Some((k, v)) if is_secret_param(k) || is_secret_value(v, secrets) => {
+                out.push_str(k);
+                out.push_str("=REDACTED");
+            }
+            None if is_secret_value(kv, secrets) => out.push_str("REDACTED"),
+            _ => out.push_str(kv),
+        }
+        match rest[end..].chars().next() {
+            Some(sep) => {
+                out.push(sep);
+                rest = &rest[end + 1..];
+            }
+            None => break,
+        }
+    }
+    log_safe(&out)
+}
+
+/// Is `raw` (as sent, or URL-decoded) one of `secrets`?
+fn is_secret_value(raw: &str, secrets: &[&str]) -> bool {
+    if raw.is_empty() || secrets.is_empty() {
+        return false;
+    }
+    let decoded = crate::validate::url_decode(raw, "").unwrap_or_default();
+    secrets
+        .iter()
+        .any(|s| !s.is_empty() && (*s == raw || *s == decoded))
 }
 
 /// Escapes control characters (`\x1b`, CR, LF …) so that a request cannot
@@ -137,20 +180,78 @@ mod tests {
 
     #[test]
     fn control_characters_are_escaped() {
-        assert_eq!(loggable_target("/x\r\nFORGED", ""), "/x\\x0d\\x0aFORGED");
+        assert_eq!(
+            loggable_target("/x\r\nFORGED", "", &[]),
+            "/x\\x0d\\x0aFORGED"
+        );
         assert_eq!(log_safe("G\u{1b}[2J"), "G\\x1b[2J");
     }
 
     #[test]
     fn tokens_are_redacted() {
         assert_eq!(
-            loggable_target("/artifact/3", "token=abc&x=1"),
+            loggable_target("/artifact/3", "token=abc&x=1", &[]),
             "/artifact/3?token=REDACTED&x=1"
         );
         assert_eq!(
-            loggable_target("/upload", "name=a&%74oken=s"),
+            loggable_target("/upload", "name=a&%74oken=s", &[]),
             "/upload?name=a&%74oken=REDACTED"
         );
-        assert_eq!(loggable_target("/health", ""), "/health");
+        assert_eq!(loggable_target("/health", "", &[]), "/health");
+        // After `;` too (issue #11 item 21).
+        assert_eq!(
+            loggable_target("/upload", "version=1.0.0;token=abc;x=2&y=3", &[]),
+            "/upload?version=1.0.0;token=REDACTED;x=2&y=3"
+        );
+        // A configured secret under any name, or no name, encoded or not.
+        let secrets = ["s3cret", "other"];
+        assert_eq!(
+            loggable_target(
+                "/upload",
+                "auth=s3cret&v=%733cret&s3cret&n=s3cretX",
+                &secrets
+            ),
+            "/upload?auth=REDACTED&v=REDACTED&REDACTED&n=s3cretX"
+        );
     }
+}
+
+/// The origin form of a request target (RFC 9112 3.2): an absolute-form
+/// target such as `http://host/health?x` becomes `/health?x`.
+pub(super) fn origin_form(target: &str) -> std::borrow::Cow<'_, str> {
+    for scheme in ["http://", "https://"] {
+        let Some(head) = target.get(..scheme.len()) else {
+            continue;
+        };
+        if !head.eq_ignore_ascii_case(scheme) {
+            continue;
+        }
+        let rest = &target[scheme.len()..];
+        return match rest.find(['/', '?']) {
+            Some(i) if rest.as_bytes()[i] == b'/' => rest[i..].into(),
+            Some(i) => format!("/{}", &rest[i..]).into(),
+            None => "/".into(),
+        };
+    }
+    target.into()
+}
+
+#[cfg(test)]
+mod origin_form_tests {
+    use super::origin_form;
+
+    #[test]
+    fn absolute_form_targets_become_origin_form() {
+        assert_eq!(origin_form("/health"), "/health");
+        assert_eq!(origin_form("http://h:1/health?a=1"), "/health?a=1");
+        assert_eq!(origin_form("HTTPS://h"), "/");
+        assert_eq!(origin_form("http://h?x=1"), "/?x=1");
+    }
+}
+
+/// Does the request frame a body (Content-Length or Transfer-Encoding)?
+fn framed(req: &tiny_http::Request) -> bool {
+    req.headers()
+        .iter()
+        .any(|h| h.field.equiv("Content-Length") || h.field.equiv("Transfer-Encoding"))
 }

@@ -23,9 +23,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// How long in-flight requests may run after a shutdown signal.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-
 /// Binds the listening socket with `SO_RCVTIMEO`/`SO_SNDTIMEO` and
 /// `TCP_NODELAY` set, which every accepted connection inherits on Linux
 /// (tiny_http has no such settings of its own).
@@ -85,14 +82,15 @@ fn has_body(req: &tiny_http::Request) -> bool {
 }
 
 /// Serves `routes` until `stop` is set, then stops taking new work, lets
-/// in-flight requests finish (at most [`SHUTDOWN_GRACE`]) and returns.
+/// in-flight requests finish (at most SHUTDOWN_GRACE_SECS) and returns.
 pub fn serve(
     app: Arc<App>,
     routes: &'static [Route],
     listener: TcpListener,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
-    let server = tiny_http::Server::from_listener(listener, None)
+    let limits = connection_limits(&app.cfg);
+    let server = tiny_http::Server::from_listener_with_limits(listener, None, limits)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let workers = app.cfg.workers;
     let body = Lane::start("body", workers, workers * 4, &app, routes);
@@ -108,12 +106,20 @@ pub fn serve(
                 continue;
             }
         };
+        // Refused from here (a reply built in memory; the connection's own
+        // thread writes it, so this loop never waits on a client's socket).
+        if let Some(e) = refusal(&req) {
+            req.close_connection();
+            respond_and_log(&app, req, "refused", Reply::error(&e), Instant::now());
+            continue;
+        }
         let lane = if has_body(&req) { &body } else { &light };
         match lane.tx.try_send(req) {
             Ok(()) => {}
             Err(TrySendError::Full(req)) | Err(TrySendError::Disconnected(req)) => {
-                // Answered here: a small write that does not block, and the
-                // connection is closed rather than its body drained.
+                // Answered here: the reply is handed to the connection's own
+                // thread (tiny_http, HONE-PATCH 12), never written by this
+                // loop; the connection is closed rather than its body drained.
                 app.metrics
                     .rejected_overload
                     .fetch_add(1, Ordering::Relaxed);
@@ -123,7 +129,8 @@ pub fn serve(
     }
 
     log::info!("shutting down: no new requests; waiting for in-flight ones");
-    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    let grace = Duration::from_secs(app.cfg.shutdown_grace_secs);
+    let deadline = Instant::now() + grace;
     drop(body.tx);
     drop(light.tx);
     let mut pending: Vec<JoinHandle<()>> = body.workers.into_iter().chain(light.workers).collect();
@@ -136,9 +143,8 @@ pub fn serve(
     }
     if !pending.is_empty() {
         log::warn!(
-            "{} request(s) still running after {:?}; exiting anyway",
-            pending.len(),
-            SHUTDOWN_GRACE
+            "{} request(s) still running after SHUTDOWN_GRACE_SECS ({grace:?}); abandoning them",
+            pending.len()
         );
     }
     Ok(())
@@ -153,11 +159,114 @@ fn respond_unavailable(app: &App, req: tiny_http::Request, why: &str) {
     respond_and_log(app, req, "overload", Reply::error(&e), start);
 }
 
+/// Raises the soft open-file limit to the hard one and returns the soft
+/// limit in force (None when it cannot be read).
+pub fn raise_open_file_limit() -> Option<u64> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let lim = getrlimit(Resource::Nofile);
+    if let (Some(cur), Some(max)) = (lim.current, lim.maximum)
+        && cur < max
+    {
+        let raised = Rlimit {
+            current: Some(max),
+            maximum: Some(max),
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => log::info!("open-file limit raised from {cur} to {max}"),
+            Err(e) => log::warn!("cannot raise the open-file limit from {cur} to {max}: {e}"),
+        }
+    }
+    getrlimit(Resource::Nofile).current
+}
+
+/// Descriptors kept for everything but client connections: the store's
+/// connections, files being written, hub requests, followed builds.
+fn reserved_descriptors(cfg: &crate::config::Config) -> u64 {
+    32 + 2 * cfg.workers as u64 + cfg.follow_max_jobs as u64
+}
+
+/// The connection caps: MAX_CONNECTIONS, lowered to what the open-file
+/// limit allows (each connection takes two descriptors), and the share of
+/// one client address; the idle and body-rate limits.
+fn connection_limits(cfg: &crate::config::Config) -> tiny_http::Limits {
+    let soft = raise_open_file_limit();
+    let open_now = std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count() as u64)
+        .unwrap_or(16);
+    let max = match soft {
+        Some(soft) => {
+            let spare = soft.saturating_sub(open_now + reserved_descriptors(cfg));
+            let fit = usize::try_from(spare / 2).unwrap_or(usize::MAX).max(4);
+            if fit < cfg.max_connections {
+                log::warn!(
+                    "open-file limit {soft} allows {fit} connections, fewer than MAX_CONNECTIONS={}: serving at most {fit} (raise LimitNOFILE)",
+                    cfg.max_connections
+                );
+            }
+            fit.min(cfg.max_connections)
+        }
+        None => cfg.max_connections,
+    };
+    let per_client = (max * cfg.max_connections_per_client_percent / 100).max(1);
+    log::info!(
+        "connections: at most {max} at once, {per_client} per client address; idle keep-alive closed after {}s",
+        cfg.keepalive_idle_secs
+    );
+    tiny_http::Limits {
+        max_connections: max,
+        max_per_client: per_client,
+        conn: tiny_http::ConnLimits {
+            idle_timeout: Some(Duration::from_secs(cfg.keepalive_idle_secs)),
+            body_min_rate: cfg.body_min_rate,
+            body_grace: Duration::from_secs(cfg.body_rate_grace_secs),
+        },
+    }
+}
+
+/// Requests refused before any handler runs, whatever their route:
+/// - HTTP/1.1 without exactly one `Host` (or several on HTTP/1.0): 400;
+/// - a protocol upgrade (`Upgrade`, `Connection: upgrade`): 400.
+///
+/// (A body-carrying method without Content-Length or chunked coding is
+/// 411 once its route is known: `router::route`.)
+fn refusal(req: &tiny_http::Request) -> Option<crate::error::ApiError> {
+    use crate::error::ApiError;
+    let headers = req.headers();
+    let count = |name: &str| {
+        headers
+            .iter()
+            .filter(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+            .count()
+    };
+    let hosts = count("Host");
+    if hosts > 1 || (hosts == 0 && *req.http_version() >= (1, 1)) {
+        return Some(ApiError::bad_request(format!(
+            "an HTTP/1.1 request needs exactly one Host header (found {hosts})"
+        )));
+    }
+    let upgrade = count("Upgrade") > 0
+        || headers
+            .iter()
+            .filter(|h| h.field.equiv("Connection"))
+            .any(|h| {
+                h.value
+                    .as_str()
+                    .split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            });
+    if upgrade {
+        return Some(ApiError::bad_request(
+            "protocol upgrades (Upgrade, Connection: upgrade) are not supported",
+        ));
+    }
+    None
+}
+
 /// Handles one request on a worker thread: route, respond, log, count.
 fn handle(app: &App, routes: &[Route], mut req: tiny_http::Request) {
     let start = Instant::now();
     let method = req.method().as_str().to_string();
-    let url = req.url().to_string();
+    let url = router::origin_form(req.url()).into_owned();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         router::route(app, routes, &mut req, &method, path, query)
@@ -165,7 +274,7 @@ fn handle(app: &App, routes: &[Route], mut req: tiny_http::Request) {
     let (route, reply) = outcome.unwrap_or_else(|_| {
         log::error!(
             "handler panicked on {method} {}",
-            router::loggable_target(path, "")
+            router::loggable_target(path, "", &[])
         );
         (
             "panic",
@@ -175,8 +284,8 @@ fn handle(app: &App, routes: &[Route], mut req: tiny_http::Request) {
     respond_and_log(app, req, route, reply, start);
 }
 
-/// Sends the reply, writes the access line (method, path without secrets,
-/// status, bytes, milliseconds) and counts it.
+/// Sends the reply, writes the access line (client address, method, path
+/// without secrets, status, bytes, milliseconds) and counts it.
 fn respond_and_log(
     app: &App,
     req: tiny_http::Request,
@@ -184,21 +293,27 @@ fn respond_and_log(
     reply: Reply,
     start: Instant,
 ) {
+    let client = req
+        .remote_addr()
+        .map_or_else(|| "-".to_string(), |a| a.ip().to_string());
     let method = router::log_safe(req.method().as_str());
-    let url = req.url().to_string();
+    let url = router::origin_form(req.url()).into_owned();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-    let target = router::loggable_target(path, query);
+    let target = router::loggable_target(path, query, &app.cfg.secrets());
     let status = reply.status;
     let bytes = reply.body.len();
     // An error may leave a body unread: close the connection instead of
     // draining it (a client that stalls would otherwise hold this thread).
-    if status >= 400 && has_body(&req) {
+    // A body on GET/HEAD (or any method whose handler reads none) is never
+    // read: close too, so its bytes can never run as the next request.
+    let bodiless = matches!(req.method().as_str(), "GET" | "HEAD" | "DELETE" | "OPTIONS");
+    if (status >= 400 || bodiless) && has_body(&req) {
         req.close_connection();
     }
     if let Err(e) = req.respond(reply.into_response()) {
         log::debug!("writing response for {method} {target}: {e}");
     }
     let took = start.elapsed();
-    log::info!(target: "access", "{method} {target} {status} {bytes} {}ms", took.as_millis());
+    log::info!(target: "access", "{client} {method} {target} {status} {bytes} {}ms", took.as_millis());
     app.metrics.record_request(route, status, took);
 }

@@ -164,13 +164,7 @@ impl HubClient {
         match self.downloads.get(url).call() {
             Ok(resp) if resp.status().is_success() => Ok(resp.into_body().into_reader()),
             Ok(mut resp) => {
-                let status = resp.status().as_u16();
-                let text = resp
-                    .body_mut()
-                    .with_config()
-                    .limit(64 * 1024)
-                    .read_to_string()
-                    .unwrap_or_default();
+                let (status, text) = answer(&mut resp);
                 let why = match classify(status, &text) {
                     Outcome::Accepted(_) => format!("Perry Hub answered HTTP {status}"),
                     Outcome::Retryable(m) | Outcome::Permanent(m) => m,
@@ -225,13 +219,7 @@ impl HubClient {
         let resp = req.send(ureq::SendBody::from_owned_reader(form));
         match resp {
             Ok(mut resp) => {
-                let status = resp.status().as_u16();
-                let text = resp
-                    .body_mut()
-                    .with_config()
-                    .limit(64 * 1024)
-                    .read_to_string()
-                    .unwrap_or_default();
+                let (status, text) = answer(&mut resp);
                 classify(status, &text)
             }
             Err(e) => Outcome::Retryable(format!("Perry Hub unreachable: {}", describe(&e))),
@@ -242,16 +230,23 @@ impl HubClient {
     pub fn hub_status(&self) -> Result<String, String> {
         let url = format!("{}/api/v1/status", self.base_url);
         match self.agent.get(&url).call() {
-            Ok(mut r) if r.status().is_success() => Ok(r
-                .body_mut()
-                .with_config()
-                .limit(64 * 1024)
-                .read_to_string()
-                .unwrap_or_default()),
+            Ok(mut r) if r.status().is_success() => Ok(answer(&mut r).1),
             Ok(r) => Err(format!("Perry Hub answered {}", r.status())),
             Err(e) => Err(format!("Perry Hub unreachable: {}", describe(&e))),
         }
     }
+}
+
+/// The status and (at most 64 KiB of) the body of the hub's answer.
+fn answer(resp: &mut ureq::http::Response<ureq::Body>) -> (u16, String) {
+    let status = resp.status().as_u16();
+    let text = resp
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024)
+        .read_to_string()
+        .unwrap_or_default();
+    (status, text)
 }
 
 fn describe(e: &ureq::Error) -> String {
@@ -273,8 +268,18 @@ pub fn classify(status: u16, body: &str) -> Outcome {
             .and_then(|j| j.get("job_id"))
             .and_then(|v| v.as_str());
         return match id {
-            Some(id) if !id.is_empty() && id.len() <= 128 => Outcome::Accepted(id.to_string()),
-            _ => Outcome::Retryable(format!("Perry Hub answered {status} without a job id")),
+            Some(id)
+                if !id.is_empty()
+                    && id.len() <= 128
+                    && id.chars().all(|c| c.is_ascii_graphic()) =>
+            {
+                Outcome::Accepted(id.to_string())
+            }
+            Some(id) => Outcome::Retryable(format!(
+                "Perry Hub answered {status} with an unusable job id '{}'",
+                crate::validate::printable(id)
+            )),
+            None => Outcome::Retryable(format!("Perry Hub answered {status} without a job id")),
         };
     }
     let err = json.as_ref().and_then(|j| j.get("error"));
@@ -289,6 +294,11 @@ pub fn classify(status: u16, body: &str) -> Outcome {
                 .or_else(|| e.as_str())
         })
         .unwrap_or("");
+    // The hub's words are logged and stored: control characters escaped.
+    let (code, message) = (
+        crate::validate::escaped(code),
+        crate::validate::escaped(message),
+    );
     let text = match (code.is_empty(), message.is_empty()) {
         (false, false) => format!("Perry Hub: {code}: {message}"),
         (false, true) => format!("Perry Hub: {code} (HTTP {status})"),
@@ -413,6 +423,22 @@ mod tests {
             Outcome::Accepted("abc".into())
         );
         assert!(matches!(classify(200, "{}"), Outcome::Retryable(_)));
+        // What the hub says is escaped before it is logged or stored.
+        let forged = r#"{"error":{"code":"X\u001b[2J","message":"a\nFORGED\r\u202e"}}"#;
+        match classify(400, forged) {
+            Outcome::Permanent(m) => {
+                assert!(
+                    !m.chars().any(|c| c.is_control() || c == '\u{202e}'),
+                    "{m:?}"
+                );
+                assert!(m.contains("FORGED") && m.contains("\\u{1b}"), "{m:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            classify(200, r#"{"job_id":"a\nb"}"#),
+            Outcome::Retryable(m) if !m.contains('\n')
+        ));
         assert!(matches!(classify(500, "oops"), Outcome::Retryable(_)));
         assert!(matches!(classify(503, ""), Outcome::Retryable(_)));
         let rl = r#"{"error":{"code":"RATE_LIMITED","message":"slow down"}}"#;

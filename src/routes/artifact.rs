@@ -8,7 +8,7 @@ use crate::body::Encoding;
 use crate::error::ApiError;
 use crate::http::{Reply, Request};
 use crate::intake;
-use crate::store::{Job, LegacyLookup};
+use crate::store::{Deliverer, Job, LegacyLookup};
 use crate::validate::{self, Query};
 use serde_json::json;
 
@@ -78,7 +78,10 @@ pub fn post(app: &App, req: &mut Request<'_>) -> Result<Reply, ApiError> {
             .starts_with("application/octet-stream")
     });
     let encoding = if raw { Encoding::Raw } else { Encoding::Base64 };
-    let stored = intake::deliver(app, &job, req.body(), encoding, expected_sha.as_deref())?;
+    // The token `resolve` checked (none for the old form); checked again
+    // when the job is completed, in case a new upload reset it meanwhile.
+    let by = Deliverer::Callback(job.callback_token.as_deref());
+    let stored = intake::deliver(app, &job, by, req.body(), encoding, expected_sha.as_deref())?;
     Ok(Reply::json(
         200,
         &json!({

@@ -5,7 +5,7 @@ use crate::app::App;
 use crate::error::ApiError;
 use crate::http::{Reply, Request};
 use crate::publish::{self, Upload};
-use crate::store::AttemptResult;
+use crate::store::{AttemptResult, DEFAULT_ENTRY};
 use crate::validate::{self, Query};
 use serde_json::json;
 
@@ -37,8 +37,16 @@ fn params(app: &App, q: &Query) -> Result<Upload, ApiError> {
     if let Some(d) = &description {
         validate::text(d, "description", 4096)?;
     }
-    let entry = q.get("entry").unwrap_or("src/index.ts").to_string();
+    let entry = q.get("entry").unwrap_or(DEFAULT_ENTRY).to_string();
     validate::entry(&entry)?;
+    // What the rules allow, the database's columns may not hold.
+    let limits = app.store.column_limits();
+    validate::fits(&name, "name", limits.name)?;
+    validate::fits(&version, "version", limits.version)?;
+    if let Some(d) = &display_name {
+        validate::fits(d, "displayName", limits.display_name)?;
+    }
+    validate::fits(&entry, "entry", limits.entry)?;
     let platforms = match q.get("platforms") {
         Some(p) => validate::platforms(p)?,
         None => app.cfg.platforms.clone(),
@@ -58,6 +66,16 @@ pub fn post(app: &App, req: &mut Request<'_>) -> Result<Reply, ApiError> {
     authorize(app, req, &query)?;
     let up = params(app, &query)?;
     req.check_declared_length(app.cfg.max_body_bytes)?;
+    if req.header("content-type").is_some_and(|t| {
+        t.trim_start()
+            .to_ascii_lowercase()
+            .starts_with("multipart/")
+    }) {
+        return Err(ApiError::bad_request(
+            "multipart/form-data is not accepted: send the raw .tar.gz as the request body \
+             (curl --data-binary @plugin.tar.gz, not curl -F)",
+        ));
+    }
     let (name, version) = (up.name.clone(), up.version.clone());
     let published = publish::upload(app, up, req.body())?;
     let builds: Vec<serde_json::Value> = published
@@ -76,7 +94,7 @@ pub fn post(app: &App, req: &mut Request<'_>) -> Result<Reply, ApiError> {
             }),
             None => json!({
                 "platform": job.platform, "jobId": "", "status": "pending",
-                "error": "not submitted yet; hone-build keeps trying",
+                "error": "not accepted by Perry Hub yet; hone-build keeps trying",
             }),
         })
         .collect();

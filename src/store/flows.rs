@@ -14,6 +14,8 @@ use super::*;
 /// The store over one database.
 pub struct SqlStore<B> {
     b: B,
+    /// Read by `migrate`.
+    limits: std::sync::RwLock<ColumnLimits>,
 }
 
 /// `buildJobs` columns of a [`Job`], in [`job_from_row`]'s order; the
@@ -110,9 +112,53 @@ fn lock_version<B: Backend>(
         .map(drop)
 }
 
+/// See [`Store::case_twin`]. Compares with `LOWER` on both dialects: on
+/// MySQL the column's collation may or may not ignore case.
+fn case_twin(c: &mut dyn Conn, name: &str, version: &str) -> Result<Option<Spelling>, StoreError> {
+    let plugins = c.query(
+        "SELECT id, name FROM plugins WHERE LOWER(name) = LOWER(?) ORDER BY id",
+        params![name],
+    )?;
+    let mut exact = None;
+    let mut twin = None;
+    for r in &plugins {
+        let spelled: String = r.get(1)?;
+        if spelled == name {
+            exact = Some(r.get::<i64>(0)?);
+        } else if twin.is_none() {
+            twin = Some(spelled);
+        }
+    }
+    let Some(plugin_id) = exact else {
+        return Ok(twin.map(|name| Spelling {
+            name,
+            version: version.to_string(),
+        }));
+    };
+    let versions = c.query(
+        "SELECT version FROM pluginVersions WHERE pluginId = ? AND LOWER(version) = LOWER(?)
+         UNION SELECT version FROM buildJobs WHERE pluginId = ? AND LOWER(version) = LOWER(?)",
+        params![plugin_id, version, plugin_id, version],
+    )?;
+    let spellings: Vec<String> = versions
+        .iter()
+        .map(|r| r.get(0))
+        .collect::<Result<_, _>>()?;
+    if spellings.iter().any(|v| v == version) {
+        return Ok(None);
+    }
+    Ok(spellings.into_iter().min().map(|version| Spelling {
+        name: name.to_string(),
+        version,
+    }))
+}
+
 impl<B: Backend> SqlStore<B> {
     pub fn new(backend: B) -> SqlStore<B> {
-        SqlStore { b: backend }
+        SqlStore {
+            b: backend,
+            limits: std::sync::RwLock::new(ColumnLimits::MARKETPLACE),
+        }
     }
 
     /// Runs `f` on a connection, each statement committing itself. Runs it
@@ -167,7 +213,7 @@ impl<B: Backend> Store for SqlStore<B> {
         // One transaction where DDL is transactional (SQLite: concurrent
         // migrations are serialized); MySQL commits each DDL statement
         // itself, and every step here is safe to run again.
-        self.transaction(|c| {
+        let limits = self.transaction(|c| {
             for ddl in B::CREATE_TABLES {
                 c.execute(ddl, &[])?;
             }
@@ -199,18 +245,48 @@ impl<B: Backend> Store for SqlStore<B> {
                     )?;
                 }
             }
-            Ok(Txn::Commit(()))
-        })
+            let limits = match B::LIST_COLUMN_WIDTHS {
+                Some(sql) => {
+                    let widths = c
+                        .query(sql, &[])?
+                        .iter()
+                        .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                        .collect::<Result<Vec<_>, StoreError>>()?;
+                    ColumnLimits::from_widths(&widths)
+                }
+                None => ColumnLimits::MARKETPLACE,
+            };
+            Ok(Txn::Commit(limits))
+        })?;
+        if limits != ColumnLimits::MARKETPLACE {
+            log::info!("migrate: the database's columns hold {limits:?}");
+        }
+        *self.limits.write().unwrap_or_else(|p| p.into_inner()) = limits;
+        Ok(())
+    }
+
+    fn column_limits(&self) -> ColumnLimits {
+        *self.limits.read().unwrap_or_else(|p| p.into_inner())
     }
 
     fn version_jobs(&self, name: &str, version: &str) -> Result<Vec<Job>, StoreError> {
-        self.run(|c| {
+        let found = self.run(|c| {
             jobs(
                 c,
                 "p.name = ? AND j.version = ? ORDER BY j.platform, j.id",
                 params![name, version],
             )
-        })
+        })?;
+        // A case-insensitive collation (MySQL's default) also matched other
+        // spellings: keep the exact ones, as SQLite does.
+        Ok(found
+            .into_iter()
+            .filter(|j| j.plugin_name == name && j.version == version)
+            .collect())
+    }
+
+    fn case_twin(&self, name: &str, version: &str) -> Result<Option<Spelling>, StoreError> {
+        self.run(|c| case_twin(c, name, version))
     }
 
     fn record_upload(
@@ -221,6 +297,10 @@ impl<B: Backend> Store for SqlStore<B> {
     ) -> Result<UploadOutcome, StoreError> {
         self.transaction(|c| {
             let now = up.now;
+            let conflict = |s: Spelling| Ok(Txn::Rollback(UploadOutcome::Refused(Refusal::CaseConflict(s))));
+            if let Some(twin) = case_twin(c, &up.name, &up.version)? {
+                return conflict(twin);
+            }
             // Locks the plugin row: uploads of one plugin are serialized.
             let upsert = format!(
                 "INSERT INTO plugins (name, displayName, description, publishedAt, updatedAt)
@@ -244,12 +324,34 @@ impl<B: Backend> Store for SqlStore<B> {
                     now
                 ],
             )?;
-            let plugin_id: i64 = c
-                .query("SELECT id FROM plugins WHERE name = ?", params![&up.name])?
+            let plugin = c.query("SELECT id, name FROM plugins WHERE name = ?", params![&up.name])?;
+            let plugin = plugin
                 .first()
-                .ok_or_else(|| StoreError::Other("plugin row vanished".into()))?
-                .get(0)?;
+                .ok_or_else(|| StoreError::Other("plugin row vanished".into()))?;
+            let (plugin_id, spelled): (i64, String) = (plugin.get(0)?, plugin.get(1)?);
+            // A case-insensitive unique key met another spelling recorded
+            // meanwhile by a concurrent upload (the check above saw none).
+            if spelled != up.name {
+                return conflict(Spelling {
+                    name: spelled,
+                    version: up.version.clone(),
+                });
+            }
             lock_version::<B>(c, plugin_id, &up.version, now)?;
+            let spelled: String = c
+                .query(
+                    "SELECT version FROM pluginVersions WHERE pluginId = ? AND version = ?",
+                    params![plugin_id, &up.version],
+                )?
+                .first()
+                .ok_or_else(|| StoreError::Other("version row vanished".into()))?
+                .get(0)?;
+            if spelled != up.version {
+                return conflict(Spelling {
+                    name: up.name.clone(),
+                    version: spelled,
+                });
+            }
             let existing = locked_jobs::<B>(
                 c,
                 "j.pluginId = ? AND j.version = ?",
@@ -422,9 +524,13 @@ impl<B: Backend> Store for SqlStore<B> {
         now: i64,
     ) -> Result<Vec<Job>, StoreError> {
         self.transaction(|c| {
+            // The old server's pending rows are never claimed (no token):
+            // left alone they would block their version for good.
             let sql = format!(
-                "SELECT id FROM buildJobs WHERE status IN ('queued', 'building')
-                 AND COALESCE(submittedAt, createdAt) < ? ORDER BY id{}",
+                "SELECT id FROM buildJobs
+                 WHERE (status IN ('queued', 'building')
+                        OR (status = 'pending' AND callbackToken IS NULL))
+                   AND COALESCE(submittedAt, createdAt) < ? ORDER BY id{}",
                 B::FOR_UPDATE_SKIP_LOCKED
             );
             let ids = ids_of(c.query(&sql, params![submitted_before])?)?;
@@ -451,8 +557,16 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     fn job_by_legacy_callback(&self, callback_id: &str) -> Result<LegacyLookup, StoreError> {
+        // Only the old server's rows: hone-build's own jobs are reached by
+        // their id and their own token, never by UPLOAD_SECRET.
         let spelled = B::concat(&["p.name", "'-'", "j.version", "'-'", "j.platform"]);
-        let found = self.run(|c| jobs(c, &format!("{spelled} = ?"), params![callback_id]))?;
+        let found = self.run(|c| {
+            jobs(
+                c,
+                &format!("j.callbackToken IS NULL AND {spelled} = ?"),
+                params![callback_id],
+            )
+        })?;
         Ok(match found.len() {
             0 => LegacyLookup::NotFound,
             1 => LegacyLookup::Found(Box::new(found.into_iter().next().expect("one job"))),
@@ -463,6 +577,7 @@ impl<B: Backend> Store for SqlStore<B> {
     fn complete_job(
         &self,
         job_id: i64,
+        by: Deliverer<'_>,
         a: &Artifact,
         commit_file: &mut dyn FnMut() -> std::io::Result<()>,
     ) -> Result<CompleteOutcome, StoreError> {
@@ -475,6 +590,16 @@ impl<B: Backend> Store for SqlStore<B> {
                 .into_iter()
                 .next()
                 .ok_or_else(|| StoreError::Other("job vanished".into()))?;
+            // The delivery was authorized before its body was received; the
+            // job may have changed hands since (a new upload gave it a new
+            // token, or it became another hub job).
+            let still_theirs = match by {
+                Deliverer::Callback(token) => job.callback_token.as_deref() == token,
+                Deliverer::HubJob(hub_job) => job.hub_job_id.as_deref() == Some(hub_job),
+            };
+            if !still_theirs {
+                return Ok(Txn::Rollback(CompleteOutcome::Superseded));
+            }
             if job.status == JobStatus::Completed {
                 return Ok(Txn::Rollback(
                     if job.sha256.as_deref() == Some(a.sha256.as_str()) {
@@ -570,25 +695,41 @@ impl<B: Backend> Store for SqlStore<B> {
         version: &str,
         platform: Option<&str>,
         now: i64,
+        new_token: &mut dyn FnMut() -> String,
     ) -> Result<usize, StoreError> {
-        let mut sql = "UPDATE buildJobs SET status = 'pending', attempts = 0, nextAttemptAt = ?,
-               errorMessage = NULL, hubJobId = NULL, submittedAt = NULL, completedAt = NULL,
-               updatedAt = ?
-             WHERE status = 'failed' AND callbackToken IS NOT NULL AND version = ?
-               AND pluginId = (SELECT id FROM plugins WHERE name = ?)"
+        let mut select = "SELECT id FROM buildJobs
+             WHERE (status = 'failed' OR (status = 'pending' AND callbackToken IS NULL))
+               AND version = ? AND pluginId = (SELECT id FROM plugins WHERE name = ?)"
             .to_string();
-        let mut p = vec![
-            Value::Int(now * 1000),
-            Value::Int(now),
-            Value::from(version),
-            Value::from(name),
-        ];
+        let mut p = vec![Value::from(version), Value::from(name)];
         if let Some(pf) = platform {
-            sql.push_str(" AND platform = ?");
+            select.push_str(" AND platform = ?");
             p.push(Value::from(pf));
         }
-        let n = self.run(|c| c.execute(&sql, &p))?;
-        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+        select.push_str(" ORDER BY id");
+        select.push_str(B::FOR_UPDATE);
+        self.transaction(|c| {
+            let ids = ids_of(c.query(&select, &p)?)?;
+            for id in &ids {
+                // A row of the old server gets a token (and an entry): from
+                // now on it is hone-build's, submitted and followed like any.
+                c.execute(
+                    "UPDATE buildJobs SET status = 'pending', attempts = 0, nextAttemptAt = ?,
+                       errorMessage = NULL, hubJobId = NULL, submittedAt = NULL, completedAt = NULL,
+                       callbackToken = COALESCE(callbackToken, ?), entry = COALESCE(entry, ?),
+                       updatedAt = ?
+                     WHERE id = ?",
+                    &[
+                        Value::Int(now * 1000),
+                        Value::from(new_token()),
+                        Value::from(DEFAULT_ENTRY),
+                        Value::Int(now),
+                        id.clone(),
+                    ],
+                )?;
+            }
+            Ok(Txn::Commit(ids.len()))
+        })
     }
 
     fn count_by_status(&self) -> Result<Vec<(String, i64)>, StoreError> {

@@ -128,6 +128,73 @@ impl Job {
     }
 }
 
+/// How many characters the database's columns hold for what an upload
+/// names (VARCHAR widths count characters). A longer value is refused with
+/// 400 before anything is written: a strict server would fail the
+/// transaction (500), a lenient one truncate it silently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColumnLimits {
+    /// `plugins.name`.
+    pub name: usize,
+    /// `plugins.displayName`.
+    pub display_name: usize,
+    /// The narrower of `pluginVersions.version` and `buildJobs.version`.
+    pub version: usize,
+    /// `buildJobs.entry`.
+    pub entry: usize,
+}
+
+impl ColumnLimits {
+    /// The marketplace's own schema (`name VARCHAR(128)`, `displayName
+    /// VARCHAR(255)`, `version VARCHAR(64)`) and the `entry VARCHAR(256)`
+    /// hone-build adds: the tables hone-build creates, and the embedded
+    /// store's limits.
+    pub const MARKETPLACE: ColumnLimits = ColumnLimits {
+        name: 128,
+        display_name: 255,
+        version: 64,
+        entry: 256,
+    };
+
+    /// What the request rules allow at most (docs/api.md): no column makes
+    /// a limit larger.
+    pub const RULES: ColumnLimits = ColumnLimits {
+        name: 128,
+        display_name: 256,
+        version: 128,
+        entry: 256,
+    };
+
+    /// The limits of columns as a database reports them: `(table, column,
+    /// width)`; a column not reported (not a `VARCHAR`) limits nothing
+    /// beyond [`ColumnLimits::RULES`].
+    pub fn from_widths(widths: &[(String, String, i64)]) -> ColumnLimits {
+        let width = |table: &str, column: &str, default: usize| {
+            widths
+                .iter()
+                .filter(|(t, c, _)| t.eq_ignore_ascii_case(table) && c.eq_ignore_ascii_case(column))
+                .filter_map(|(_, _, w)| usize::try_from(*w).ok())
+                .min()
+                .map_or(default, |w| w.min(default))
+        };
+        let m = ColumnLimits::RULES;
+        ColumnLimits {
+            name: width("plugins", "name", m.name),
+            display_name: width("plugins", "displayName", m.display_name),
+            version: width("pluginVersions", "version", m.version).min(width(
+                "buildJobs",
+                "version",
+                m.version,
+            )),
+            entry: width("buildJobs", "entry", m.entry),
+        }
+    }
+}
+
+/// The entry file of an upload that names none (docs/api.md), also given to
+/// a row of the old server (which recorded none) when it is retried.
+pub const DEFAULT_ENTRY: &str = "src/index.ts";
+
 /// What `POST /upload` records.
 #[derive(Debug, Clone)]
 pub struct NewUpload {
@@ -146,13 +213,23 @@ pub struct NewUpload {
     pub reserved_until_ms: i64,
 }
 
-/// Why an upload is refused (docs/api.md, both 409 rules).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why an upload is refused (docs/api.md, the 409 rules).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     /// Every platform of the version completed.
     VersionExists,
     /// Some platform is pending, queued or building.
     BuildInProgress,
+    /// The name, or the version, differs only in letter case from one
+    /// already recorded: these are the recorded spellings.
+    CaseConflict(Spelling),
+}
+
+/// A plugin name and version as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spelling {
+    pub name: String,
+    pub version: String,
 }
 
 /// Result of [`Store::job_by_legacy_callback`].
@@ -214,6 +291,19 @@ pub struct Artifact {
     pub now: i64,
 }
 
+/// Who delivers an artifact to [`Store::complete_job`]. Checked again under
+/// the job's row lock: a delivery that began before the job changed hands
+/// (a new upload reset it with a new token, or it was submitted again as
+/// another hub job) cannot complete it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deliverer<'a> {
+    /// A callback authenticated by this token: the row must still hold it.
+    /// `None`: the old server's callback form, for a row without a token.
+    Callback(Option<&'a str>),
+    /// The follower of this hub job: the row must still hold its id.
+    HubJob(&'a str),
+}
+
 /// Result of [`Store::complete_job`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum CompleteOutcome {
@@ -225,6 +315,9 @@ pub enum CompleteOutcome {
     Conflict,
     /// No such job.
     NotFound,
+    /// The job no longer belongs to this delivery (its token or hub job
+    /// changed since the delivery began): refused, nothing changed.
+    Superseded,
 }
 
 /// What the version row describes after a completion: docs/api.md's
@@ -321,16 +414,32 @@ pub trait Store: Send + Sync {
     fn kind(&self) -> &'static str;
     /// A trivial query: does the database answer?
     fn ping(&self) -> Result<(), StoreError>;
-    /// Creates missing tables, adds missing `buildJobs` columns and indexes.
+    /// Creates missing tables, adds missing `buildJobs` columns and indexes,
+    /// and reads the columns' widths ([`Store::column_limits`]).
     /// Idempotent; never drops or rewrites anything.
     fn migrate(&self) -> Result<(), StoreError>;
 
+    /// What the columns hold, as read by the last [`Store::migrate`]
+    /// (MySQL: `information_schema.COLUMNS`); the embedded store, and any
+    /// store before its migration, has [`ColumnLimits::MARKETPLACE`].
+    fn column_limits(&self) -> ColumnLimits;
+
     /// The jobs of one version (empty when the plugin or version is unknown),
-    /// ordered by platform.
+    /// ordered by platform. Names and versions are compared exactly, on
+    /// every store (whatever the database's collation).
     fn version_jobs(&self, name: &str, version: &str) -> Result<Vec<Job>, StoreError>;
 
-    /// Records an upload in one transaction: locks the version, applies
-    /// [`plan_upload`], and if not refused upserts the `plugins` row, inserts
+    /// The recorded spelling of a plugin name, or of a version of the
+    /// plugin `name`, that differs from `name`/`version` only in letter
+    /// case (and no exact one is recorded): an upload under such a spelling
+    /// is refused ([`Refusal::CaseConflict`]), since a case-insensitive
+    /// collation would take it for the recorded one and a case-sensitive
+    /// one for another.
+    fn case_twin(&self, name: &str, version: &str) -> Result<Option<Spelling>, StoreError>;
+
+    /// Records an upload in one transaction: refuses a name or version that
+    /// differs only in case from a recorded one ([`Store::case_twin`]),
+    /// locks the version, applies [`plan_upload`], and if not refused upserts the `plugins` row, inserts
     /// the `pluginVersions` row if absent, creates (or resets failed) jobs as
     /// `pending` with fresh callback tokens from `new_token`, and last, just
     /// before COMMIT, calls `commit_file` (which puts the tarball in place).
@@ -366,8 +475,10 @@ pub trait Store: Send + Sync {
     ) -> Result<bool, StoreError>;
 
     /// Fails queued/building jobs submitted before `submitted_before` (Unix
-    /// seconds) with `message`. Rows of the old server have no submission
-    /// time; their creation time counts. Returns the jobs it failed.
+    /// seconds) with `message`, and the old server's `pending` rows (no
+    /// callback token: nobody else will ever submit them). Rows of the old
+    /// server have no submission time; their creation time counts. Returns
+    /// the jobs it failed.
     fn fail_timed_out(
         &self,
         submitted_before: i64,
@@ -377,14 +488,16 @@ pub trait Store: Send + Sync {
 
     fn job_by_id(&self, id: i64) -> Result<Option<Job>, StoreError>;
 
-    /// Resolves the old callback form `<name>-<version>-<platform>` by
-    /// comparing it with each job's own name, version and platform in the
-    /// database (never by splitting on dashes). More than one match:
-    /// [`LegacyLookup::Ambiguous`].
+    /// Resolves the old callback form `<name>-<version>-<platform>` among
+    /// the old server's rows (no callback token) by comparing it with each
+    /// job's own name, version and platform in the database (never by
+    /// splitting on dashes). hone-build's own jobs are never named by it.
+    /// More than one match: [`LegacyLookup::Ambiguous`].
     fn job_by_legacy_callback(&self, callback_id: &str) -> Result<LegacyLookup, StoreError>;
 
-    /// Completes a job in one transaction: locks it; refuses a completed job
-    /// with other bytes; otherwise marks the job completed with size and
+    /// Completes a job in one transaction: locks it; refuses it when it no
+    /// longer belongs to `by` (its token or hub job changed); refuses a
+    /// completed job with other bytes; otherwise marks the job completed with size and
     /// sha256, updates the version's `platforms`, `downloadUrl`, `sizeBytes`,
     /// `sha256`, and last, just before COMMIT, calls `commit_file` (which
     /// puts the binary and manifest in place). Errors after `commit_file`
@@ -392,6 +505,7 @@ pub trait Store: Send + Sync {
     fn complete_job(
         &self,
         job_id: i64,
+        by: Deliverer<'_>,
         artifact: &Artifact,
         commit_file: &mut dyn FnMut() -> std::io::Result<()>,
     ) -> Result<CompleteOutcome, StoreError>;
@@ -406,14 +520,18 @@ pub trait Store: Send + Sync {
     /// Jobs, newest first, optionally of one plugin or version.
     fn list_jobs(&self, name: Option<&str>, version: Option<&str>) -> Result<Vec<Job>, StoreError>;
 
-    /// Puts failed jobs of a version (optionally one platform) back to
-    /// pending with attempts reset. Returns how many.
+    /// Puts failed jobs of a version (optionally one platform), and the old
+    /// server's `pending` rows (no callback token), back to pending with
+    /// attempts reset, due at `now`. A row of the old server gets a callback
+    /// token from `new_token` (hone-build submits it from then on) and, if
+    /// it has none, the default entry [`DEFAULT_ENTRY`]. Returns how many.
     fn retry_failed(
         &self,
         name: &str,
         version: &str,
         platform: Option<&str>,
         now: i64,
+        new_token: &mut dyn FnMut() -> String,
     ) -> Result<usize, StoreError>;
 
     /// Number of jobs in each state.
@@ -635,6 +753,37 @@ mod tests {
         );
         let rows = ex(&[("linux", "completed"), ("macos", "cancelled")]);
         assert_eq!(plan_upload(&rows, &[Linux]).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn column_limits_from_reported_widths() {
+        let w = |t: &str, c: &str, n: i64| (t.to_string(), c.to_string(), n);
+        assert_eq!(ColumnLimits::from_widths(&[]), ColumnLimits::RULES);
+        let wide = ColumnLimits::from_widths(&[
+            w("pluginVersions", "version", 128),
+            w("buildJobs", "version", 255),
+            w("plugins", "displayName", 1024),
+        ]);
+        assert_eq!(wide, ColumnLimits::RULES, "wider columns: the rules limit");
+        let l = ColumnLimits::from_widths(&[
+            w("pluginVersions", "version", 32),
+            w("buildJobs", "version", 64),
+            w("plugins", "displayName", 100),
+            w("plugins", "NAME", 300),
+            w("buildJobs", "entry", 80),
+            w("plugins", "description", 7),
+        ]);
+        assert_eq!(
+            l,
+            ColumnLimits {
+                name: 128,
+                display_name: 100,
+                version: 32,
+                entry: 80,
+            }
+        );
+        let l = ColumnLimits::from_widths(&[w("buildJobs", "version", 20)]);
+        assert_eq!(l.version, 20, "the narrower of the two version columns");
     }
 
     #[test]

@@ -75,7 +75,7 @@ const CREATE_TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS plugins (
         id INT AUTO_INCREMENT PRIMARY KEY,
         name VARCHAR(128) NOT NULL,
-        displayName VARCHAR(256) NULL,
+        displayName VARCHAR(255) NULL,
         description TEXT NULL,
         publishedAt BIGINT NOT NULL,
         updatedAt BIGINT NOT NULL,
@@ -84,7 +84,7 @@ const CREATE_TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS pluginVersions (
         id INT AUTO_INCREMENT PRIMARY KEY,
         pluginId INT NOT NULL,
-        version VARCHAR(128) NOT NULL,
+        version VARCHAR(64) NOT NULL,
         platforms JSON NULL,
         downloadUrl VARCHAR(512) NULL,
         sizeBytes BIGINT NULL,
@@ -95,7 +95,7 @@ const CREATE_TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS buildJobs (
         id INT AUTO_INCREMENT PRIMARY KEY,
         pluginId INT NOT NULL,
-        version VARCHAR(128) NOT NULL,
+        version VARCHAR(64) NOT NULL,
         platform VARCHAR(32) NOT NULL,
         hubJobId VARCHAR(128) NULL,
         status VARCHAR(16) NOT NULL,
@@ -190,6 +190,12 @@ impl Dialect for Mysql {
     const LIST_JOB_INDEXES: &'static str =
         "SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS
          WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'buildJobs'";
+    const LIST_COLUMN_WIDTHS: Option<&'static str> = Some(
+        "SELECT TABLE_NAME, COLUMN_NAME, CHARACTER_MAXIMUM_LENGTH FROM information_schema.COLUMNS
+         WHERE TABLE_SCHEMA = DATABASE()
+           AND TABLE_NAME IN ('plugins', 'pluginVersions', 'buildJobs')
+           AND DATA_TYPE IN ('varchar', 'char') AND CHARACTER_MAXIMUM_LENGTH IS NOT NULL",
+    );
 
     fn upsert(_key: &str) -> String {
         "ON DUPLICATE KEY UPDATE".to_string()

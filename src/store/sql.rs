@@ -150,6 +150,10 @@ pub trait Dialect {
     const LIST_JOB_COLUMNS: &'static str;
     /// A query listing `buildJobs`' index names.
     const LIST_JOB_INDEXES: &'static str;
+    /// A query listing `(table, column, width in characters)` of the text
+    /// columns of the three tables, or `None` where widths are not enforced
+    /// (SQLite: the marketplace's widths apply).
+    const LIST_COLUMN_WIDTHS: Option<&'static str>;
 
     /// What follows an INSERT into a table with the unique key `key` so
     /// that an existing row is updated by the `SET` list that follows.

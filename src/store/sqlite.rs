@@ -16,6 +16,19 @@ pub type SqliteStore = SqlStore<Sqlite>;
 /// The SQLite backend: one connection.
 pub struct Sqlite {
     conn: Mutex<Connection>,
+    /// The database file and its (device, inode) when opened: a file
+    /// deleted or replaced under the running service is noticed (every
+    /// operation answers `Unavailable`) instead of writing on into an
+    /// unlinked file that is lost at the next start.
+    path: std::path::PathBuf,
+    identity: (u64, u64),
+    /// Logged once, not on every operation.
+    reported: std::sync::atomic::AtomicBool,
+}
+
+fn identity(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
 }
 
 fn err(e: rusqlite::Error) -> StoreError {
@@ -75,8 +88,13 @@ impl SqlStore<Sqlite> {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
         conn.set_prepared_statement_cache_capacity(128);
+        let identity = identity(path)
+            .map_err(|e| StoreError::Other(format!("reading {}: {e}", path.display())))?;
         Ok(SqlStore::new(Sqlite {
             conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+            identity,
+            reported: Default::default(),
         }))
     }
 }
@@ -89,6 +107,7 @@ impl Dialect for Sqlite {
     const LIST_JOB_COLUMNS: &'static str = "SELECT name FROM pragma_table_info('buildJobs')";
     const LIST_JOB_INDEXES: &'static str =
         "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'buildJobs'";
+    const LIST_COLUMN_WIDTHS: Option<&'static str> = None;
 
     fn upsert(key: &str) -> String {
         format!("ON CONFLICT ({key}) DO UPDATE SET")
@@ -114,6 +133,23 @@ impl Backend for Sqlite {
     type Conn<'a> = SqliteConn<'a>;
 
     fn connect(&self) -> Result<SqliteConn<'_>, StoreError> {
+        if identity(&self.path).ok() != Some(self.identity) {
+            if !self
+                .reported
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                log::error!(
+                    "the database file {} was deleted or replaced while the service runs: \
+                 nothing is recorded until it is restored or hone-build restarts",
+                    self.path.display()
+                );
+            }
+            let file = self.path.file_name().unwrap_or_default().to_string_lossy();
+            return Err(StoreError::Unavailable(format!(
+                "the database file {file} (in DATA_DIR) was deleted or replaced while the \
+                 service runs; restore it or restart hone-build"
+            )));
+        }
         Ok(SqliteConn {
             conn: self.conn.lock().unwrap_or_else(|p| p.into_inner()),
             in_tx: false,

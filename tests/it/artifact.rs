@@ -1329,6 +1329,29 @@ fn legacy_callback_ids(kind: StoreKind) {
     let legacy = "/artifact/my-plugin-1.0.0-beta.1-linux";
     let own = env.sim.callback("my-plugin", "1.0.0-beta.1", "linux");
 
+    // hone-build's own jobs are not reached by the old form, even with
+    // UPLOAD_SECRET (issue #11 item 9): only by their id and own token.
+    let r = env.post_b64(&format!("{legacy}?token={SECRET}"), &bytes);
+    assert_error(&r, 404, "NOT_FOUND", &[]);
+    assert_no_artifact(&env.version_dir("my-plugin", "1.0.0-beta.1"));
+    assert_eq!(
+        env.job("my-plugin", "1.0.0-beta.1", "linux").status,
+        "queued"
+    );
+    // From here on the three jobs stand for the old server's rows (no
+    // callback token); the decoys' tokens are put back further down.
+    let decoy_tokens = [("my", "plugin-1.0.0-beta.1"), ("my-plugin-1.0.0", "beta.1")]
+        .map(|(n, v)| (n, v, env.sim.callback(n, v, "windows").token));
+    for id in [
+        env.job("my-plugin", "1.0.0-beta.1", "linux").id,
+        env.job("my", "plugin-1.0.0-beta.1", "windows").id,
+        env.job("my-plugin-1.0.0", "beta.1", "windows").id,
+    ] {
+        env.exec(&format!(
+            "UPDATE buildJobs SET callbackToken = NULL WHERE id = {id}"
+        ));
+    }
+
     for (q, word) in [
         ("?token=wrong-secret", "token"),
         ("", "token"),
@@ -1384,7 +1407,14 @@ fn legacy_callback_ids(kind: StoreKind) {
     for (n, v) in [("my", "plugin-1.0.0-beta.1"), ("my-plugin-1.0.0", "beta.1")] {
         assert_not_completed(&env.job(n, v, "windows"));
     }
-    // ... and the job-id form still reaches each of them.
+    // ... and the job-id form still reaches each of them (given their
+    // tokens back: hone-build's jobs again).
+    for (n, v, token) in &decoy_tokens {
+        let id = env.job(n, v, "windows").id;
+        env.exec(&format!(
+            "UPDATE buildJobs SET callbackToken = '{token}' WHERE id = {id}"
+        ));
+    }
     let d = env.sim.deliver(
         &env.sim
             .callback("my", "plugin-1.0.0-beta.1", "windows")
@@ -1684,5 +1714,83 @@ fn leased_job_is_not_claimed_twice(kind: StoreKind) {
         second.is_empty(),
         "a leased job was claimed again (attempts now {}): it is submitted to the hub twice",
         second[0].attempts
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Integrity (issue #11)
+// ---------------------------------------------------------------------------
+
+mod integrity {
+    use super::*;
+    both_stores!(delivery_begun_before_a_reupload_cannot_complete_the_reset_job);
+}
+
+/// Item 8: a delivery authenticated by the job's token, still streaming in
+/// when the job failed and a new upload reset it (new token, new tarball),
+/// must not complete the reset job with the old build's bytes: the token is
+/// checked again under the row lock (409 `JOB_SUPERSEDED`, nothing stored),
+/// and the new build, delivered with the new token, completes it.
+fn delivery_begun_before_a_reupload_cannot_complete_the_reset_job(kind: StoreKind) {
+    use std::io::Write;
+    let env = Env::start(kind, &["--artifact-size", "30000"], &[]);
+    env.sim.set(json!({"never_callback": true}));
+    let (name, version) = ("reset-race", "1.0.0");
+    let old_tar = tarball("reset-old", Fill::Unique);
+    env.upload_ok(name, version, "linux", &old_tar);
+    let cb = env.sim.callback(name, version, "linux");
+    let old_bytes = expected_artifact(&old_tar, "linux", 30_000);
+    let b64 = B64.encode(&old_bytes);
+    let dir = env.version_dir(name, version);
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n\
+         x-artifact-sha256: {}\r\nContent-Length: {}\r\n\r\n",
+        cb.path_query,
+        sha256_hex(&old_bytes),
+        b64.len()
+    );
+    // The old build's delivery starts: authorized, half its body received.
+    let mut s = std::net::TcpStream::connect(env.addr()).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&b64.as_bytes()[..b64.len() / 2]).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || !temp_files(&dir).is_empty()),
+        "the delivery did not start"
+    );
+    // Meanwhile the job fails (as by the build timeout) and the publisher
+    // uploads the version again: the job is reset with a new token.
+    let id: i64 = cb.id.parse().unwrap();
+    env.exec(&format!(
+        "UPDATE buildJobs SET status = 'failed' WHERE id = {id}"
+    ));
+    let new_tar = tarball("reset-new", Fill::Unique);
+    env.upload_ok(name, version, "linux", &new_tar);
+    let new_token = env.rows(&format!(
+        "SELECT callbackToken FROM buildJobs WHERE id = {id}"
+    ))[0][0]
+        .clone()
+        .unwrap();
+    assert_ne!(new_token, cb.token);
+    // The old delivery ends: refused, nothing stored.
+    s.write_all(&b64.as_bytes()[b64.len() / 2..]).unwrap();
+    let resp = common::read_response(&mut s, Duration::from_secs(10));
+    assert!(
+        resp.starts_with("HTTP/1.1 409") && resp.contains("JOB_SUPERSEDED"),
+        "{resp}"
+    );
+    drop(s);
+    assert_no_artifact(&dir);
+    let j = env.job(name, version, "linux");
+    assert_eq!(j.status, "queued", "the new build is under way: {j:?}");
+    assert_not_completed(&j);
+    // The new build completes it.
+    let new_bytes = expected_artifact(&new_tar, "linux", 30_000);
+    let r = env.post_b64(&format!("/artifact/{id}?token={new_token}"), &new_bytes);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(fs::read(dir.join("linux-x64.bin")).unwrap() == new_bytes);
+    let j = env.job(name, version, "linux");
+    assert_eq!(
+        (j.status.as_str(), j.sha256),
+        ("completed", Some(sha256_hex(&new_bytes)))
     );
 }

@@ -444,9 +444,18 @@ pub struct ServiceBuilder {
     env: BTreeMap<String, Option<String>>,
     dir: Option<PathBuf>,
     args: Vec<String>,
+    /// A command the binary is run through (`prlimit --nofile=256 <bin> ...`).
+    wrapper: Vec<String>,
 }
 
 impl ServiceBuilder {
+    /// Runs the binary through `command` (its arguments first, then the
+    /// binary and its own), e.g. `wrap(&["prlimit", "--nofile=256"])`.
+    pub fn wrap(mut self, command: &[&str]) -> Self {
+        self.wrapper = command.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
     /// Sets configuration key `KEY` (as `HONE_BUILD_KEY`).
     pub fn set(mut self, key: &str, value: impl Into<String>) -> Self {
         self.env
@@ -501,7 +510,14 @@ impl ServiceBuilder {
                 (Some(t), p)
             }
         };
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hone-build"));
+        let mut cmd = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_hone-build"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_hone-build")),
+        };
         for (k, _) in std::env::vars_os() {
             let k = k.to_string_lossy();
             if k.starts_with("HONE_BUILD_") || k == "RUST_LOG" {
@@ -589,6 +605,7 @@ impl Service {
             env: BTreeMap::new(),
             dir: None,
             args: Vec::new(),
+            wrapper: Vec::new(),
         }
     }
 
@@ -1324,5 +1341,83 @@ impl Drop for TcpProxy {
         if let Some(h) = self.acceptor.take() {
             let _ = h.join();
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A stand-in for Perry Hub that misbehaves
+// ---------------------------------------------------------------------------
+
+/// A stand-in for Perry Hub on loopback: it reads each request (head, then
+/// the body until the client pauses for 300 ms), waits `delay`, and sends
+/// `answer`; with no answer it holds the connection open and never says
+/// anything (a hub that accepts and hangs). Counts the connections.
+pub struct FakeHub {
+    url: String,
+    connections: Arc<AtomicU32>,
+}
+
+impl FakeHub {
+    pub fn start(delay: Duration, answer: Option<String>) -> FakeHub {
+        FakeHub::start_on(0, delay, answer)
+    }
+
+    /// [`FakeHub::start`] on 127.0.0.1:`port` (0: any free port).
+    pub fn start_on(port: u16, delay: Duration, answer: Option<String>) -> FakeHub {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind fake hub");
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let connections = Arc::new(AtomicU32::new(0));
+        let count = Arc::clone(&connections);
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                count.fetch_add(1, Ordering::SeqCst);
+                let answer = answer.clone();
+                std::thread::spawn(move || {
+                    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+                    let mut got = Vec::new();
+                    let mut buf = [0u8; 65536];
+                    while let Ok(n) = conn.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        got.extend_from_slice(&buf[..n]);
+                        if got.windows(4).any(|w| w == b"\r\n\r\n") {
+                            let _ = conn.set_read_timeout(Some(Duration::from_millis(300)));
+                        }
+                    }
+                    match answer {
+                        Some(a) => {
+                            std::thread::sleep(delay);
+                            let _ = conn.write_all(a.as_bytes());
+                        }
+                        // Held open until the client gives up.
+                        None => {
+                            let _ = conn.set_read_timeout(None);
+                            let _ = conn.read(&mut buf);
+                        }
+                    }
+                });
+            }
+        });
+        FakeHub { url, connections }
+    }
+
+    /// An HTTP/1.1 answer with a JSON body, closing the connection.
+    pub fn json(status: u16, body: &str) -> String {
+        format!(
+            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u32 {
+        self.connections.load(Ordering::SeqCst)
     }
 }

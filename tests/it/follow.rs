@@ -494,6 +494,10 @@ fn five_platforms_store_the_program_inside_each_package(kind: StoreKind) {
         assert_eq!(r[1].as_deref(), Some("completed"), "{r:?}");
         assert_eq!(json!(r[4]), art["program_sha256"], "{r:?}");
     }
+    // (`/status` answers from the commit; the counter follows right after.)
+    wait_until(Duration::from_secs(5), || {
+        metric(&env.metrics(), "hone_build_artifacts_fetched_total") >= 5.0
+    });
     let m = env.metrics();
     assert_eq!(metric(&m, "hone_build_artifacts_fetched_total"), 5.0, "{m}");
     env.assert_only_files(&files);

@@ -8,6 +8,7 @@ mod fixtures;
 mod architecture;
 mod artifact;
 mod faults;
+mod files;
 mod follow;
 mod health;
 mod hostile;

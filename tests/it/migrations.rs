@@ -7,7 +7,7 @@ use crate::common;
 use common::{TestDb, sqlite_rows, sqlite_store};
 use hone_build::platform::Platform;
 use hone_build::store::{
-    Artifact, ClaimFilter, CompleteOutcome, NewUpload, Refusal, Store, UploadOutcome,
+    Artifact, ClaimFilter, CompleteOutcome, Deliverer, NewUpload, Refusal, Store, UploadOutcome,
 };
 use std::collections::BTreeMap;
 
@@ -120,7 +120,14 @@ fn exercise(store: &dyn Store) {
         now: 20,
     };
     assert_eq!(
-        store.complete_job(jobs[0].id, &a, &mut || Ok(())).unwrap(),
+        store
+            .complete_job(
+                jobs[0].id,
+                Deliverer::Callback(jobs[0].callback_token.as_deref()),
+                &a,
+                &mut || Ok(())
+            )
+            .unwrap(),
         CompleteOutcome::Completed
     );
     let v = store.version_row("fresh-plugin", "0.1.0").unwrap().unwrap();
@@ -362,10 +369,34 @@ fn mysql_old_server_rows_are_usable_after_migration() {
             .unwrap()
             .is_empty()
     );
-    // Nor retried (they have no token a worker could present).
+    // ... until `retry` gives them a token (issue #11 item 13): from then on
+    // they are hone-build's, with the default entry (the old server
+    // recorded none).
     assert_eq!(
-        store.retry_failed("git-blame", "1.0.0", None, 1).unwrap(),
-        0
+        store
+            .retry_failed("git-blame", "1.1.0-beta.2", Some("macos"), 1, &mut || {
+                "tok-5".to_string()
+            })
+            .unwrap(),
+        1
+    );
+    let j = store.job_by_id(5).unwrap().unwrap();
+    assert_eq!(
+        (
+            j.status.as_str(),
+            j.callback_token.as_deref(),
+            j.entry.as_deref()
+        ),
+        ("pending", Some("tok-5"), Some("src/index.ts"))
+    );
+    assert_eq!(
+        store
+            .claim(ClaimFilter::Ids(vec![5]), 1_000, 1_000)
+            .unwrap()
+            .iter()
+            .map(|j| j.id)
+            .collect::<Vec<_>>(),
+        [5]
     );
 
     // Uploads see the old jobs.
@@ -418,7 +449,9 @@ fn mysql_old_server_rows_are_usable_after_migration() {
         now: 1_800_000_100,
     };
     assert_eq!(
-        store.complete_job(4, &a, &mut || Ok(())).unwrap(),
+        store
+            .complete_job(4, Deliverer::Callback(None), &a, &mut || Ok(()))
+            .unwrap(),
         CompleteOutcome::Completed
     );
     let s = |v: &str| Some(v.to_string());
@@ -637,7 +670,9 @@ fn sqlite_old_tables_are_extended_not_rewritten() {
         now: 1_800_000_000,
     };
     assert_eq!(
-        store.complete_job(3, &a, &mut || Ok(())).unwrap(),
+        store
+            .complete_job(3, Deliverer::Callback(None), &a, &mut || Ok(()))
+            .unwrap(),
         CompleteOutcome::Completed
     );
     let v = store
@@ -649,4 +684,62 @@ fn sqlite_old_tables_are_extended_not_rewritten() {
         Some("/api/v1/pkg/git-blame/1.1.0-beta.2?platform=linux-x64")
     );
     exercise(&store);
+}
+
+/// Item 12 of issue #11: on the marketplace's own schema, narrowed here to
+/// the `VARCHAR(32)` version column the issue found in production, a
+/// longer version is refused with 400 naming the field and the column's
+/// width (read from `information_schema` at migration), not a 500 from the
+/// database; nothing is written.
+#[test]
+fn mysql_values_wider_than_the_marketplace_columns_are_refused() {
+    let db = TestDb::new();
+    load_marketplace_schema(&db);
+    db.exec("ALTER TABLE pluginVersions MODIFY version VARCHAR(32) NOT NULL");
+    let sim = common::Sim::start(&["--build-delay-ms", "600000"]);
+    sim.set(serde_json::json!({"never_callback": true}));
+    let svc = common::Service::builder()
+        .set("PERRY_HUB_URL", sim.url())
+        .set("PERRY_HUB_LICENSE_KEY", "sim-license")
+        .envs(db.service_env(&db.host, db.port))
+        .start();
+    let tar = crate::fixtures::tarball_sized(60, 2000);
+    let upload = |query: &str| {
+        common::http(
+            "POST",
+            &svc.url(&format!("/upload?{query}")),
+            &[],
+            Some(&tar),
+        )
+    };
+    let counts = || {
+        db.rows(
+            "SELECT (SELECT COUNT(*) FROM plugins), (SELECT COUNT(*) FROM pluginVersions), \
+             (SELECT COUNT(*) FROM buildJobs)",
+        )
+    };
+    let before = counts();
+    let v33 = format!("1.0.0-{}", "b".repeat(27));
+    assert_eq!(v33.len(), 33);
+    let r = upload(&format!("name=narrow&version={v33}&platforms=linux"));
+    assert_eq!(r.status, 400, "{}", r.text());
+    let msg = r.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        msg.contains("version") && msg.contains("32"),
+        "message names the field and the limit: {msg}"
+    );
+    let long_display = "D".repeat(256);
+    let r = upload(&format!(
+        "name=narrow&version=1.0.0&displayName={long_display}&platforms=linux"
+    ));
+    assert_eq!(r.status, 400, "{}", r.text());
+    let msg = r.json()["error"].as_str().unwrap().to_string();
+    assert!(msg.contains("displayName") && msg.contains("255"), "{msg}");
+    assert_eq!(counts(), before, "nothing written");
+    assert!(sim.submissions().is_empty());
+    let r = upload(&format!(
+        "name=narrow&version={}&platforms=linux",
+        &v33[..32]
+    ));
+    assert_eq!(r.status, 200, "{}", r.text());
 }

@@ -4,7 +4,7 @@
 use crate::common;
 
 use crate::fixtures::{Fill, tarball};
-use common::{Service, Sim, TestDb, http, wait_until};
+use common::{FakeHub, Service, Sim, TestDb, http, wait_until};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
@@ -453,4 +453,349 @@ fn a_full_publish_with_every_secret_set_logs_none_of_them() {
             "UPLOAD_SECRET reached the hub"
         );
     }
+}
+
+/// Issue #11 item 21: the access log redacts secrets wherever a client puts
+/// them: after `;` (a parameter separator some clients use), and in any
+/// parameter whose value is a configured secret, encoded or not.
+#[test]
+fn access_log_redacts_secrets_after_semicolons_and_under_any_name() {
+    let secret = "upload-SECRET-5a7c";
+    let svc = Service::builder()
+        .set("UPLOAD_SECRET", secret)
+        .set("BIND", "127.0.0.1")
+        .set("LOG_LEVEL", "info")
+        .start();
+    let targets = [
+        format!("/upload?name=semi&version=1.0.0;token={secret}"),
+        format!("/upload?name=semi&version=1.0.0;x=1;token={secret}&platforms=linux"),
+        format!("/upload?name=semi&version=1.0.0&auth={secret}"),
+        // `u` percent-encoded: still the secret once decoded.
+        format!("/upload?name=semi&version=1.0.0&v=%75{}", &secret[1..]),
+        format!("/status/semi/1.0.0?x={secret}"),
+    ];
+    for t in &targets {
+        let r = http("POST", &svc.url(t), &[], Some(&tarball("", FILL)));
+        assert!(r.status >= 400, "{t}: {}", r.text());
+        assert!(
+            !r.text().contains(secret),
+            "{t}: the answer echoes the secret"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let log = svc.log();
+    let access: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("/upload?") || l.contains("/status/semi"))
+        .collect();
+    assert_eq!(access.len(), targets.len(), "one access line each:\n{log}");
+    for secret_form in [secret.to_string(), format!("%75{}", &secret[1..])] {
+        assert!(
+            !log.contains(&secret_form),
+            "the log carries the secret ({secret_form}):\n{log}"
+        );
+    }
+    assert!(
+        access[0].contains("token=REDACTED"),
+        "what was redacted stays visible: {}",
+        access[0]
+    );
+}
+
+/// Issue #11 item 21: what the hub says in an error reaches the log and
+/// the stored job error with its control characters escaped: a hub (or
+/// whatever answers at its address) cannot forge log lines or rewrite the
+/// operator's terminal.
+#[test]
+fn hub_error_messages_are_escaped_before_logging_and_storing() {
+    let body = r#"{"error":{"code":"BAD\u001b[2J","message":"no\n[2026-01-01T00:00:00Z ERROR access] FORGED\rline\u0007"}}"#;
+    let hub = FakeHub::start(Duration::ZERO, Some(FakeHub::json(400, body)));
+    let svc = Service::builder()
+        .set("PERRY_HUB_URL", hub.url())
+        .set("PERRY_HUB_LICENSE_KEY", "k")
+        .start();
+    let r = http(
+        "POST",
+        &svc.url("/upload?name=hub-esc&version=1.0.0&platforms=linux"),
+        &[],
+        Some(&tarball("", FILL)),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let build = &r.json()["builds"][0];
+    assert_eq!(build["status"], "failed", "{build}");
+    let error = build["error"].as_str().unwrap();
+    assert!(
+        error.contains("FORGED") && !error.chars().any(|c| c.is_control()),
+        "stored error keeps the text, escaped: {error:?}"
+    );
+    let status = http("GET", &svc.url("/status/hub-esc/1.0.0"), &[], None).json();
+    let stored = status["builds"][0]["errorMessage"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        stored.contains("FORGED") && !stored.chars().any(|c| c.is_control()),
+        "{stored:?}"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let log = svc.log();
+    assert!(
+        log.contains("FORGED"),
+        "the hub's message is logged:\n{log}"
+    );
+    for line in log.split('\n') {
+        assert!(
+            !line.contains('\r') && !line.contains('\u{1b}') && !line.contains('\u{7}'),
+            "a raw control character from the hub in the log: {line:?}"
+        );
+        assert!(
+            !line.starts_with("[2026-01-01"),
+            "the hub forged a log line: {line:?}"
+        );
+    }
+}
+
+/// Sends `sig` (`TERM`, `INT`) to the service through the `kill` command.
+fn signal(svc: &Service, sig: &str) {
+    let st = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(svc.pid().to_string())
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// A service whose background loop is inside a submission to a hub that
+/// accepted the connection and never answers (HUB_TIMEOUT_SECS=60): the
+/// upload's own submission found nothing listening, the retry a second
+/// later found the hanging hub. Returns the service and the hub.
+fn service_stuck_in_a_hub_call(grace_secs: &str) -> (Service, FakeHub) {
+    let port = common::free_port();
+    let svc = Service::builder()
+        .set("PERRY_HUB_URL", format!("http://127.0.0.1:{port}"))
+        .set("PERRY_HUB_LICENSE_KEY", "k")
+        .set("HUB_TIMEOUT_SECS", "60")
+        .set("RETRY_BASE_SECS", "1")
+        .set("SHUTDOWN_GRACE_SECS", grace_secs)
+        .start();
+    let r = http(
+        "POST",
+        &svc.url("/upload?name=stuck&version=1.0.0&platforms=linux"),
+        &[],
+        Some(&tarball("", FILL)),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["builds"][0]["status"], "pending");
+    let hub = FakeHub::start_on(port, Duration::ZERO, None);
+    assert!(
+        wait_until(Duration::from_secs(8), || hub.connections() >= 1),
+        "the background loop did not retry; log:\n{}",
+        svc.log()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    (svc, hub)
+}
+
+/// Issue #11 item 22: the drain after SIGTERM is bounded by
+/// SHUTDOWN_GRACE_SECS even while a hub request hangs (it took 27-31 s):
+/// the hanging submission is abandoned (its claim expires and it is
+/// submitted again after a restart), the process exits 0 and says so.
+#[test]
+fn shutdown_is_bounded_while_a_hub_request_hangs() {
+    let (mut svc, _hub) = service_stuck_in_a_hub_call("3");
+    let t = Instant::now();
+    svc.terminate();
+    let status = svc.wait_exit(Duration::from_secs(15));
+    let took = t.elapsed();
+    let status =
+        status.unwrap_or_else(|| panic!("still running 15 s after SIGTERM:\n{}", svc.log()));
+    assert!(
+        took < Duration::from_secs(5),
+        "exited {took:?} after SIGTERM with SHUTDOWN_GRACE_SECS=3; log:\n{}",
+        svc.log()
+    );
+    assert!(status.success(), "{status}; log:\n{}", svc.log());
+    let log = svc.log();
+    assert!(
+        log.contains("SHUTDOWN_GRACE_SECS") && log.contains("abandon"),
+        "the log says what was cut off:\n{log}"
+    );
+}
+
+/// Issue #11 item 22: a second SIGINT/SIGTERM during the drain exits at
+/// once (status 128 + the signal), whatever is still running.
+#[test]
+fn a_second_signal_exits_at_once() {
+    for (first, second, code) in [("TERM", "INT", 130), ("INT", "TERM", 143)] {
+        let (mut svc, _hub) = service_stuck_in_a_hub_call("60");
+        signal(&svc, first);
+        std::thread::sleep(Duration::from_millis(700));
+        assert!(
+            svc.is_running(),
+            "draining: still running after the first signal"
+        );
+        let t = Instant::now();
+        signal(&svc, second);
+        let status = svc
+            .wait_exit(Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("a second SIG{second} did not stop it:\n{}", svc.log()));
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "exited {:?} after the second signal",
+            t.elapsed()
+        );
+        assert_eq!(
+            status.code(),
+            Some(code),
+            "SIG{first} then SIG{second}: {status}"
+        );
+    }
+}
+
+/// Issue #11 item 24: `jobs` and `retry` on a store nothing ever ran on
+/// answered "no such table"; they work on it (the schema is created first).
+#[test]
+fn jobs_and_retry_on_a_fresh_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("LOG_LEVEL", "warn")];
+    let (code, out, err) = run(dir.path(), &env, &["jobs"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("0 job(s)"), "{out}");
+    assert!(!err.contains("no such table"), "{err}");
+    let (code, out, err) = run(dir.path(), &env, &["retry", "p", "1.0.0", "linux"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("0 failed job(s)"), "{out}");
+    // MySQL: a database without the marketplace's tables yet.
+    let db = TestDb::new();
+    let denv: Vec<(String, String)> = db.service_env("127.0.0.1", common::mysql_server().1);
+    let mut denv: Vec<(&str, &str)> = denv
+        .iter()
+        .map(|(k, v)| (k.strip_prefix("HONE_BUILD_").unwrap_or(k), v.as_str()))
+        .collect();
+    denv.push(("LOG_LEVEL", "warn"));
+    let (code, out, err) = run(dir.path(), &denv, &["jobs", "some-plugin"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("0 job(s)"), "{out}");
+}
+
+/// Issue #11 item 24: `retry NAME VERSION beos` said "0 failed job(s)" and
+/// exited 0. An unknown platform is refused (exit 2, naming it and the
+/// known ones); a marketplace platform id is accepted as its hub name.
+#[test]
+fn retry_refuses_an_unknown_platform() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("LOG_LEVEL", "warn")];
+    let (code, out, err) = run(dir.path(), &env, &["retry", "p", "1.0.0", "beos"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("'beos'") && err.contains("linux") && err.contains("darwin-arm64"),
+        "{err}"
+    );
+    assert!(!out.contains("job(s)"), "{out}");
+    let (code, out, err) = run(dir.path(), &env, &["retry", "p", "1.0.0", "linux-x64"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("0 failed job(s) of p 1.0.0 (linux)"), "{out}");
+}
+
+/// Issue #11 item 24: `make run` (the README's first command) wrote into
+/// `../hone-marketplace/data/packages`, outside the clone. The demo run
+/// keeps its files under the working directory; deployments keep the
+/// default.
+#[test]
+fn make_run_keeps_the_demo_files_inside_the_clone() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new("make")
+        .args(["-n", "--no-print-directory", "run"])
+        .current_dir(root)
+        .output()
+        .expect("run make -n");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = text
+        .lines()
+        .find(|l| l.contains("release/hone-build") && !l.contains("ls -l"))
+        .unwrap_or_else(|| panic!("no line starting hone-build in:\n{text}"));
+    for key in ["PACKAGES_DIR", "UPLOADS_DIR", "DATA_DIR"] {
+        let value = run
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("HONE_BUILD_{key}=")))
+            .unwrap_or_else(|| panic!("`make run` does not set {key}: {run}"));
+        assert!(
+            !value.starts_with("..") && !value.starts_with('/') && !value.contains("/../"),
+            "`make run` puts {key} outside the clone: {value}"
+        );
+    }
+    assert_eq!(
+        hone_build::config::key_spec("PACKAGES_DIR")
+            .unwrap()
+            .default,
+        "../hone-marketplace/data/packages",
+        "the deployment default is unchanged"
+    );
+}
+
+/// Issue #11 item 24: the README said the static binary "runs without
+/// matching libraries", but a statically linked glibc still loads the
+/// host's NSS modules to resolve host names. The README and the operations
+/// guide say so, and what to do about it.
+#[test]
+fn docs_are_honest_about_static_glibc_and_name_lookups() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for doc in ["README.md", "docs/operations.md", "Makefile"] {
+        let text = std::fs::read_to_string(root.join(doc)).unwrap();
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            !flat.contains("runs without matching libraries")
+                && !flat.contains("runs on the web server without matching libraries")
+                && !flat.contains("runs on a web server without matching libraries"),
+            "{doc} still promises a binary that needs no libraries at all"
+        );
+        if doc != "Makefile" {
+            assert!(
+                flat.contains("NSS") && flat.contains("DB_HOST") && flat.contains("IP address"),
+                "{doc} does not explain NSS for host names"
+            );
+        }
+    }
+}
+
+/// Issue #11 item 16, end to end: a numeric key beyond its bound stops the
+/// service before it listens (exit 2), naming the key and the variable; a
+/// BOM-prefixed build.conf (item 17) keeps its first key.
+#[test]
+fn out_of_range_numbers_stop_the_start_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    // check-config (it ends by itself, also if the value were accepted).
+    let hub = [
+        ("PERRY_HUB_URL", "http://127.0.0.1:9"),
+        ("PERRY_HUB_WS_URL", "off"),
+    ];
+    let mut env = hub.to_vec();
+    env.push(("BUILD_TIMEOUT_SECS", "9223372036854775808"));
+    let (code, out, err) = run(dir.path(), &env, &["check-config"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("BUILD_TIMEOUT_SECS")
+            && err.contains("HONE_BUILD_BUILD_TIMEOUT_SECS")
+            && err.contains("at most"),
+        "{err}"
+    );
+    assert!(!out.contains("configuration from"), "{out}");
+    std::fs::write(
+        dir.path().join("build.conf"),
+        b"\xef\xbb\xbfHUB_TIMEOUT_SECS=99999999999\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(dir.path(), &hub, &["check-config"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("HUB_TIMEOUT_SECS")
+            && err.contains("build.conf:1")
+            && err.contains("at most 3600"),
+        "{err}"
+    );
 }

@@ -177,8 +177,9 @@ proptest! {
         ..ProptestConfig::default()
     })]
 
-    /// The old-form callback id resolves to the job whose own name, version and
-    /// platform spell it, or reports ambiguity; it never picks another job.
+    /// The old-form callback id resolves to the old server's job (no callback
+    /// token) whose own name, version and platform spell it, or reports
+    /// ambiguity; it never picks another job, nor one of hone-build's own.
     #[test]
     fn legacy_callback_resolves_only_exact_matches(
         plugins in proptest::collection::vec((dashed(), dashed()), 1..6),
@@ -187,7 +188,8 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let store = common::sqlite_store(dir.path());
         store.migrate().unwrap();
-        for (name, version) in &plugins {
+        let raw = rusqlite::Connection::open(dir.path().join(common::SQLITE_FILE)).unwrap();
+        for (i, (name, version)) in plugins.iter().enumerate() {
             let up = NewUpload {
                 name: name.clone(),
                 version: version.clone(),
@@ -202,6 +204,12 @@ proptest! {
             // A repeated (name, version) is refused as in progress: fine here.
             let r = store.record_upload(&up, &mut || { t += 1; format!("t{t}") }, &mut || Ok(())).unwrap();
             prop_assert!(matches!(r, UploadOutcome::Recorded(_) | UploadOutcome::Refused(_)));
+            // Every other plugin's jobs stand for the old server's rows.
+            if let (UploadOutcome::Recorded(jobs), true) = (&r, i % 2 == 0) {
+                for j in jobs {
+                    raw.execute("UPDATE buildJobs SET callbackToken = NULL WHERE id = ?1", [j.id]).unwrap();
+                }
+            }
         }
         let mut candidates: Vec<String> = plugins.iter().map(|(n, v)| format!("{n}-{v}-linux")).collect();
         candidates.push(format!("{probe}-linux"));
@@ -210,6 +218,7 @@ proptest! {
                 .list_jobs(None, None)
                 .unwrap()
                 .into_iter()
+                .filter(|j| j.callback_token.is_none())
                 .filter(|j| format!("{}-{}-{}", j.plugin_name, j.version, j.platform) == id)
                 .map(|j| j.id)
                 .collect();

@@ -8,8 +8,8 @@ use crate::common;
 use common::{StoreKind, TestDb, both_stores, sqlite_rows, sqlite_store};
 use hone_build::platform::Platform::{self, *};
 use hone_build::store::{
-    Artifact, AttemptResult, ClaimFilter, CompleteOutcome, Job, JobStatus, LegacyLookup, NewUpload,
-    Refusal, Store, UploadOutcome,
+    Artifact, AttemptResult, ClaimFilter, CompleteOutcome, Deliverer, Job, JobStatus, LegacyLookup,
+    NewUpload, Refusal, Store, UploadOutcome,
 };
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -199,9 +199,23 @@ fn complete(env: &Env, id: i64, size: i64, sha: &str, now: i64) -> CompleteOutco
         sha256: sha.to_string(),
         now,
     };
+    let token = token_of(env.s(), id);
     env.s()
-        .complete_job(id, &a, &mut || Ok(()))
+        .complete_job(
+            id,
+            Deliverer::Callback(token.as_deref()),
+            &a,
+            &mut || Ok(()),
+        )
         .expect("complete_job")
+}
+
+/// The job's callback token now: what a delivery authenticated by it presents.
+fn token_of(store: &dyn Store, id: i64) -> Option<String> {
+    store
+        .job_by_id(id)
+        .expect("job_by_id")
+        .and_then(|j| j.callback_token)
 }
 
 fn by_platform<'a>(jobs: &'a [Job], p: &str) -> &'a Job {
@@ -420,7 +434,7 @@ fn upload_refusals(env: &Env) {
             })
             .unwrap();
         assert!(
-            matches!(out, UploadOutcome::Refused(r) if r == want),
+            matches!(&out, UploadOutcome::Refused(r) if *r == want),
             "{version}: want {want:?}, got {out:?}"
         );
         assert_eq!(
@@ -898,9 +912,22 @@ fn job_by_id_finds_one(env: &Env) {
     assert_eq!(env.s().job_by_id(987_654).unwrap(), None);
 }
 
+/// Makes jobs look as the old server wrote them: no callback token (the
+/// old callback form names only such rows).
+fn as_old_rows(env: &Env, jobs: &[Job]) {
+    for j in jobs {
+        (env.exec)(&format!(
+            "UPDATE buildJobs SET callbackToken = NULL WHERE id = {}",
+            j.id
+        ));
+    }
+}
+
 fn legacy_callback_with_dashes(env: &Env) {
     let beta = upload(env, "my-plugin", "1.0.0-beta.1", &[Linux, Macos], 100);
     let plain = upload(env, "my-plugin", "1.0.0", &[Linux], 100);
+    as_old_rows(env, &beta);
+    as_old_rows(env, &plain);
     let lookup = |id: &str| match env.s().job_by_legacy_callback(id).unwrap() {
         LegacyLookup::Ambiguous(n) => Err(n),
         found => Ok(found.found()),
@@ -933,6 +960,7 @@ fn legacy_callback_with_dashes(env: &Env) {
     // A decoy whose name-version-platform spells the same id: plugin `my`,
     // version `plugin-1.0.0-beta.1`. The trait documents: more than one match is an error.
     let decoy = upload(env, "my", "plugin-1.0.0-beta.1", &[Linux], 100);
+    as_old_rows(env, &decoy);
     let r = lookup("my-plugin-1.0.0-beta.1-linux");
     assert!(
         r.is_err(),
@@ -974,7 +1002,12 @@ fn complete_job_outcomes_and_version_row(env: &Env) {
     };
     assert_eq!(
         env.s()
-            .complete_job(win, &a(300, "sha-win", 200), &mut commit)
+            .complete_job(
+                win,
+                Deliverer::Callback(token_of(env.s(), win).as_deref()),
+                &a(300, "sha-win", 200),
+                &mut commit,
+            )
             .unwrap(),
         CompleteOutcome::Completed
     );
@@ -1051,19 +1084,34 @@ fn complete_job_outcomes_and_version_row(env: &Env) {
     };
     assert_eq!(
         env.s()
-            .complete_job(lin, &a(200, "sha-lin", 900), &mut commit)
+            .complete_job(
+                lin,
+                Deliverer::Callback(token_of(env.s(), lin).as_deref()),
+                &a(200, "sha-lin", 900),
+                &mut commit,
+            )
             .unwrap(),
         CompleteOutcome::AlreadyCompleted
     );
     assert_eq!(
         env.s()
-            .complete_job(lin, &a(999, "sha-other", 900), &mut commit)
+            .complete_job(
+                lin,
+                Deliverer::Callback(token_of(env.s(), lin).as_deref()),
+                &a(999, "sha-other", 900),
+                &mut commit,
+            )
             .unwrap(),
         CompleteOutcome::Conflict
     );
     assert_eq!(
         env.s()
-            .complete_job(987_654, &a(1, "x", 900), &mut commit)
+            .complete_job(
+                987_654,
+                Deliverer::Callback(None),
+                &a(1, "x", 900),
+                &mut commit
+            )
             .unwrap(),
         CompleteOutcome::NotFound
     );
@@ -1085,9 +1133,13 @@ fn complete_job_commit_failure_changes_nothing(env: &Env) {
         sha256: "abc".into(),
         now: 200,
     };
-    let r = env.s().complete_job(jobs[0].id, &a, &mut || {
-        Err(std::io::Error::other("disk full"))
-    });
+    let by = token_of(env.s(), jobs[0].id);
+    let r = env.s().complete_job(
+        jobs[0].id,
+        Deliverer::Callback(by.as_deref()),
+        &a,
+        &mut || Err(std::io::Error::other("disk full")),
+    );
     assert!(r.is_err(), "{r:?}");
     assert_eq!((env.rows)("SELECT * FROM buildJobs ORDER BY id"), before);
     assert_eq!(env.s().version_row("xi", "1.0.0").unwrap(), before_v);
@@ -1192,7 +1244,7 @@ fn retry_failed_resets_failed_jobs(env: &Env) {
 
     assert_eq!(
         env.s()
-            .retry_failed("tau", "1.0.0", Some("macos"), 500)
+            .retry_failed("tau", "1.0.0", Some("macos"), 500, &mut common::random_hex)
             .unwrap(),
         1
     );
@@ -1213,28 +1265,44 @@ fn retry_failed_resets_failed_jobs(env: &Env) {
     assert_eq!(env.job(lin).status, "failed", "platform filter respected");
 
     assert_eq!(
-        env.s().retry_failed("tau", "1.0.0", None, 600).unwrap(),
-        1,
-        "only linux is left (old rows without token are not retried)"
+        env.s()
+            .retry_failed("tau", "1.0.0", None, 600, &mut common::random_hex)
+            .unwrap(),
+        2,
+        "linux, and the old server's row (issue #11 item 13: it gets a token)"
     );
     assert_eq!(env.job(lin).status, "pending");
     assert_eq!(env.job(win).status, "completed", "completed untouched");
-    assert_eq!(env.job(old).status, "failed");
+    let o = env.job(old);
+    assert_eq!(o.status, "pending");
+    assert!(o.callback_token.is_some(), "{o:?}");
+    assert_eq!(
+        env.job(lin).callback_token,
+        jobs.iter().find(|j| j.id == lin).unwrap().callback_token,
+        "hone-build's own job keeps its token"
+    );
     assert_eq!(
         env.job(other[0].id).status,
         "failed",
         "other plugins untouched"
     );
-    assert_eq!(env.s().retry_failed("tau", "1.0.0", None, 700).unwrap(), 0);
     assert_eq!(
-        env.s().retry_failed("nobody", "1.0.0", None, 700).unwrap(),
+        env.s()
+            .retry_failed("tau", "1.0.0", None, 700, &mut common::random_hex)
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        env.s()
+            .retry_failed("nobody", "1.0.0", None, 700, &mut common::random_hex)
+            .unwrap(),
         0
     );
     // Retried jobs are claimable.
     let due = env.s().claim(ClaimFilter::Due(10), 600_000, 1_000).unwrap();
     assert_eq!(
         due.iter().map(|j| j.id).collect::<BTreeSet<_>>(),
-        BTreeSet::from([lin, mac])
+        BTreeSet::from([lin, mac, old])
     );
 }
 
@@ -1340,7 +1408,7 @@ fn failed_and_reset_jobs_have_no_completed_at(env: &Env) {
     stamp(mac);
     assert_eq!(
         env.s()
-            .retry_failed("chi", "1.0.0", Some("macos"), 200)
+            .retry_failed("chi", "1.0.0", Some("macos"), 200, &mut common::random_hex)
             .unwrap(),
         1
     );
@@ -1426,7 +1494,9 @@ fn record_attempt_counts_matched_rows(env: &Env) {
         "unchanged values: still the current claim"
     );
     assert_eq!(
-        env.s().retry_failed("omega", "1.0.0", None, 102).unwrap(),
+        env.s()
+            .retry_failed("omega", "1.0.0", None, 102, &mut common::random_hex)
+            .unwrap(),
         0
     );
 }
@@ -1487,8 +1557,10 @@ fn unknown_states_are_kept(env: &Env) {
 
 /// The ambiguous legacy id is a typed answer naming how many jobs spell it.
 fn legacy_lookup_is_typed(env: &Env) {
-    upload(env, "a-b", "1.0.0", &[Linux], 100);
+    let ab = upload(env, "a-b", "1.0.0", &[Linux], 100);
     let one = upload(env, "a", "b-1.0.0", &[Linux], 100);
+    as_old_rows(env, &ab);
+    as_old_rows(env, &one);
     assert_eq!(
         env.s().job_by_legacy_callback("a-b-1.0.0-linux").unwrap(),
         LegacyLookup::Ambiguous(2)
@@ -1497,7 +1569,8 @@ fn legacy_lookup_is_typed(env: &Env) {
         env.s().job_by_legacy_callback("a-b-1.0.0-macos").unwrap(),
         LegacyLookup::NotFound
     );
-    upload(env, "c", "2.0.0", &[Linux], 100);
+    let c = upload(env, "c", "2.0.0", &[Linux], 100);
+    as_old_rows(env, &c);
     assert!(matches!(
         env.s().job_by_legacy_callback("c-2.0.0-linux").unwrap(),
         LegacyLookup::Found(j) if j.plugin_name == "c"
@@ -1531,8 +1604,9 @@ fn uploads_and_completions_race_without_deadlock(env: &Env) {
                         sha256: format!("sha-{}", j.id),
                         now: 200,
                     };
+                    let by = Deliverer::Callback(j.callback_token.as_deref());
                     let out = completer
-                        .complete_job(j.id, &a, &mut || Ok(()))
+                        .complete_job(j.id, by, &a, &mut || Ok(()))
                         .expect("complete_job under contention");
                     assert_eq!(out, CompleteOutcome::Completed);
                 }
@@ -1577,6 +1651,18 @@ mod settled {
         unknown_states_are_kept,
         legacy_lookup_is_typed,
         uploads_and_completions_race_without_deadlock,
+    );
+}
+
+/// Integrity (issue #11), run on both stores like the contract above.
+mod integrity {
+    use super::*;
+    both_stores!(
+        |kind| &Env::new(kind);
+        legacy_callback_matches_only_rows_without_token,
+        revoked_token_cannot_complete_reset_job,
+        old_pending_rows_time_out_and_can_be_retried,
+        case_variants_are_refused_with_the_recorded_spelling,
     );
 }
 
@@ -1631,7 +1717,255 @@ fn mysql_connections_closed_while_idle_are_replaced() {
         now: 102,
     };
     assert_eq!(
-        store.complete_job(id, &a, &mut || Ok(())).unwrap(),
+        store
+            .complete_job(id, Deliverer::HubJob("h"), &a, &mut || Ok(()))
+            .unwrap(),
         CompleteOutcome::Completed
     );
+}
+
+// ---------------------------------------------------------------------------
+// Integrity (issue #11)
+// ---------------------------------------------------------------------------
+
+/// Item 9: the old callback form names only rows of the old server (no
+/// callback token): hone-build's own jobs are reached by their id and
+/// token only, and an old row is no longer ambiguous because one of
+/// hone-build's jobs spells the same id.
+fn legacy_callback_matches_only_rows_without_token(env: &Env) {
+    let own = upload(env, "a-b", "1", &[Linux], 100);
+    upload(env, "a", "0.1.0", &[Linux], 100);
+    let pid = env.plugin_id("a");
+    let old = insert_old_job(env, pid, "b-1", "linux", "building");
+    // `a-b` `1` `linux` and `a` `b-1` `linux` both spell `a-b-1-linux`.
+    assert_eq!(
+        env.s().job_by_legacy_callback("a-b-1-linux").unwrap(),
+        LegacyLookup::Found(Box::new(env.job(old))),
+    );
+    assert_eq!(
+        env.s().job_by_legacy_callback("a-0.1.0-linux").unwrap(),
+        LegacyLookup::NotFound,
+        "hone-build's own job is not named by the old form"
+    );
+    assert_ne!(own[0].id, old);
+}
+
+/// Item 8: a delivery authenticated by a job's token before a new upload
+/// reset the job (new token) cannot complete it: the token is checked again
+/// under the row lock; nothing is written and the file is not placed.
+fn revoked_token_cannot_complete_reset_job(env: &Env) {
+    let jobs = upload(env, "revoked", "1.0.0", &[Linux], 100);
+    let id = jobs[0].id;
+    let old_token = jobs[0].callback_token.clone().expect("a token");
+    fail(env, id, 101);
+    // The publisher uploads again: the job is reset with a new token.
+    let again = upload(env, "revoked", "1.0.0", &[Linux], 200);
+    assert_eq!(again[0].id, id);
+    let new_token = again[0].callback_token.clone().expect("a token");
+    assert_ne!(new_token, old_token);
+    let a = Artifact {
+        size: 5,
+        sha256: "old-build".into(),
+        now: 201,
+    };
+    let mut placed = 0;
+    let out = env
+        .s()
+        .complete_job(id, Deliverer::Callback(Some(&old_token)), &a, &mut || {
+            placed += 1;
+            Ok(())
+        })
+        .expect("complete_job");
+    assert_eq!(
+        out,
+        CompleteOutcome::Superseded,
+        "the old build completed the reset job"
+    );
+    assert_eq!(placed, 0, "no file placed");
+    let j = env.job(id);
+    assert_eq!(
+        (
+            j.status.as_str(),
+            j.sha256.as_deref(),
+            j.callback_token.as_deref()
+        ),
+        ("pending", None, Some(new_token.as_str()))
+    );
+    // Nor does the old form (a row without token) reach it.
+    let out = env
+        .s()
+        .complete_job(id, Deliverer::Callback(None), &a, &mut || Ok(()))
+        .unwrap();
+    assert_eq!(out, CompleteOutcome::Superseded);
+
+    // The follower of a hub job the job no longer has is refused too.
+    accept(env, id, 202);
+    assert_eq!(
+        env.job(id).hub_job_id.as_deref(),
+        Some(format!("hub-{id}").as_str())
+    );
+    assert!(matches!(
+        env.s()
+            .resubmit(id, &format!("hub-{id}"), "no artifact", 5, 203_000, 203),
+        Ok(hone_build::store::ResubmitOutcome::Requeued)
+    ));
+    let out = env
+        .s()
+        .complete_job(id, Deliverer::HubJob(&format!("hub-{id}")), &a, &mut || {
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(out, CompleteOutcome::Superseded);
+    assert_eq!(env.job(id).status, "pending");
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM pluginVersions WHERE platforms <> '[]'"),
+        0,
+        "the version row describes no build"
+    );
+
+    // The current token completes it.
+    let good = Artifact {
+        size: 6,
+        sha256: "new-build".into(),
+        now: 204,
+    };
+    assert_eq!(
+        env.s()
+            .complete_job(
+                id,
+                Deliverer::Callback(Some(&new_token)),
+                &good,
+                &mut || Ok(())
+            )
+            .unwrap(),
+        CompleteOutcome::Completed
+    );
+    assert_eq!(env.job(id).sha256.as_deref(), Some("new-build"));
+}
+
+/// Item 13: the old server's `pending` rows (no callback token) time out
+/// like queued ones (from `createdAt`), and `retry` gives them (failed, or
+/// still pending) a fresh token, so hone-build submits them from then on.
+fn old_pending_rows_time_out_and_can_be_retried(env: &Env) {
+    let own = upload(env, "oldpend", "1.0.0", &[Linux], 100);
+    let pid = env.plugin_id("oldpend");
+    let stuck = insert_old_job(env, pid, "0.1.0", "linux", "pending");
+    let other = insert_old_job(env, pid, "0.2.0", "macos", "pending");
+    let timed_out = env.s().fail_timed_out(60, "build timed out", 300).unwrap();
+    let mut ids: Vec<i64> = timed_out.iter().map(|j| j.id).collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        [stuck, other],
+        "old pending rows time out from createdAt"
+    );
+    assert_eq!(env.job(stuck).status, "failed");
+    assert_eq!(
+        env.job(stuck).error_message.as_deref(),
+        Some("build timed out")
+    );
+
+    assert_eq!(
+        env.job(own[0].id).status,
+        "pending",
+        "hone-build's own pending jobs are submitted, not timed out"
+    );
+
+    // Retried: pending, with a token of its own and the default entry.
+    assert_eq!(
+        env.s()
+            .retry_failed("oldpend", "0.1.0", None, 500, &mut || "fresh-1".into())
+            .unwrap(),
+        1
+    );
+    let j = env.job(stuck);
+    assert_eq!(
+        (
+            j.status.as_str(),
+            j.callback_token.as_deref(),
+            j.entry.as_deref(),
+            j.error_message.as_deref(),
+            j.attempts,
+            j.next_attempt_at_ms
+        ),
+        (
+            "pending",
+            Some("fresh-1"),
+            Some("src/index.ts"),
+            None,
+            0,
+            500_000
+        )
+    );
+    // An old pending row that has not timed out yet is retried at once.
+    let young = insert_old_job(env, pid, "0.3.0", "windows", "pending");
+    assert_eq!(
+        env.s()
+            .retry_failed("oldpend", "0.3.0", None, 500, &mut || "fresh-2".into())
+            .unwrap(),
+        1
+    );
+    assert_eq!(env.job(young).callback_token.as_deref(), Some("fresh-2"));
+    let due = env.s().claim(ClaimFilter::Due(10), 500_000, 1_000).unwrap();
+    assert_eq!(
+        due.iter().map(|j| j.id).collect::<BTreeSet<_>>(),
+        BTreeSet::from([own[0].id, stuck, young])
+    );
+    assert_eq!(env.job(other).status, "failed", "other versions untouched");
+}
+
+/// Item 7: a name or version differing only in letter case from a recorded
+/// one is refused by the store itself, with the recorded spelling, on both
+/// stores (MySQL's collation ignores case, SQLite's does not); lookups by
+/// name and version are exact on both.
+fn case_variants_are_refused_with_the_recorded_spelling(env: &Env) {
+    let jobs = upload(env, "CaseP", "2.0.0-RC", &[Linux], 100);
+    fail(env, jobs[0].id, 101);
+    let before = (env.rows)("SELECT * FROM buildJobs ORDER BY id");
+    let spelled = |name: &str, version: &str| {
+        Refusal::CaseConflict(hone_build::store::Spelling {
+            name: name.into(),
+            version: version.into(),
+        })
+    };
+    for (name, version, want) in [
+        ("casep", "2.0.0-RC", spelled("CaseP", "2.0.0-RC")),
+        ("CASEP", "9.9.9", spelled("CaseP", "9.9.9")),
+        ("CaseP", "2.0.0-rc", spelled("CaseP", "2.0.0-RC")),
+    ] {
+        assert_eq!(
+            env.s().case_twin(name, version).unwrap(),
+            Some(hone_build::store::Spelling {
+                name: "CaseP".into(),
+                version: if name == "CaseP" { "2.0.0-RC" } else { version }.into(),
+            })
+        );
+        let mut commits = 0;
+        let (mut tok, _) = tokens();
+        let out = env
+            .s()
+            .record_upload(
+                &new_upload(name, version, &[Linux], 200),
+                &mut tok,
+                &mut || {
+                    commits += 1;
+                    Ok(())
+                },
+            )
+            .unwrap();
+        assert!(
+            matches!(&out, UploadOutcome::Refused(r) if *r == want),
+            "{name} {version}: {out:?}"
+        );
+        assert_eq!(commits, 0, "no tarball placed");
+        assert!(env.s().version_jobs(name, version).unwrap().is_empty());
+    }
+    assert_eq!((env.rows)("SELECT * FROM buildJobs ORDER BY id"), before);
+    assert_eq!(env.count("SELECT COUNT(*) FROM plugins"), 1);
+    assert_eq!(env.count("SELECT COUNT(*) FROM pluginVersions"), 1);
+    assert_eq!(env.s().case_twin("CaseP", "2.0.0-RC").unwrap(), None);
+    assert_eq!(env.s().case_twin("other", "1.0.0").unwrap(), None);
+    // The recorded spelling rebuilds.
+    let again = upload(env, "CaseP", "2.0.0-RC", &[Linux], 300);
+    assert_eq!(again[0].id, jobs[0].id);
 }

@@ -13,7 +13,7 @@
 
 use crate::common;
 
-use crate::fixtures::{chunked, sha256_hex, tarball_sized};
+use crate::fixtures::{chunked, sha256_hex, tarball_sized, tarball_sized_entry};
 use base64::Engine;
 use common::*;
 use serde_json::{Value, json};
@@ -269,6 +269,7 @@ both_stores!(
     publish_limit_fails_at_once,
     gives_up_after_submit_max_attempts,
     hanging_hub_is_cut_off,
+    a_slow_hub_does_not_hold_the_upload,
     upload_submits_only_jobs_it_claimed,
     concurrent_artifacts_of_one_version_all_complete,
     secrets_stay_secret,
@@ -594,7 +595,7 @@ fn three_platforms_base64_body_with_line_breaks(kind: StoreKind) {
         SLOW_SIM,
         &[("UPLOAD_SECRET", SECRET), ("BIND", "127.0.0.1")],
     );
-    let decoded = tarball_sized(2, 70_001); // not a multiple of 3: padding
+    let decoded = tarball_sized_entry(2, 70_001, "lib/main.ts"); // not a multiple of 3: padding
     let body = base64_wrapped(&decoded);
     assert!(body.windows(2).any(|w| w == b"\r\n"));
     let r = rig.upload_with(
@@ -637,8 +638,9 @@ fn query_values_are_url_decoded(kind: StoreKind) {
         ]]
     );
 
-    // A later version updates them (and é counts as one character of 256).
-    let long_name = "%C3%A9".repeat(256);
+    // A later version updates them (and é counts as one character of the
+    // 255 the marketplace's displayName column holds, issue #11 item 12).
+    let long_name = "%C3%A9".repeat(255);
     let r = rig.upload(
         &format!("name=decoded&version=1.0.1&platforms=linux&displayName={long_name}"),
         &body,
@@ -648,7 +650,7 @@ fn query_values_are_url_decoded(kind: StoreKind) {
     assert_eq!(
         rows,
         vec![vec![
-            Some("é".repeat(256)),
+            Some("é".repeat(255)),
             Some("Café — déjà vu+1&more".to_string())
         ]]
     );
@@ -1025,6 +1027,63 @@ fn hanging_hub_is_cut_off(kind: StoreKind) {
     });
 }
 
+/// Issue #11 item 23: a hub that accepts the connection and takes its time
+/// (here 7 s; it used to be never, and the upload answered after
+/// HUB_TIMEOUT_SECS, 31.9 s) does not hold the upload: it answers within a
+/// few seconds with the job `pending`, and the submission already under
+/// way finishes in the background — once: nothing else submits the job
+/// meanwhile.
+fn a_slow_hub_does_not_hold_the_upload(kind: StoreKind) {
+    let hub = FakeHub::start(
+        Duration::from_secs(7),
+        Some(FakeHub::json(
+            202,
+            r#"{"job_id":"late-hub-job-1","ws_url":"/ws","position":1}"#,
+        )),
+    );
+    let rig = Rig::with_hub(
+        kind,
+        &hub.url(),
+        &[
+            ("HUB_TIMEOUT_SECS", "20"),
+            ("RETRY_BASE_SECS", "1"),
+            ("RETRY_MAX_SECS", "1"),
+        ],
+        None,
+    );
+    let t = Instant::now();
+    let r = rig.upload(
+        "name=late-hub&version=1.0.0&platforms=linux",
+        &tarball_sized(91, 3000),
+    );
+    let took = t.elapsed();
+    assert_pending_answer(&r, &["linux"]);
+    assert!(
+        took < Duration::from_secs(5),
+        "the upload waited {took:?} for the hub\n{}",
+        rig.diagnostics()
+    );
+    assert_eq!(hub.connections(), 1, "the first submission was started");
+    let jobs = rig.jobs();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!((jobs[0].status.as_str(), jobs[0].attempts), ("pending", 1));
+    // The submission under way is not abandoned: the hub's answer is recorded.
+    let s = rig.wait_status(
+        "late-hub",
+        "1.0.0",
+        Duration::from_secs(12),
+        "queued",
+        |s| s["builds"][0]["status"] == "queued",
+    );
+    assert_eq!(s["builds"][0]["hubJobId"], "late-hub-job-1", "{s}");
+    // And the job was submitted once: not again by the background loop
+    // while the first submission was running (RETRY_BASE_SECS=1 would have).
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(hub.connections(), 1, "{}", rig.diagnostics());
+    let jobs = rig.jobs();
+    assert_eq!((jobs[0].status.as_str(), jobs[0].attempts), ("queued", 1));
+}
+
 // ---------------------------------------------------------------------------
 // Exactly-once submission
 // ---------------------------------------------------------------------------
@@ -1098,6 +1157,13 @@ fn upload_submits_only_jobs_it_claimed(kind: StoreKind) {
         claimer.join().unwrap()
     });
 
+    // A first submission the hub has not answered within 3 s finishes in
+    // the background after the upload's answer (docs/api.md): let those
+    // land before counting.
+    wait_until(Duration::from_secs(5), || {
+        rival_claimed.len() + submissions_per_job(&rig.sim().submissions()).len() >= uploads_n * 3
+    });
+    let late = rig.svc.log().matches("still waiting for Perry Hub").count();
     let subs = rig.sim().submissions();
     let per = submissions_per_job(&subs);
     let submitted: BTreeSet<i64> = per.keys().map(|k| k.parse().unwrap()).collect();
@@ -1120,7 +1186,7 @@ fn upload_submits_only_jobs_it_claimed(kind: StoreKind) {
         rival_claimed.len() + submitted.len(),
         uploads_n * 3,
         "every job is claimed by exactly one of them; builds answered not queued: \
-         {not_queued:#?}\n{}",
+         {not_queued:#?} ({late} upload(s) answered before their submissions ended)\n{}",
         rig.diagnostics()
     );
 }
@@ -1431,6 +1497,16 @@ rejected! {
         ["description", "4096"];
     display_name_invalid_utf8: format!("{Q}&displayName=ab%FFcd"), tarball_sized(1, 500),
         ["displayName", "UTF-8"];
+    // Issue #11 item 21: invisible characters that reorder or hide text
+    // (a right-to-left override shows `abc<U+202E>exe.gpj` as `abcjpg.exe`).
+    display_name_with_bidi_override: format!("{Q}&displayName=abc%E2%80%AEexe.gpj"),
+        tarball_sized(1, 500), ["displayName", "U+202E"];
+    display_name_with_zero_width_space: format!("{Q}&displayName=pay%E2%80%8Bpal"),
+        tarball_sized(1, 500), ["displayName", "U+200B"];
+    description_with_bidi_isolate: format!("{Q}&description=ok%E2%81%A6hidden%E2%81%A9"),
+        tarball_sized(1, 500), ["description", "U+2066"];
+    description_with_byte_order_mark: format!("{Q}&description=%EF%BB%BFtext"),
+        tarball_sized(1, 500), ["description", "U+FEFF"];
     unknown_platform: "name=p&version=1.0.0&platforms=linux,beos", tarball_sized(1, 500),
         ["platforms", "beos"];
     duplicate_query_parameter: "name=p&version=1.0.0&name=q", tarball_sized(1, 500),
@@ -1681,4 +1757,107 @@ fn burst_of_new_connections_is_served_promptly() {
         );
         assert_eq!(rig.count("buildJobs"), 8);
     }
+}
+
+// ---------------------------------------------------------------------------
+// Integrity (issue #11)
+// ---------------------------------------------------------------------------
+
+mod integrity {
+    use super::*;
+    both_stores!(
+        case_variants_of_a_name_or_version_are_refused,
+        values_wider_than_the_columns_are_refused,
+    );
+}
+
+/// Item 7: a name or version that differs only in letter case from one
+/// already recorded is refused (409 naming the recorded spelling) on both
+/// stores; before, MySQL's case-insensitive collation took it for the old
+/// one (and submitted the old tarball), SQLite for a new plugin.
+fn case_variants_of_a_name_or_version_are_refused(kind: StoreKind) {
+    let rig = Rig::new(kind, SLOW_SIM, &[]);
+    rig.sim()
+        .set(json!({"fail_next": 2, "fail_kind": "publish_limit", "never_callback": true}));
+    let first = tarball_sized(40, 4000);
+    for q in [
+        "name=CaseP&version=1.0.0&platforms=linux",
+        "name=casever&version=2.0.0-RC&platforms=linux",
+    ] {
+        let r = rig.upload(q, &first);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["builds"][0]["status"], "failed", "{}", r.text());
+    }
+    let jobs_before = rig.jobs();
+    let second = tarball_sized(41, 4100);
+    let r = rig.upload("name=casep&version=1.0.0&platforms=linux", &second);
+    assert_error(&r, 409, "CASE_CONFLICT", &["casep", "CaseP"]);
+    let r = rig.upload("name=CASEP&version=3.0.0&platforms=linux", &second);
+    assert_error(&r, 409, "CASE_CONFLICT", &["CASEP", "CaseP"]);
+    let r = rig.upload("name=casever&version=2.0.0-rc&platforms=linux", &second);
+    assert_error(&r, 409, "CASE_CONFLICT", &["2.0.0-rc", "2.0.0-RC"]);
+    // Nothing recorded, stored or submitted.
+    assert_eq!(rig.jobs(), jobs_before, "jobs unchanged");
+    assert_eq!(rig.count("plugins"), 2);
+    assert_eq!(rig.count("pluginVersions"), 2);
+    assert_eq!(rig.sim().submissions().len(), 2, "no submission");
+    let kept = [
+        rig.tarball_path("CaseP", "1.0.0"),
+        rig.tarball_path("casever", "2.0.0-RC"),
+    ];
+    let mut files = files_under(&rig.uploads);
+    files.sort();
+    let mut want = kept.to_vec();
+    want.sort();
+    assert_eq!(files, want, "no file under another spelling");
+    for p in &kept {
+        assert_eq!(std::fs::read(p).unwrap(), first, "tarball kept");
+    }
+    // The recorded spelling still rebuilds, with the new tarball.
+    let r = rig.upload("name=CaseP&version=1.0.0&platforms=linux", &second);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["builds"][0]["status"], "queued", "{}", r.text());
+    let subs = rig.sim().submissions();
+    assert_eq!(subs.len(), 3);
+    assert_eq!(subs[2]["tarball_sha256"], sha256_hex(&second));
+    // `/status` answers the recorded spelling only, on both stores.
+    assert_eq!(rig.status("CaseP", "1.0.0").status, 200);
+    assert_eq!(rig.status("casep", "1.0.0").status, 404);
+}
+
+/// Item 12: a value longer than its database column holds is refused with
+/// 400 naming the field and the limit, before anything is written. The
+/// embedded store has the marketplace's widths (version 64, displayName
+/// 255); MySQL reads them from `information_schema` (tests/it/migrations.rs
+/// narrows them).
+fn values_wider_than_the_columns_are_refused(kind: StoreKind) {
+    let rig = Rig::new(kind, SLOW_SIM, &[]);
+    rig.sim().set(json!({"never_callback": true}));
+    let tar = tarball_sized(50, 3000);
+    let long_version = format!("1.0.0-{}", "a".repeat(59));
+    assert_eq!(long_version.len(), 65);
+    let r = rig.upload(
+        &format!("name=wide&version={long_version}&platforms=linux"),
+        &tar,
+    );
+    assert_error(&r, 400, "BAD_REQUEST", &["version", "64"]);
+    let long_display = "D".repeat(256);
+    let r = rig.upload(
+        &format!("name=wide&version=1.0.0&displayName={long_display}&platforms=linux"),
+        &tar,
+    );
+    assert_error(&r, 400, "BAD_REQUEST", &["displayName", "255"]);
+    rig.assert_nothing_written();
+    // At the limit: accepted and stored as sent.
+    let version = &long_version[..64];
+    let display = &long_display[..255];
+    let r = rig.upload(
+        &format!("name=wide&version={version}&displayName={display}&platforms=linux"),
+        &tar,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        rig.rows("SELECT p.displayName, v.version FROM plugins p JOIN pluginVersions v ON v.pluginId = p.id"),
+        vec![vec![Some(display.to_string()), Some(version.to_string())]]
+    );
 }

@@ -90,6 +90,13 @@ pub(super) fn cases() -> Vec<Case> {
     );
     v.push(
         art(
+            "legacy form, right secret, hone-build's own job",
+            "/artifact/good-plugin-1.0.0-linux?token={S}",
+        )
+        .expect(404, "NOT_FOUND", "unknown build job"),
+    );
+    v.push(
+        art(
             "legacy form, unknown job",
             "/artifact/good-plugin-9.9.9-linux?token={S}",
         )
@@ -244,7 +251,7 @@ pub(super) fn cases() -> Vec<Case> {
             "artifact-body",
             "legacy form, right secret, empty body",
             "POST",
-            "/artifact/good-plugin-1.0.0-linux?token={S}",
+            "/artifact/old-plugin-0.9.0-linux?token={S}",
         )
         .body(Vec::new())
         .expect(400, "BAD_REQUEST", "artifact body is empty"),

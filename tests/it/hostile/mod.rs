@@ -50,6 +50,19 @@
 //!   time;
 //! - [`request_lines::access_log_lines_cannot_be_forged`] — control
 //!   characters escaped.
+//!
+//! Issue #11 (availability and HTTP conformance), each seen failing first:
+//! - [`availability`]: clients that never read their responses, running out
+//!   of file descriptors (under `prlimit --nofile=256`), one address holding
+//!   keep-alive connections — `/health` under 100 ms during each attack,
+//!   recovery without a restart;
+//! - [`smuggling::chunk_size_lines_extensions_and_trailers_are_bounded`],
+//!   [`smuggling::upgrades_are_refused_and_bodies_without_framing_get_411`],
+//!   [`smuggling::chunked_body_on_get_never_runs_as_the_next_request`];
+//! - [`slow_clients::slow_bodies_are_cut_off_with_408`];
+//! - [`request_lines::obs_fold_bare_lf_and_nul_in_headers_are_refused`],
+//!   [`request_lines::absolute_form_host_rules_and_http09`],
+//!   [`request_lines::auth_scheme_is_case_insensitive`].
 
 mod case;
 
@@ -59,6 +72,7 @@ mod routing;
 mod status;
 mod upload;
 
+mod availability;
 mod request_lines;
 mod slow_clients;
 mod smuggling;
@@ -150,6 +164,24 @@ fn fixture() -> Fx {
     }
     let linux = sim.callback(NAME, VERSION, "linux");
     let macos = sim.callback(NAME, VERSION, "macos");
+    // A job of the previous server (no callback token): the only kind the
+    // old callback form names (`/artifact/old-plugin-0.9.0-linux`). Created
+    // now, so that the build timeout leaves it alone during the run.
+    let path = svc.dir().join("data").join(common::SQLITE_FILE);
+    let w = rusqlite::Connection::open(&path).unwrap();
+    w.busy_timeout(Duration::from_secs(5)).unwrap();
+    w.execute_batch(
+        "INSERT INTO plugins (name, displayName, description, publishedAt, updatedAt)
+           VALUES ('old-plugin', 'Old', '', 1700000000, 1700000000);
+         INSERT INTO pluginVersions (pluginId, version, platforms, publishedAt)
+           SELECT id, '0.9.0', '[]', 1700000000 FROM plugins WHERE name = 'old-plugin';
+         INSERT INTO buildJobs (pluginId, version, platform, hubJobId, status, createdAt)
+           SELECT id, '0.9.0', 'linux', 'old-hub-1', 'building',
+                  CAST(strftime('%s', 'now') AS INTEGER)
+           FROM plugins WHERE name = 'old-plugin';",
+    )
+    .unwrap();
+    drop(w);
     let db = open_db(&svc);
     Fx {
         svc,

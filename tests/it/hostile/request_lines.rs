@@ -1,7 +1,7 @@
 //! Garbage and `HTTP/2.0` request lines, and request lines that try to
 //! forge access-log lines.
 
-use super::{READ_TIMEOUT_SECS, fds_of, start_service, threads_of};
+use super::{READ_TIMEOUT_SECS, fds_of, start_service, statuses, threads_of};
 use crate::common::{Wire, exchange, http, wait_until};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -165,4 +165,140 @@ fn access_log_lines_cannot_be_forged() {
         "answers {answers:?}; log lines carrying raw control characters from the request:\n{}",
         bad.join("\n")
     );
+}
+
+/// Item 15: request heads that RFC 9112 says to refuse: obs-fold lines
+/// (they became real Content-Length/Transfer-Encoding headers), a bare LF
+/// or a NUL inside a header value: 400 and the connection closed.
+#[test]
+fn obs_fold_bare_lf_and_nul_in_headers_are_refused() {
+    let (svc, _sim) = start_service(&[]);
+    let cases: [(&str, &[u8]); 4] = [
+        (
+            "obs-fold Content-Length",
+            b"GET /health HTTP/1.1\r\nHost: x\r\nX-A: a\r\n Content-Length: 5\r\n\r\nhello",
+        ),
+        (
+            "obs-fold with a tab",
+            b"GET /health HTTP/1.1\r\nHost: x\r\nX-A: a\r\n\tTransfer-Encoding: chunked\r\n\r\n",
+        ),
+        (
+            "bare LF in a value",
+            b"GET /health HTTP/1.1\r\nHost: x\r\nX-A: a\nContent-Length: 5\r\n\r\nhello",
+        ),
+        (
+            "NUL in a value",
+            b"GET /health HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n",
+        ),
+    ];
+    for (what, bytes) in cases {
+        let a = exchange(
+            svc.addr(),
+            bytes,
+            Wire::Normal,
+            Duration::from_secs(3),
+            Duration::from_millis(500),
+        );
+        assert_eq!(statuses(&a.raw), vec![400], "{what}:\n{}", a.raw);
+        assert!(a.closed, "{what}: the connection is closed");
+    }
+    assert_eq!(http("GET", &svc.url("/health"), &[], None).status, 200);
+}
+
+/// Item 15: absolute-form targets are served like origin-form ones; an
+/// HTTP/1.1 request needs exactly one Host (400 otherwise); HTTP/0.9 is
+/// answered 505 in HTTP/1.1 and closed (docs/api.md).
+#[test]
+fn absolute_form_host_rules_and_http09() {
+    let (svc, _sim) = start_service(&[]);
+    let ask = |bytes: &[u8]| {
+        exchange(
+            svc.addr(),
+            bytes,
+            Wire::Normal,
+            Duration::from_secs(3),
+            Duration::from_millis(300),
+        )
+    };
+    let a = ask(b"GET http://x/health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(a.status, 200, "absolute form:\n{}", a.raw);
+    assert!(a.body.contains("ok"), "{}", a.body);
+    let a = ask(b"GET HTTP://x:8447/metrics?x=1 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(
+        a.status, 200,
+        "absolute form with a port and query:\n{}",
+        a.raw
+    );
+
+    let a = ask(b"GET /health HTTP/1.1\r\n\r\n");
+    assert_eq!(a.status, 400, "no Host:\n{}", a.raw);
+    assert!(a.body.contains("Host"), "{}", a.body);
+    assert!(a.closed);
+    let a = ask(b"GET /health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");
+    assert_eq!(a.status, 400, "two Hosts:\n{}", a.raw);
+    assert!(a.closed);
+    let a = ask(b"GET /health HTTP/1.0\r\n\r\n");
+    assert_eq!(a.status, 200, "HTTP/1.0 needs no Host:\n{}", a.raw);
+
+    let a = ask(b"GET /health HTTP/0.9\r\n\r\n");
+    assert!(a.raw.starts_with("HTTP/1.1 505"), "HTTP/0.9:\n{}", a.raw);
+    assert!(a.closed, "HTTP/0.9: closed");
+    let a = ask(b"GET /health\r\n\r\n");
+    assert!(
+        a.raw.starts_with("HTTP/1.1 400"),
+        "a request line without a version:\n{}",
+        a.raw
+    );
+    assert!(a.closed);
+    assert_eq!(http("GET", &svc.url("/health"), &[], None).status, 200);
+}
+
+/// Item 15: the authentication scheme is case-insensitive (RFC 9110 11.1).
+#[test]
+fn auth_scheme_is_case_insensitive() {
+    use super::{FILL, SECRET, status_of};
+    let (svc, _sim) = start_service(&[]);
+    for (i, scheme) in ["BEARER", "bearer", "BeArEr"].iter().enumerate() {
+        let name = format!("scheme-case{i}");
+        let r = http(
+            "POST",
+            &svc.url(&format!(
+                "/upload?name={name}&version=1.0.0&platforms=linux"
+            )),
+            &[("Authorization", &format!("{scheme} {SECRET}"))],
+            Some(&crate::fixtures::tarball(&name, FILL)),
+        );
+        assert_eq!(r.status, 200, "{scheme}: {}", r.text());
+        assert_eq!(status_of(&svc, &name), 200);
+    }
+    let r = http(
+        "POST",
+        &svc.url("/upload?name=scheme-basic&version=1.0.0&platforms=linux"),
+        &[("Authorization", &format!("Basic {SECRET}"))],
+        Some(&crate::fixtures::tarball("scheme-basic", FILL)),
+    );
+    assert_eq!(r.status, 401, "{}", r.text());
+}
+
+/// Issue #11 item 24: an access line names the client's address (the
+/// reverse proxy's, behind one), so that abuse can be traced to its source.
+#[test]
+fn access_lines_name_the_client_address() {
+    let (svc, _sim) = start_service(&[]);
+    let r = http("GET", &svc.url("/health?probe=client-addr-7f3"), &[], None);
+    assert_eq!(r.status, 200);
+    let r = http("GET", &svc.url("/no-such-route-7f3"), &[], None);
+    assert_eq!(r.status, 404);
+    std::thread::sleep(Duration::from_millis(300));
+    let log = svc.log();
+    for probe in ["/health?probe=client-addr-7f3", "/no-such-route-7f3"] {
+        let line = log
+            .lines()
+            .find(|l| l.contains("access") && l.contains(probe))
+            .unwrap_or_else(|| panic!("no access line for {probe}:\n{log}"));
+        assert!(
+            line.contains("] 127.0.0.1 GET "),
+            "the access line names the client first: {line}"
+        );
+    }
 }

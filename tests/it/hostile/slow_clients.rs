@@ -161,3 +161,94 @@ fn unread_slow_bodies_do_not_pin_the_body_workers() {
         tail(&svc.log(), 3000)
     );
 }
+
+/// Item 5: a body must keep a minimum average rate once its grace period
+/// has passed (BODY_MIN_RATE, BODY_RATE_GRACE_SECS), or it is cut off with
+/// 408 and the connection closed: uploads sending one byte every 100 ms no
+/// longer hold every body worker (the socket timeout alone never fired).
+/// Meanwhile `/health` answers, and once they are cut off a normal upload
+/// is served.
+#[test]
+fn slow_bodies_are_cut_off_with_408() {
+    use super::{FILL, SECRET, status_of};
+    let (svc, _sim) = start_service(&[
+        ("WORKERS", "2"),
+        ("BODY_MIN_RATE", "1000"),
+        ("BODY_RATE_GRACE_SECS", "1"),
+    ]);
+    let addr = svc.addr();
+    let started = Instant::now();
+    let slow: Vec<_> = (0..2)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                let head = format!(
+                    "POST /upload?name=slow-body{i}&version=1.0.0&platforms=linux HTTP/1.1\r\n\
+                     Host: x\r\nAuthorization: Bearer {SECRET}\r\nContent-Length: 20000\r\n\r\n"
+                );
+                s.write_all(head.as_bytes()).unwrap();
+                s.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                let t = Instant::now();
+                while t.elapsed() < Duration::from_secs(15) {
+                    if s.write_all(b"A").is_err() {
+                        break;
+                    }
+                    match s.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                        Err(_) => {}
+                    }
+                    if got.windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                (String::from_utf8_lossy(&got).into_owned(), t.elapsed())
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut worst = Duration::ZERO;
+    for _ in 0..10 {
+        let t = Instant::now();
+        assert_eq!(http("GET", &svc.url("/health"), &[], None).status, 200);
+        worst = worst.max(t.elapsed());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let answers: Vec<(String, Duration)> = slow.into_iter().map(|h| h.join().unwrap()).collect();
+    println!(
+        "slow bodies: {:?}; /health slowest {worst:?}",
+        answers
+            .iter()
+            .map(|(a, t)| (a.lines().next().unwrap_or("").to_string(), *t))
+            .collect::<Vec<_>>()
+    );
+    for (a, took) in &answers {
+        assert!(
+            a.starts_with("HTTP/1.1 408"),
+            "a slow body must be cut off with 408 (after {took:?}): {a}"
+        );
+        assert!(
+            *took < Duration::from_secs(5),
+            "cut off only after {took:?}"
+        );
+    }
+    assert!(worst < Duration::from_millis(100), "/health took {worst:?}");
+    // The workers are free again: a normal upload is served at once.
+    let tar = crate::fixtures::tarball("after-slow", FILL);
+    let r = try_http_timeout(
+        "POST",
+        &svc.url("/upload?name=after-slow&version=1.0.0&platforms=linux"),
+        &[("Authorization", &format!("Bearer {SECRET}"))],
+        Some(&tar),
+        Duration::from_secs(5),
+    )
+    .expect("upload after the slow bodies");
+    assert_eq!(r.status, 200, "{}", r.text());
+    for i in 0..2 {
+        assert_eq!(status_of(&svc, &format!("slow-body{i}")), 404);
+    }
+    assert!(started.elapsed() < Duration::from_secs(15));
+}

@@ -287,3 +287,228 @@ fn truncated_bodies_are_not_stored() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// VmRSS of the service in KiB.
+fn rss_kib(svc: &crate::common::Service) -> u64 {
+    std::fs::read_to_string(format!("/proc/{}/status", svc.pid()))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Item 4: a chunk-size line, its extensions and the trailers are bounded.
+/// An authenticated chunked upload followed by 32 MiB of `0` without a CR
+/// used to be collected in memory (RSS grew by as much); now it is cut off
+/// with 400 after 1 KiB and nothing is stored; so are an over-long chunk
+/// extension and trailer section.
+#[test]
+fn chunk_size_lines_extensions_and_trailers_are_bounded() {
+    let (svc, _sim) = start_service(&[]);
+    let head = |name: &str| {
+        format!(
+            "POST /upload?name={name}&version=1.0.0&platforms=linux HTTP/1.1\r\n\
+             Host: x\r\nAuthorization: Bearer {SECRET}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        .into_bytes()
+    };
+    let before = rss_kib(&svc);
+    let mut zeros = head("chunk-zeros");
+    zeros.extend(std::iter::repeat_n(b'0', 32 << 20));
+    let t = std::time::Instant::now();
+    let a = exchange(
+        svc.addr(),
+        &zeros,
+        Wire::Normal,
+        Duration::from_secs(15),
+        Duration::from_millis(500),
+    );
+    let took = t.elapsed();
+    let after = rss_kib(&svc);
+    println!(
+        "32 MiB chunk-size line: {} in {took:?}; RSS {before} -> {after} KiB",
+        a.status
+    );
+    assert_eq!(a.status, 400, "{}", a.raw);
+    assert!(a.body.contains("chunk-size line"), "{}", a.body);
+    assert!(a.closed, "the connection must be closed");
+    assert!(
+        after < before + 8 * 1024,
+        "RSS grew from {before} to {after} KiB"
+    );
+
+    let tar = tarball("chunk-ext", FILL);
+    let mut ext = head("chunk-ext");
+    ext.extend(format!("{:x};{}\r\n", tar.len(), "e".repeat(4096)).as_bytes());
+    ext.extend(&tar);
+    ext.extend(b"\r\n0\r\n\r\n");
+    let a = exchange(
+        svc.addr(),
+        &ext,
+        Wire::Normal,
+        Duration::from_secs(5),
+        Duration::from_millis(300),
+    );
+    assert_eq!(a.status, 400, "{}", a.raw);
+    assert!(a.closed);
+
+    let tar = tarball("chunk-trailers", FILL);
+    let mut trailers = head("chunk-trailers");
+    trailers.extend(format!("{:x}\r\n", tar.len()).as_bytes());
+    trailers.extend(&tar);
+    trailers.extend(b"\r\n0\r\n");
+    for i in 0..400 {
+        trailers.extend(format!("X-Trailer-{i}: {}\r\n", "t".repeat(40)).as_bytes());
+    }
+    trailers.extend(b"\r\n");
+    let a = exchange(
+        svc.addr(),
+        &trailers,
+        Wire::Normal,
+        Duration::from_secs(5),
+        Duration::from_millis(300),
+    );
+    assert_eq!(a.status, 400, "{}", a.raw);
+    assert!(a.body.contains("trailer"), "{}", a.body);
+    for name in ["chunk-zeros", "chunk-ext", "chunk-trailers"] {
+        assert_eq!(status_of(&svc, name), 404, "{name} must not be stored");
+    }
+    // A well-formed chunked upload with a short extension and a trailer works.
+    let tar = tarball("chunk-good", FILL);
+    let mut good = head("chunk-good");
+    good.extend(format!("{:x};a=b\r\n", tar.len()).as_bytes());
+    good.extend(&tar);
+    good.extend(b"\r\n0\r\nX-T: 1\r\n\r\n");
+    let a = exchange(
+        svc.addr(),
+        &good,
+        Wire::Normal,
+        Duration::from_secs(5),
+        Duration::ZERO,
+    );
+    assert_eq!(a.status, 200, "{}", a.raw);
+    let t = std::time::Instant::now();
+    assert_eq!(http("GET", &svc.url("/health"), &[], None).status, 200);
+    assert!(
+        t.elapsed() < Duration::from_millis(100),
+        "/health took {:?}",
+        t.elapsed()
+    );
+}
+
+/// Item 6: `Connection: Upgrade` no longer hands the raw socket over as the
+/// body (a 13-byte tarball was recorded with 200); upgrades are refused with
+/// 400, and a POST with neither Content-Length nor chunked coding with 411.
+/// Nothing is stored, the connection is closed.
+#[test]
+fn upgrades_are_refused_and_bodies_without_framing_get_411() {
+    let (svc, _sim) = start_service(&[]);
+    let tar = tarball("upgrade-raw", FILL);
+    let mut raw = format!(
+        "POST /upload?name=upgrade-raw&version=1.0.0&platforms=linux HTTP/1.1\r\n\
+         Host: x\r\nAuthorization: Bearer {SECRET}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+    )
+    .into_bytes();
+    raw.extend_from_slice(&tar[..13]);
+    let a = exchange(
+        svc.addr(),
+        &raw,
+        Wire::HalfClose,
+        Duration::from_secs(5),
+        Duration::from_millis(300),
+    );
+    assert_eq!(a.status, 400, "{}", a.raw);
+    assert!(a.body.contains("upgrade"), "{}", a.body);
+    assert!(a.closed, "closed after refusing an upgrade");
+
+    let mut with_length = format!(
+        "POST /upload?name=upgrade-len&version=1.0.0&platforms=linux HTTP/1.1\r\n\
+         Host: x\r\nAuthorization: Bearer {SECRET}\r\nConnection: keep-alive, Upgrade\r\nContent-Length: {}\r\n\r\n",
+        tar.len()
+    )
+    .into_bytes();
+    with_length.extend_from_slice(&tar);
+    let a = exchange(
+        svc.addr(),
+        &with_length,
+        Wire::Normal,
+        Duration::from_secs(5),
+        Duration::from_millis(300),
+    );
+    assert_eq!(a.status, 400, "{}", a.raw);
+
+    let mut unframed = format!(
+        "POST /upload?name=unframed&version=1.0.0&platforms=linux HTTP/1.1\r\n\
+         Host: x\r\nAuthorization: Bearer {SECRET}\r\n\r\n"
+    )
+    .into_bytes();
+    unframed.extend_from_slice(&tar);
+    let a = exchange(
+        svc.addr(),
+        &unframed,
+        Wire::HalfClose,
+        Duration::from_secs(5),
+        Duration::from_millis(300),
+    );
+    assert_eq!(a.status, 411, "{}", a.raw);
+    assert!(a.body.contains("Content-Length"), "{}", a.body);
+    assert!(a.closed);
+    for name in ["upgrade-raw", "upgrade-len", "unframed"] {
+        assert_eq!(status_of(&svc, name), 404, "{name} must not be stored");
+    }
+    let t = std::time::Instant::now();
+    assert_eq!(http("GET", &svc.url("/health"), &[], None).status, 200);
+    assert!(
+        t.elapsed() < Duration::from_millis(100),
+        "/health took {:?}",
+        t.elapsed()
+    );
+}
+
+/// Item 15: a chunked body on GET/HEAD is never run as the next request
+/// (one request in, one response out; the connection is closed).
+#[test]
+fn chunked_body_on_get_never_runs_as_the_next_request() {
+    let (svc, _sim) = start_service(&[]);
+    for method in ["GET", "HEAD"] {
+        // Not valid chunked data: a decoder refuses it, a server that never
+        // reads it used to run it.
+        let raw = format!(
+            "{method} /health HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+             GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+        );
+        let a = exchange(
+            svc.addr(),
+            raw.as_bytes(),
+            Wire::Normal,
+            Duration::from_secs(3),
+            Duration::from_millis(500),
+        );
+        assert_eq!(
+            statuses(&a.raw),
+            vec![200],
+            "{method}: one request in, one response out:\n{}",
+            a.raw
+        );
+        assert!(
+            !a.raw.contains("hone_build"),
+            "{method}: /metrics ran:\n{}",
+            a.raw
+        );
+        assert!(a.closed, "{method}: the connection is closed");
+        // A well-formed chunked body: still one response.
+        let raw = format!(
+            "{method} /health HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+             5\r\nhello\r\n0\r\n\r\n"
+        );
+        let a = exchange(
+            svc.addr(),
+            raw.as_bytes(),
+            Wire::Normal,
+            Duration::from_secs(3),
+            Duration::from_millis(500),
+        );
+        assert_eq!(statuses(&a.raw), vec![200], "{method}:\n{}", a.raw);
+    }
+}

@@ -16,8 +16,68 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 use crate::common::{HTTPVersion, Method};
 use crate::util::RefinedTcpStream;
-use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
+use crate::util::{SequentialReader, SequentialReaderBuilder};
 use crate::Request;
+use std::io::Write;
+use std::sync::mpsc::{channel, Receiver, Sender};
+
+/// hone-build patch: what the HTTP layer enforces per connection and per body.
+#[derive(Clone, Debug)]
+pub struct ConnLimits {
+    /// An idle connection (no byte of a next request) is closed after this.
+    pub idle_timeout: Option<Duration>,
+    /// A body must average at least this many bytes per second...
+    pub body_min_rate: u64,
+    /// ... once this much time has passed since its first read.
+    pub body_grace: Duration,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        ConnLimits {
+            idle_timeout: None,
+            body_min_rate: 0,
+            body_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// hone-build patch: a request's response is not written to the socket by
+/// the thread that answers (a worker of the application): it is handed over
+/// a channel to the connection's own thread, which writes it. A client that
+/// never reads its responses then blocks only its own connection thread,
+/// never a worker or the application's accept loop.
+pub(crate) struct ChannelWriter {
+    tx: Sender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
+        self.buf.extend_from_slice(buf);
+        // Like upstream's BufWriter of 1 KiB on the socket: small writes
+        // (header lines) are gathered, larger ones go out as they come, so a
+        // streamed body is not held back.
+        if self.buf.len() >= 1024 {
+            self.flush()?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> IoResult<()> {
+        if !self.buf.is_empty() {
+            // The connection thread may be gone (the client left): ignored.
+            let _ = self.tx.send(std::mem::take(&mut self.buf));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ChannelWriter {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
 
 /// A ClientConnection is an object that will store a socket to a client
 /// and return Request objects.
@@ -31,7 +91,19 @@ pub struct ClientConnection {
 
     // sequence of Writers to the stream, to avoid writing response #2 before
     //  response #1
-    sink: SequentialWriterBuilder<BufWriter<RefinedTcpStream>>,
+    // hone-build patch: written only by the connection's own thread; the
+    // response of the request in flight arrives over `pending`.
+    sink: BufWriter<RefinedTcpStream>,
+
+    // hone-build patch: the response of the one request in flight (at most
+    // one: the next request is read only once this one is written).
+    pending: Option<Receiver<Vec<u8>>>,
+
+    // hone-build patch: the socket's write timeout, also the deadline of
+    // each piece of a response as a whole.
+    write_timeout: Option<Duration>,
+
+    limits: ConnLimits,
 
     // Reader to read the next header from
     next_header_source: SequentialReader<BufReader<RefinedTcpStream>>,
@@ -57,6 +129,10 @@ pub struct ClientConnection {
 enum ReadError {
     WrongRequestLine,
     WrongHeader(HTTPVersion),
+    /// hone-build patch: HTTP/0.9 (or below 1.0): answered 505, closed.
+    VersionNotSupported,
+    /// hone-build patch: no byte of a next request within the idle timeout.
+    Idle,
     /// hone-build patch: the request head is larger than MAX_HEAD_BYTES.
     HeadTooLarge,
     /// the client sent an unrecognized `Expect` header
@@ -69,17 +145,22 @@ impl ClientConnection {
     pub fn new(
         write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
+        limits: ConnLimits,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
         let head_timeout = read_socket.read_timeout().ok().flatten();
+        let write_timeout = write_socket.write_timeout().ok().flatten();
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
         let first_header = source.next().unwrap();
 
         ClientConnection {
             source,
-            sink: SequentialWriterBuilder::new(BufWriter::with_capacity(1024, write_socket)),
+            sink: BufWriter::with_capacity(1024, write_socket),
+            pending: None,
+            write_timeout,
+            limits,
             remote_addr,
             next_header_source: first_header,
             no_more_requests: false,
@@ -98,9 +179,18 @@ impl ClientConnection {
     ///
     /// Reads until `CRLF` is reached. The next read will start
     ///  at the first byte of the new line.
-    fn read_next_line(&mut self, head: &mut HeadLimits) -> IoResult<AsciiString> {
+    fn read_next_line(
+        &mut self,
+        head: &mut HeadLimits,
+        first: Option<u8>,
+    ) -> IoResult<AsciiString> {
         let mut buf = Vec::new();
         let mut prev_byte_was_cr = false;
+        if let Some(b) = first {
+            head.count(self.head_timeout)?;
+            prev_byte_was_cr = b == b'\r';
+            buf.push(b);
+        }
 
         loop {
             let byte = self.next_header_source.by_ref().bytes().next();
@@ -113,6 +203,11 @@ impl ClientConnection {
 
             if byte == b'\n' && prev_byte_was_cr {
                 buf.pop(); // removing the '\r'
+                // hone-build patch: a bare CR or LF, or a NUL, inside a line
+                // of the head is refused (RFC 9112 2.2, 5.5): 400 and close.
+                if buf.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+                    return Err(IoError::new(ErrorKind::InvalidData, BadHeadByte));
+                }
                 return AsciiString::from_ascii(buf)
                     .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"));
             }
@@ -130,7 +225,12 @@ impl ClientConnection {
             // reading the request line
             let mut limits = HeadLimits::default();
             let (method, path, version) = {
-                let line = self.read_next_line(&mut limits).map_err(ReadError::from_head)?;
+                // hone-build patch: wait for the first byte of the next
+                // request at most the idle timeout, then close.
+                let first = self.first_byte()?;
+                let line = self
+                    .read_next_line(&mut limits, Some(first))
+                    .map_err(ReadError::from_head)?;
                 // The previous request's body has been released by now: if it
                 // was not read to its end, these bytes are not a request.
                 if self.poisoned.load(Ordering::Acquire) {
@@ -149,11 +249,19 @@ impl ClientConnection {
             let headers = {
                 let mut headers = Vec::new();
                 loop {
-                    let line = self.read_next_line(&mut limits).map_err(ReadError::from_head)?;
+                    let line = self
+                        .read_next_line(&mut limits, None)
+                        .map_err(ReadError::from_head)?;
 
                     if line.is_empty() {
                         break;
                     };
+                    // hone-build patch: obsolete line folding (a line that
+                    // starts with a space or tab) is refused (RFC 9112 5.2);
+                    // upstream trimmed it into a header of its own.
+                    if line.as_bytes()[0] == b' ' || line.as_bytes()[0] == b'\t' {
+                        return Err(ReadError::WrongHeader(version));
+                    }
                     headers.push(match FromStr::from_str(line.as_str().trim()) {
                         // TODO: remove this conversion
                         Ok(h) => h,
@@ -167,8 +275,14 @@ impl ClientConnection {
             (method, path, version, headers)
         };
 
+        if version < HTTPVersion(1, 0) {
+            return Err(ReadError::VersionNotSupported);
+        }
+
         // building the writer for the request
-        let writer = self.sink.next().unwrap();
+        let (tx, rx) = channel();
+        self.pending = Some(rx);
+        let writer = ChannelWriter { tx, buf: Vec::new() };
 
         // follow-up for next potential request
         let mut data_source = self.source.next().unwrap();
@@ -185,6 +299,7 @@ impl ClientConnection {
             data_source,
             writer,
             Arc::clone(&self.poisoned),
+            &self.limits,
         )
         .map_err(|e| {
             use crate::request;
@@ -200,6 +315,64 @@ impl ClientConnection {
         // return the request
         Ok(request)
     }
+
+    /// hone-build patch: the first byte of the next request, waiting at most
+    /// the idle timeout (the socket's read timeout is set to it meanwhile).
+    fn first_byte(&mut self) -> Result<u8, ReadError> {
+        if let Some(t) = self.limits.idle_timeout {
+            let _ = self.sink.get_ref().set_read_timeout(Some(t));
+        }
+        let byte = self.next_header_source.by_ref().bytes().next();
+        if self.limits.idle_timeout.is_some() {
+            let _ = self.sink.get_ref().set_read_timeout(self.head_timeout);
+        }
+        match byte {
+            Some(Ok(b)) => Ok(b),
+            Some(Err(e)) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                Err(ReadError::Idle)
+            }
+            Some(Err(e)) => Err(ReadError::ReadIoError(e)),
+            None => Err(ReadError::ReadIoError(IoError::new(
+                ErrorKind::ConnectionAborted,
+                "Unexpected EOF",
+            ))),
+        }
+    }
+
+    /// hone-build patch: writes the response of the request in flight as it
+    /// arrives from the thread that answers it, each piece within the
+    /// socket's write timeout. False when the connection must be closed.
+    fn flush_pending(&mut self) -> bool {
+        let Some(rx) = self.pending.take() else {
+            return true;
+        };
+        for chunk in rx.iter() {
+            let deadline = self.write_timeout.map(|t| Instant::now() + t);
+            for piece in chunk.chunks(16 * 1024) {
+                if deadline.is_some_and(|d| Instant::now() > d) {
+                    return false;
+                }
+                if self.sink.write_all(piece).is_err() {
+                    return false;
+                }
+            }
+            if self.sink.flush().is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// hone-build patch: an answer of the connection itself (no request to
+    /// answer through), written directly; the connection is then closed.
+    fn answer(&mut self, status: u16, ver: HTTPVersion, body: Option<&str>) {
+        use crate::{Response, StatusCode};
+        let response = Response::from_string(body.unwrap_or("").to_owned())
+            .with_status_code(StatusCode(status))
+            .with_connection_close();
+        let _ = response.raw_print(&mut self.sink, ver, &[], false, None);
+        let _ = self.sink.flush();
+    }
 }
 
 impl Iterator for ClientConnection {
@@ -210,6 +383,17 @@ impl Iterator for ClientConnection {
     fn next(&mut self) -> Option<Request> {
         use crate::{Response, StatusCode};
 
+        // hone-build patch: the previous request's response is written first
+        // (pipelining depth 1), by this thread.
+        if !self.flush_pending() {
+            return None;
+        }
+        // hone-build patch: a connection marked to close (an error answer,
+        // a body not read to its end) ends with that response.
+        if self.poisoned.load(Ordering::Acquire) {
+            return None;
+        }
+
         // the client sent a "connection: close" header in this previous request
         //  or is using HTTP 1.0, meaning that no new request will come
         if self.no_more_requests {
@@ -219,46 +403,41 @@ impl Iterator for ClientConnection {
         loop {
             let rq = match self.read() {
                 Err(ReadError::HeadTooLarge) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(431));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
+                    self.answer(431, HTTPVersion(1, 1), None);
                     return None;
                 }
 
+                // we don't know where the next request would start, so we
+                // have to close
                 Err(ReadError::WrongRequestLine) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
+                    self.answer(400, HTTPVersion(1, 1), None);
+                    return None;
                 }
 
                 Err(ReadError::WrongHeader(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response.raw_print(writer, ver, &[], false, None).ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
+                    self.answer(400, ver, None);
+                    return None;
                 }
+
+                Err(ReadError::VersionNotSupported) => {
+                    self.answer(
+                        505,
+                        HTTPVersion(1, 1),
+                        Some("This server only supports HTTP versions 1.0 and 1.1"),
+                    );
+                    return None;
+                }
+
+                Err(ReadError::Idle) => return None,
 
                 Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
                     // request timeout
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(408));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
+                    self.answer(408, HTTPVersion(1, 1), None);
                     return None; // closing the connection
                 }
 
                 Err(ReadError::ExpectationFailed(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(417));
-                    response.raw_print(writer, ver, &[], true, None).ok();
+                    self.answer(417, ver, None);
                     return None; // TODO: should be recoverable, but needs handling in case of body
                 }
 
@@ -279,6 +458,7 @@ impl Iterator for ClientConnection {
                 )
                 .with_status_code(StatusCode(505));
                 rq.respond(response).ok();
+                self.flush_pending();
                 return None;
             }
 
@@ -345,10 +525,24 @@ impl std::fmt::Display for HeadTooLarge {
 
 impl std::error::Error for HeadTooLarge {}
 
+/// hone-build patch: a bare CR/LF or a NUL inside a line of the head.
+#[derive(Debug)]
+struct BadHeadByte;
+
+impl std::fmt::Display for BadHeadByte {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("bare CR, LF or NUL in the request head")
+    }
+}
+
+impl std::error::Error for BadHeadByte {}
+
 impl ReadError {
     fn from_head(e: IoError) -> ReadError {
         if e.get_ref().is_some_and(|i| i.is::<HeadTooLarge>()) {
             ReadError::HeadTooLarge
+        } else if e.get_ref().is_some_and(|i| i.is::<BadHeadByte>()) {
+            ReadError::WrongRequestLine
         } else {
             ReadError::ReadIoError(e)
         }

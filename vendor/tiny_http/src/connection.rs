@@ -88,6 +88,24 @@ impl Connection {
         }
     }
 
+    /// hone-build patch: sets the socket's read timeout.
+    pub(crate) fn set_read_timeout(&self, t: Option<std::time::Duration>) -> std::io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.set_read_timeout(t),
+            #[cfg(unix)]
+            Self::Unix(s) => s.set_read_timeout(t),
+        }
+    }
+
+    /// hone-build patch: the socket's write timeout.
+    pub(crate) fn write_timeout(&self) -> std::io::Result<Option<std::time::Duration>> {
+        match self {
+            Self::Tcp(s) => s.write_timeout(),
+            #[cfg(unix)]
+            Self::Unix(s) => s.write_timeout(),
+        }
+    }
+
     pub(crate) fn peer_addr(&mut self) -> std::io::Result<Option<SocketAddr>> {
         match self {
             Self::Tcp(s) => s.peer_addr().map(Some),

@@ -192,6 +192,94 @@ pub struct SslConfig {
 /// hone-build patch: the most connections served at once (one thread each).
 pub const MAX_CONNECTIONS: usize = 1024;
 
+pub use client::ConnLimits;
+
+/// hone-build patch: the connection limits of a server.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Connections served at once; past it a new one is answered `503` with
+    /// `Retry-After` (a non-blocking write) and closed.
+    pub max_connections: usize,
+    /// Connections one client address may hold at once (same answer).
+    pub max_per_client: usize,
+    /// Idle timeout and body rate of each connection.
+    pub conn: ConnLimits,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: MAX_CONNECTIONS,
+            max_per_client: MAX_CONNECTIONS,
+            conn: ConnLimits::default(),
+        }
+    }
+}
+
+/// hone-build patch: one connection slot, given back when dropped.
+struct Slot {
+    ip: Option<std::net::IpAddr>,
+    open: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let key = self.ip.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        if let Some(n) = open.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&key);
+            }
+        }
+    }
+}
+
+/// hone-build patch: a log line at most every 10 s, counting the events in
+/// between (no line per refused connection: that was an unbounded flood).
+struct Throttled {
+    last: Option<std::time::Instant>,
+    count: u64,
+}
+
+impl Throttled {
+    fn note(&mut self, line: impl FnOnce(u64) -> String) {
+        self.count += 1;
+        if self.last.map_or(true, |t| t.elapsed() >= Duration::from_secs(10)) {
+            log::warn!("{}", line(self.count));
+            self.count = 0;
+            self.last = Some(std::time::Instant::now());
+        }
+    }
+}
+
+/// hone-build patch: answers a connection past the caps with `503` and
+/// `Retry-After` without ever waiting on it (non-blocking socket, one write),
+/// then closes it.
+fn refuse(sock: Connection) {
+    use std::io::{Read, Write};
+    const BODY: &str = r#"{"error":"too many connections; try again shortly","code":"UNAVAILABLE"}"#;
+    if let Connection::Tcp(mut s) = sock {
+        let _ = s.set_nonblocking(true);
+        let answer = format!(
+            "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+            BODY.len(),
+            BODY
+        );
+        let _ = s.write(answer.as_bytes());
+        let _ = s.shutdown(Shutdown::Write);
+        // What the client already sent: read so that closing does not reset
+        // the connection before the answer is read (a few non-blocking reads).
+        let mut buf = [0u8; 4096];
+        for _ in 0..4 {
+            match s.read(&mut buf) {
+                Ok(n) if n > 0 => continue,
+                _ => break,
+            }
+        }
+    }
+}
+
 impl Server {
     /// Shortcut for a simple server on a specific address.
     #[inline]
@@ -247,6 +335,15 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_with_limits(listener, ssl_config, Limits::default())
+    }
+
+    /// hone-build patch: [`Server::from_listener`] with connection limits.
+    pub fn from_listener_with_limits<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        limits: Limits,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
@@ -294,24 +391,49 @@ impl Server {
             let tasks_pool = util::TaskPool::new();
 
             log::debug!("Running accept thread");
+            // hone-build patch: connections open per client address.
+            let open: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>> =
+                Arc::default();
+            let mut refused = Throttled { last: None, count: 0 };
+            let mut failed = Throttled { last: None, count: 0 };
             while !inside_close_trigger.load(Relaxed) {
                 let new_client = match server.accept() {
-                    // hone-build patch: one thread per connection, so bound
-                    // the connections: past MAX_CONNECTIONS a new one is
-                    // closed at once instead of growing threads without bound.
-                    Ok((sock, _)) if tasks_pool.busy() >= MAX_CONNECTIONS => {
-                        log::warn!("{} connections open: refusing a new one", MAX_CONNECTIONS);
-                        drop(sock);
-                        continue;
-                    }
-                    Ok((sock, _)) => {
+                    Ok((sock, addr)) => {
+                        // hone-build patch: at most `max_connections` at once
+                        // and `max_per_client` per client address; past that
+                        // a 503 that never waits on the socket.
+                        let ip = addr.map(|a| a.ip());
+                        let key = ip.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+                        let admitted = {
+                            let mut map = open.lock().unwrap_or_else(|e| e.into_inner());
+                            let total: usize = map.values().sum();
+                            let mine = map.get(&key).copied().unwrap_or(0);
+                            if total >= limits.max_connections || mine >= limits.max_per_client {
+                                Err((total, mine))
+                            } else {
+                                *map.entry(key).or_insert(0) += 1;
+                                Ok(())
+                            }
+                        };
+                        if let Err((total, mine)) = admitted {
+                            refuse(sock);
+                            refused.note(|n| {
+                                format!(
+                                    "refused {n} connection(s) since the last such line: {total} open (at most {}), {mine} from {key} (at most {} per client address)",
+                                    limits.max_connections, limits.max_per_client
+                                )
+                            });
+                            continue;
+                        }
+                        let slot = Slot {
+                            ip,
+                            open: Arc::clone(&open),
+                        };
                         use util::RefinedTcpStream;
-                        let (read_closable, write_closable) = match ssl {
+                        let pair = match ssl {
                             None => RefinedTcpStream::new(sock),
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
                             Some(ref ssl) => {
-                                // trying to apply SSL over the connection
-                                // if an error occurs, we just close the socket and resume listening
                                 let sock = match ssl.accept(sock) {
                                     Ok(s) => s,
                                     Err(_) => continue,
@@ -322,19 +444,25 @@ impl Server {
                             #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
                             Some(ref _ssl) => unreachable!(),
                         };
-
-                        Ok(ClientConnection::new(write_closable, read_closable))
+                        match pair {
+                            Ok((read_closable, write_closable)) => Ok((
+                                ClientConnection::new(write_closable, read_closable, limits.conn.clone()),
+                                slot,
+                            )),
+                            Err(e) => Err(e),
+                        }
                     }
                     Err(e) => Err(e),
                 };
 
                 match new_client {
-                    Ok(client) => {
+                    Ok((client, slot)) => {
                         let messages = inside_messages.clone();
                         let mut client = Some(client);
+                        let mut slot = Some(slot);
                         tasks_pool.spawn(Box::new(move || {
+                            let _slot = slot.take();
                             if let Some(client) = client.take() {
-                                // Synchronization is needed for HTTPS requests to avoid a deadlock
                                 if client.secure() {
                                     let (sender, receiver) = mpsc::channel();
                                     for rq in client {
@@ -350,11 +478,6 @@ impl Server {
                         }));
                     }
 
-                    // hone-build patch: hone-build sets SO_RCVTIMEO on the listening
-                    // socket (accepted sockets inherit it), and on Linux accept()
-                    // itself then fails with EAGAIN after that long without a new
-                    // connection. Upstream ended the accept thread on any error,
-                    // closing the listener for good: retry on transient errors.
                     Err(ref e)
                         if matches!(
                             e.kind(),
@@ -366,10 +489,15 @@ impl Server {
                     {
                         continue;
                     }
+                    // hone-build patch: any other error (EMFILE, ENFILE,
+                    // ENOBUFS, ENOMEM: out of descriptors or memory) ended
+                    // the thread that owns the listener. Now: wait a little
+                    // (pending connections stay in the backlog) and go on.
                     Err(e) => {
-                        log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
+                        failed.note(|n| {
+                            format!("cannot take new connections ({n} time(s) since the last such line): {e}; retrying")
+                        });
+                        thread::sleep(Duration::from_millis(50));
                     }
                 }
             }

@@ -141,6 +141,7 @@ pub fn new_request<R, W>(
     mut source_data: R,
     writer: W,
     poison: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    limits: &crate::client::ConnLimits,
 ) -> Result<Request, RequestCreationError>
 where
     R: Read + Send + 'static,
@@ -221,10 +222,11 @@ where
 
     // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
     // content-length headers
-    let reader = if connection_upgrade {
-        // if we have a `Connection: upgrade`, always keeping the whole reader
-        Box::new(source_data) as Box<dyn Read + Send + 'static>
-    } else if let Some(content_length) = content_length {
+    // hone-build patch: `Connection: upgrade` no longer hands the raw
+    // socket over as the body (which bypassed all framing); the body is
+    // framed like any other (the application refuses upgrades).
+    let _ = connection_upgrade;
+    let reader = if let Some(content_length) = content_length {
         if content_length == 0 {
             Box::new(io::empty()) as Box<dyn Read + Send + 'static>
         } else if content_length <= 1024 && !expects_continue {
@@ -248,6 +250,13 @@ where
 
             Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
         } else {
+            // hone-build patch: a minimum average rate (RateFloor).
+            let source_data = crate::util::RateFloor::new(
+                source_data,
+                limits.body_min_rate,
+                limits.body_grace,
+                std::sync::Arc::clone(&poison),
+            );
             let (data_reader, _) = EqualReader::new(source_data, content_length); // TODO:
             let data_reader = data_reader.with_poison(poison);
             Box::new(FusedReader::new(data_reader)) as Box<dyn Read + Send + 'static>
@@ -258,8 +267,17 @@ where
         // hone-build patch: the connection ending before the last chunk is
         // an error (upstream's decoder returned Ok(0), so a truncated body
         // looked complete).
-        let source = EofIsError { inner: source_data, poison };
-        Box::new(FusedReader::new(Decoder::new(source))) as Box<dyn Read + Send + 'static>
+        // hone-build patch: a bounded decoder (chunk-size lines, extensions
+        // and trailers have limits) that closes the connection when the body
+        // is not read to its last chunk; and a minimum average rate.
+        let source = crate::util::RateFloor::new(
+            source_data,
+            limits.body_min_rate,
+            limits.body_grace,
+            std::sync::Arc::clone(&poison),
+        );
+        let decoder = crate::util::ChunkedDecoder::new(source, poison);
+        Box::new(FusedReader::new(decoder)) as Box<dyn Read + Send + 'static>
     } else {
         // if we have neither a Content-Length nor a Transfer-Encoding,
         // assuming that we have no data
@@ -285,33 +303,6 @@ where
 
 /// hone-build patch: a chunked body's source, on which the end of the
 /// connection is an error (the decoder only stops at the last chunk).
-struct EofIsError<R> {
-    inner: R,
-    poison: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl<R: Read> Read for EofIsError<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        match self.inner.read(buf) {
-            Ok(0) => {
-                self.poison.store(true, std::sync::atomic::Ordering::Release);
-                Err(IoError::new(
-                    ErrorKind::UnexpectedEof,
-                    "connection closed before the last chunk",
-                ))
-            }
-            Err(e) => {
-                self.poison.store(true, std::sync::atomic::Ordering::Release);
-                Err(e)
-            }
-            ok => ok,
-        }
-    }
-}
-
 impl Request {
     /// hone-build patch: close the connection after this request instead of
     /// reading what is left of its body (answering early, an error): the

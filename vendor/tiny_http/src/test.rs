@@ -74,6 +74,7 @@ impl From<TestRequest> for Request {
             mock.body.as_bytes(),
             std::io::sink(),
             std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            &crate::client::ConnLimits::default(),
         )
         .unwrap()
     }

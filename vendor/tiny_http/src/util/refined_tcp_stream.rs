@@ -97,13 +97,21 @@ pub struct RefinedTcpStream {
 }
 
 impl RefinedTcpStream {
-    pub(crate) fn new<S>(stream: S) -> (RefinedTcpStream, RefinedTcpStream)
+    /// hone-build patch: fallible. Upstream's `try_clone().unwrap()` panicked
+    /// in the accept thread when descriptors ran out (EMFILE), which ended
+    /// the thread that owns the listener.
+    pub(crate) fn new<S>(stream: S) -> IoResult<(RefinedTcpStream, RefinedTcpStream)>
     where
         S: Into<Stream>,
     {
         let stream: Stream = stream.into();
 
-        let (read, write) = (stream.clone(), stream);
+        let read = match &stream {
+            Stream::Http(tcp_stream) => Stream::Http(tcp_stream.try_clone()?),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(ssl_stream) => Stream::Https(ssl_stream.clone()),
+        };
+        let (read, write) = (read, stream);
 
         let read = RefinedTcpStream {
             stream: read,
@@ -117,7 +125,7 @@ impl RefinedTcpStream {
             close_write: true,
         };
 
-        (read, write)
+        Ok((read, write))
     }
 
     /// Returns true if this struct wraps around a secure connection.
@@ -133,6 +141,25 @@ impl RefinedTcpStream {
     /// hone-build patch: the socket's read timeout.
     pub(crate) fn read_timeout(&self) -> IoResult<Option<std::time::Duration>> {
         self.stream.read_timeout()
+    }
+
+    /// hone-build patch: sets the socket's read timeout (a socket option,
+    /// shared by both halves of the connection).
+    pub(crate) fn set_read_timeout(&self, t: Option<std::time::Duration>) -> IoResult<()> {
+        match &self.stream {
+            Stream::Http(c) => c.set_read_timeout(t),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(_) => Ok(()),
+        }
+    }
+
+    /// hone-build patch: the socket's write timeout.
+    pub(crate) fn write_timeout(&self) -> IoResult<Option<std::time::Duration>> {
+        match &self.stream {
+            Stream::Http(c) => c.write_timeout(),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(_) => Ok(None),
+        }
     }
 }
 
