@@ -16,7 +16,7 @@ use crate::platform::Platform;
 use crate::store::{
     AttemptResult, ClaimFilter, Job, NewUpload, Refusal, UploadOutcome, plan_upload,
 };
-use std::io::{Cursor, Read};
+use std::io::{Cursor, Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -93,8 +93,7 @@ pub fn upload(app: &App, up: Upload, body: &mut dyn Read) -> Result<Published, A
     let final_path = files::tarball_path(&app.cfg.uploads_dir, &up.name, &up.version);
     let dir = final_path.parent().expect("tarball path has a parent");
     let mut tmp = TempFile::create_in(&app.cfg.uploads_dir, dir)?;
-    let tarball = receive_tarball(body, app.cfg.max_body_bytes, &mut tmp)?;
-    check_tarball(&mut tmp, &up.entry, app.cfg.max_body_bytes)?;
+    let tarball = receive_and_check(body, app.cfg.max_body_bytes, &mut tmp, &up.entry)?;
 
     let new = NewUpload {
         name: up.name.clone(),
@@ -245,7 +244,7 @@ fn first_submissions(
 fn receive_tarball(
     body: &mut dyn Read,
     max: u64,
-    out: &mut TempFile,
+    out: &mut impl Write,
 ) -> Result<Streamed, ApiError> {
     let mut reader = Limited::new(body, max);
     let mut first = [0u8; 2];
@@ -287,19 +286,99 @@ fn receive_tarball(
 /// How much a tarball may expand to when checked: a gzip bomb stops here.
 const MAX_UNPACK_RATIO: u64 = 64;
 
-/// Reads the received tarball whole (see `files::tarball`): refuses (400,
-/// saying what is wrong) one the hub could not build.
-fn check_tarball(tmp: &mut TempFile, entry: &str, max_body: u64) -> Result<(), ApiError> {
-    use files::tarball::TarballError;
-    use std::io::{BufReader, Seek, SeekFrom};
-    let path = tmp.path().to_path_buf();
-    let file = tmp.file();
-    file.seek(SeekFrom::Start(0))
-        .map_err(|e| files::context("reading", &path, e))?;
+/// Streams the upload's body into `tmp` and checks the same bytes while
+/// they are written (see `files::tarball`: the whole gzip stream, every tar
+/// header, the entry file), on a second thread fed through a bounded
+/// channel — the tarball is never read twice. Refuses (400, saying what is
+/// wrong) one the hub could not build.
+fn receive_and_check(
+    body: &mut dyn Read,
+    max_body: u64,
+    tmp: &mut TempFile,
+    entry: &str,
+) -> Result<Streamed, ApiError> {
+    let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(16);
     let max = max_body.saturating_mul(MAX_UNPACK_RATIO);
+    std::thread::scope(|s| {
+        let checker = s.spawn(move || files::tarball::check(ChannelReader::new(rx), entry, max));
+        let mut tee = Tee {
+            out: tmp,
+            tx: Some(tx),
+        };
+        let streamed = receive_tarball(body, max_body, &mut tee);
+        drop(tee); // the end of the stream, for the checker
+        let checked = checker
+            .join()
+            .map_err(|_| ApiError::internal("the tarball check failed"))?;
+        let streamed = streamed?;
+        tarball_refusal(checked)?;
+        Ok(streamed)
+    })
+}
+
+/// Writes to `out` and hands a copy of every piece to the checker (until
+/// it has stopped listening: it had its answer).
+struct Tee<'a> {
+    out: &'a mut TempFile,
+    tx: Option<crossbeam_channel::Sender<Vec<u8>>>,
+}
+
+impl Write for Tee<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.out.write_all(buf)?;
+        if let Some(tx) = &self.tx
+            && tx.send(buf.to_vec()).is_err()
+        {
+            self.tx = None;
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// The pieces a [`Tee`] sends, as a byte stream; the channel's end is EOF.
+struct ChannelReader {
+    rx: crossbeam_channel::Receiver<Vec<u8>>,
+    piece: Vec<u8>,
+    pos: usize,
+}
+
+impl ChannelReader {
+    fn new(rx: crossbeam_channel::Receiver<Vec<u8>>) -> ChannelReader {
+        ChannelReader {
+            rx,
+            piece: Vec::new(),
+            pos: 0,
+        }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.piece.len() {
+            match self.rx.recv() {
+                Ok(p) => {
+                    self.piece = p;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = (self.piece.len() - self.pos).min(buf.len());
+        buf[..n].copy_from_slice(&self.piece[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// The check's verdict as the client's answer.
+fn tarball_refusal(checked: Result<(), files::tarball::TarballError>) -> Result<(), ApiError> {
+    use files::tarball::TarballError;
     let send = "send the file's bytes unchanged: curl --data-binary @plugin.tar.gz \
                 (--data strips line breaks)";
-    match files::tarball::check(BufReader::new(file), entry, max) {
+    match checked {
         Ok(()) => Ok(()),
         Err(TarballError::Gzip(m)) => Err(ApiError::bad_request(format!(
             "the tarball is not a valid gzip file: {m}; {send}"

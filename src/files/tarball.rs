@@ -1,4 +1,5 @@
-//! The upload's tarball checked whole before it is recorded: a gzip stream
+//! The upload's tarball checked whole before it is recorded (`publish` feeds
+//! the check the decoded bytes while it writes them to disk): a gzip stream
 //! that ends properly (its CRC and length match; bytes after the end are
 //! ignored, as `gzip -d` does), a tar archive inside
 //! whose headers all parse, and the `entry` file among its members. A
