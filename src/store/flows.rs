@@ -478,8 +478,11 @@ impl<B: Backend> Store for SqlStore<B> {
             let n = match result {
                 AttemptResult::Accepted { hub_job_id } => c.execute(
                     &format!(
+                        // A new hub job starts unfollowed: a lease left by
+                        // the follower of an earlier hub job of this row must
+                        // not keep it from being subscribed at once.
                         "UPDATE buildJobs SET status = 'queued', hubJobId = ?, errorMessage = NULL,
-                           submittedAt = ?, updatedAt = ? WHERE {GUARD}"
+                           submittedAt = ?, followUntil = 0, updatedAt = ? WHERE {GUARD}"
                     ),
                     params![hub_job_id, now, now, job_id, attempt],
                 )?,

@@ -1663,6 +1663,37 @@ mod integrity {
         revoked_token_cannot_complete_reset_job,
         old_pending_rows_time_out_and_can_be_retried,
         case_variants_are_refused_with_the_recorded_spelling,
+        a_new_hub_job_is_followed_at_once_after_an_earlier_lease,
+    );
+}
+
+/// A follow lease belongs to one hub job: when the row is accepted as a new
+/// hub job (after a failure and a re-upload, or a resubmission), the lease
+/// its earlier follower left must not keep the new one from being claimed
+/// at once — the hub replays nothing sent before the subscription.
+fn a_new_hub_job_is_followed_at_once_after_an_earlier_lease(env: &Env) {
+    let id = upload(env, "lease", "1.0.0", &[Linux], 100)[0].id;
+    accept(env, id, 100);
+    let first = env
+        .s()
+        .claim_follows("proc-a", 100_000, 30_000, 10)
+        .unwrap();
+    assert_eq!(first.iter().map(|j| j.id).collect::<Vec<_>>(), vec![id]);
+    // Given up while followed (the background loop's build timeout); the
+    // follower stops without releasing its lease (until 130 000 ms).
+    let failed = env.s().fail_timed_out(200, "timed out", 200).unwrap();
+    assert_eq!(failed.len(), 1);
+    // Built again: a new hub job, accepted well within the old lease.
+    assert_eq!(upload(env, "lease", "1.0.0", &[Linux], 300)[0].id, id);
+    accept(env, id, 300);
+    let again = env
+        .s()
+        .claim_follows("proc-b", 110_000, 30_000, 10)
+        .unwrap();
+    assert_eq!(
+        again.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![id],
+        "the new hub job is claimable at once"
     );
 }
 
