@@ -76,19 +76,24 @@ fn supervise(app: &Arc<App>, stop: &Arc<AtomicBool>) {
             ) {
                 Ok(jobs) => {
                     for job in jobs {
-                        active.fetch_add(1, Ordering::AcqRel);
+                        // Given back when the thread ends — also by a panic,
+                        // or when it could not be started (then dropped here).
+                        let slot = Slot::take(&active);
                         app.metrics.followed.fetch_add(1, Ordering::Relaxed);
-                        let (app, stop, active) =
-                            (Arc::clone(app), Arc::clone(stop), Arc::clone(&active));
+                        let job_id = job.id;
+                        let (app2, stop) = (Arc::clone(app), Arc::clone(stop));
                         let spawned = std::thread::Builder::new()
-                            .name(format!("follow-{}", job.id))
+                            .name(format!("follow-{job_id}"))
                             .spawn(move || {
-                                follow(&app, &job, &stop);
-                                active.fetch_sub(1, Ordering::AcqRel);
+                                let _slot = slot;
+                                follow(&app2, &job, &stop);
                             });
                         match spawned {
                             Ok(t) => threads.push(t),
-                            Err(e) => log::error!("cannot start a follow thread: {e}"),
+                            Err(e) => {
+                                log::error!("cannot start a follow thread for job {job_id}: {e}");
+                                let _ = app.store.release_follow(job_id, &app.instance);
+                            }
                         }
                     }
                 }
@@ -101,6 +106,22 @@ fn supervise(app: &Arc<App>, stop: &Arc<AtomicBool>) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while threads.iter().any(|t| !t.is_finished()) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One of the FOLLOW_MAX_JOBS places, held by a follow thread.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(active: &Arc<AtomicUsize>) -> Slot {
+        active.fetch_add(1, Ordering::AcqRel);
+        Slot(Arc::clone(active))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -637,6 +658,26 @@ impl<R: std::io::Read> std::io::Read for CountingReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_follow_place_is_given_back_however_its_thread_ends() {
+        let active = Arc::new(AtomicUsize::new(0));
+        // A thread that panics.
+        let slot = Slot::take(&active);
+        assert_eq!(active.load(Ordering::Acquire), 1);
+        let t = std::thread::spawn(move || {
+            let _slot = slot;
+            panic!("a follow thread panics");
+        });
+        assert!(t.join().is_err());
+        assert_eq!(active.load(Ordering::Acquire), 0);
+        // A thread that could not be started: its closure, holding the
+        // place, is dropped.
+        let slot = Slot::take(&active);
+        let never = move || drop(slot);
+        drop(never);
+        assert_eq!(active.load(Ordering::Acquire), 0);
+    }
 
     #[test]
     fn reconnect_delays_grow_and_cap() {
