@@ -125,3 +125,33 @@ pub fn now_millis() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// The delay before try `attempt + 1` (`attempt` ≥ 1): `base` doubling per
+/// attempt up to `max`, with ±25 % jitter so that many retries failing
+/// together do not come back together.
+pub fn backoff(
+    base: std::time::Duration,
+    max: std::time::Duration,
+    attempt: u32,
+) -> std::time::Duration {
+    let exp = attempt.saturating_sub(1).min(30);
+    let delay = base.saturating_mul(1u32 << exp).min(max);
+    let mut r = [0u8; 2];
+    let _ = getrandom::fill(&mut r);
+    let unit = u16::from_le_bytes(r) as f64 / u16::MAX as f64; // 0..=1
+    delay.mul_f64(0.75 + 0.5 * unit)
+}
+
+/// Sleeps `d` unless `stop` is set first (looked at every 50 ms); false
+/// when stopped.
+pub fn sleep_unless_stopped(stop: &AtomicBool, d: std::time::Duration) -> bool {
+    let end = std::time::Instant::now() + d;
+    while std::time::Instant::now() < end {
+        if stop.load(Ordering::Acquire) {
+            return false;
+        }
+        let left = end.saturating_duration_since(std::time::Instant::now());
+        std::thread::sleep(std::time::Duration::from_millis(50).min(left));
+    }
+    !stop.load(Ordering::Acquire)
+}

@@ -235,7 +235,9 @@ impl Follow<'_> {
                     .metrics
                     .follow_reconnects
                     .fetch_add(1, Ordering::Relaxed);
-                if failures > 0 && !sleep_unless(stop, reconnect_delay(failures)) {
+                if failures > 0
+                    && !crate::app::sleep_unless_stopped(stop, reconnect_delay(failures))
+                {
                     return Over::Stopped;
                 }
             }
@@ -280,9 +282,11 @@ impl Follow<'_> {
                     Event::Idle => {}
                     Event::Closed(why) => {
                         // The hub replays nothing: after a connection that
-                        // worked for a while, subscribe again at once (every
-                        // moment away loses messages for good); one closed
-                        // early counts as a failure and backs off.
+                        // worked for a while (at least POLL: so at most two
+                        // reconnects a second), subscribe again at once
+                        // (every moment away loses messages for good); one
+                        // closed sooner counts as a failure and backs off,
+                        // 250 ms doubling to 30 s.
                         failures = if subscribed.elapsed() >= POLL {
                             0
                         } else {
@@ -295,8 +299,6 @@ impl Follow<'_> {
                         break;
                     }
                     Event::Message(m) => {
-                        // A message means the connection works: reconnect quickly next time.
-                        failures = failures.min(1);
                         if let Step::Over = self.on_message(m, stop) {
                             sock.close();
                             return Over::Done;
@@ -604,25 +606,7 @@ enum Fetch {
 
 /// Delay before reconnect `n` (1, 2, …): 250 ms doubling to 30 s, ±25 %.
 fn reconnect_delay(n: u32) -> Duration {
-    let ms = 250u64
-        .saturating_mul(1 << n.saturating_sub(1).min(10))
-        .min(30_000);
-    let mut r = [0u8; 2];
-    let _ = getrandom::fill(&mut r);
-    let unit = u16::from_le_bytes(r) as f64 / u16::MAX as f64;
-    Duration::from_millis((ms as f64 * (0.75 + 0.5 * unit)) as u64)
-}
-
-/// Sleeps `d` unless `stop` is set first; false when stopped.
-fn sleep_unless(stop: &AtomicBool, d: Duration) -> bool {
-    let end = Instant::now() + d;
-    while Instant::now() < end {
-        if stop.load(Ordering::Acquire) {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50).min(end - Instant::now()));
-    }
-    !stop.load(Ordering::Acquire)
+    crate::app::backoff(Duration::from_millis(250), Duration::from_secs(30), n)
 }
 
 /// A hub message made safe to store and show: printable, bounded.

@@ -40,7 +40,7 @@ fn run(app: &App, stop: &AtomicBool) {
     let mut migrate_delay = MIGRATE_RETRY_FIRST;
     while !stop.load(Ordering::Acquire) {
         if !app.is_migrated() {
-            sleep_unless_stopped(stop, migrate_delay);
+            let _ = crate::app::sleep_unless_stopped(stop, migrate_delay);
             let next = (migrate_delay * 2).min(MIGRATE_RETRY_MAX);
             if stop.load(Ordering::Acquire) || !app.try_migrate_then(Some(next)) {
                 migrate_delay = next;
@@ -71,7 +71,7 @@ fn run(app: &App, stop: &AtomicBool) {
             reconcile(app);
         }
         if !busy {
-            sleep_unless_stopped(stop, TICK);
+            let _ = crate::app::sleep_unless_stopped(stop, TICK);
         }
     }
     log::info!("background jobs stopped");
@@ -113,12 +113,5 @@ fn fail_timed_out(app: &App) {
             }
         }
         Err(e) => log::warn!("build timeout check: {e}"),
-    }
-}
-
-fn sleep_unless_stopped(stop: &AtomicBool, d: Duration) {
-    let end = Instant::now() + d;
-    while !stop.load(Ordering::Acquire) && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(50).min(end - Instant::now()));
     }
 }

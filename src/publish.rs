@@ -413,12 +413,11 @@ pub fn lease_ms(app: &App) -> i64 {
 /// Delay before attempt `attempt + 1`: RETRY_BASE_SECS doubling per attempt
 /// up to RETRY_MAX_SECS, with ±25 % jitter.
 pub fn backoff_ms(base_secs: u64, max_secs: u64, attempt: u32) -> i64 {
-    let exp = attempt.saturating_sub(1).min(30);
-    let delay = base_secs.saturating_mul(1u64 << exp).min(max_secs) as f64 * 1000.0;
-    let mut r = [0u8; 2];
-    let _ = getrandom::fill(&mut r);
-    let unit = u16::from_le_bytes(r) as f64 / u16::MAX as f64; // 0..=1
-    (delay * (0.75 + 0.5 * unit)) as i64
+    let (base, max) = (
+        Duration::from_secs(base_secs),
+        Duration::from_secs(max_secs),
+    );
+    crate::app::backoff(base, max, attempt).as_millis() as i64
 }
 
 /// The callback URL a patched hub's worker posts the artifact to.

@@ -11,6 +11,10 @@ use tungstenite::{Message, WebSocket};
 
 /// The hub drops idle subscribers and never pings: we ping this often.
 pub const PING_EVERY: Duration = Duration::from_secs(25);
+/// A connection on which nothing at all arrived (not even the pong to our
+/// pings) for this long is taken for dead (a dropped NAT flow, a hub host
+/// gone without a reset): closed, so that the job is subscribed again.
+pub const SILENT_AFTER: Duration = Duration::from_secs(55);
 /// Largest message accepted from the hub (a log line, an artifact notice).
 const MAX_MESSAGE: usize = 1 << 20;
 
@@ -27,6 +31,10 @@ pub enum Event {
 pub struct HubSocket {
     ws: WebSocket<MaybeTlsStream<TcpStream>>,
     last_ping: Instant,
+    /// When the last frame of any kind arrived.
+    last_heard: Instant,
+    ping_every: Duration,
+    silent_after: Duration,
 }
 
 impl HubSocket {
@@ -81,7 +89,18 @@ impl HubSocket {
         Ok(HubSocket {
             ws,
             last_ping: Instant::now(),
+            last_heard: Instant::now(),
+            ping_every: PING_EVERY,
+            silent_after: SILENT_AFTER,
         })
+    }
+
+    /// Other ping and silence intervals than [`PING_EVERY`] and
+    /// [`SILENT_AFTER`] (tests).
+    pub fn with_keepalive(mut self, ping_every: Duration, silent_after: Duration) -> HubSocket {
+        self.ping_every = ping_every;
+        self.silent_after = silent_after;
+        self
     }
 
     /// Subscribes to `job_id`: must be the first message on the socket.
@@ -102,13 +121,30 @@ impl HubSocket {
 
     /// The next event; pings first when one is due.
     pub fn next_event(&mut self) -> Event {
-        if self.last_ping.elapsed() >= PING_EVERY {
+        if self.last_ping.elapsed() >= self.ping_every {
             self.last_ping = Instant::now();
             if let Err(e) = self.ws.send(Message::Ping(Vec::new().into())) {
                 return Event::Closed(format!("ping failed: {e}"));
             }
         }
-        match self.ws.read() {
+        let event = self.read_event();
+        match event {
+            Event::Idle if self.last_heard.elapsed() >= self.silent_after => {
+                Event::Closed(format!(
+                    "nothing arrived for {} s, not even a pong",
+                    self.silent_after.as_secs()
+                ))
+            }
+            other => other,
+        }
+    }
+
+    fn read_event(&mut self) -> Event {
+        let read = self.ws.read();
+        if read.is_ok() {
+            self.last_heard = Instant::now();
+        }
+        match read {
             Ok(Message::Text(t)) => Event::Message(HubMessage::parse(t.as_str())),
             Ok(Message::Close(frame)) => Event::Closed(match frame {
                 Some(f) => format!("closed by the hub ({} {})", f.code, f.reason),
@@ -143,5 +179,44 @@ impl HubSocket {
     pub fn close(mut self) {
         let _ = self.ws.close(None);
         let _ = self.ws.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A hub whose connection goes silent (it accepts the WebSocket, then
+    /// neither answers pings nor closes) is taken for dead, not waited on.
+    #[test]
+    fn a_silent_connection_is_closed() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let ws = tungstenite::accept(stream).unwrap();
+            // Hold the connection without reading or writing anything.
+            std::thread::sleep(Duration::from_secs(3));
+            drop(ws);
+        });
+        let mut sock = HubSocket::connect(
+            &format!("ws://{addr}/ws"),
+            Duration::from_secs(2),
+            Duration::from_millis(50),
+        )
+        .unwrap()
+        .with_keepalive(Duration::from_millis(200), Duration::from_millis(600));
+        let start = Instant::now();
+        let why = loop {
+            match sock.next_event() {
+                Event::Closed(why) => break why,
+                Event::Idle => assert!(start.elapsed() < Duration::from_secs(2), "still waiting"),
+                Event::Message(m) => panic!("unexpected {m:?}"),
+            }
+        };
+        assert!(why.contains("nothing arrived"), "{why}");
+        assert!(start.elapsed() >= Duration::from_millis(600));
+        server.join().unwrap();
     }
 }
