@@ -376,8 +376,9 @@ impl Follow<'_> {
                 };
                 if !unpack::carries_program(platform, &target) {
                     log::info!(
-                        "job {id}: artifact {} ({target}) does not carry the program; waiting",
-                        crate::validate::printable(&artifact_name)
+                        "job {id}: artifact {} ({}) does not carry the program; waiting",
+                        crate::validate::printable(&artifact_name),
+                        crate::validate::printable(&target)
                     );
                     return Step::Continue;
                 }

@@ -156,9 +156,10 @@ pub fn unpack(
             member: source.member,
         };
         log::info!(
-            "job {}: program {} ({size} bytes) taken out of {artifact_name}",
+            "job {}: program {} ({size} bytes) taken out of {}",
             job.id,
-            origin.member.as_deref().unwrap_or("(the artifact itself)")
+            validate::printable(origin.member.as_deref().unwrap_or("(the artifact itself)")),
+            validate::printable(artifact_name)
         );
         Ok((
             Received {

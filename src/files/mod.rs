@@ -160,10 +160,19 @@ impl Replacement {
             backup,
             placed_ino: 0,
         };
+        let tmp_ino = inode(tmp.path());
         match tmp.persist(dest) {
             Ok(()) => {
                 placed.placed_ino = inode(dest).unwrap_or(0);
                 Ok(placed)
+            }
+            // Renamed, but the directory could not be synced: the new file
+            // is in place, so the change has to be undone (what it replaced
+            // put back), or a failed change would leave it there.
+            Err(e) if tmp_ino.is_some() && inode(dest) == tmp_ino => {
+                placed.placed_ino = tmp_ino.unwrap_or(0);
+                placed.undo();
+                Err(e)
             }
             Err(e) => {
                 placed.keep();

@@ -329,13 +329,14 @@ impl Conn for MysqlConn {
         // A read commits nothing.
         let before = self.committed_maybe;
         let p = to_params(params);
-        let rows: Vec<::mysql::Row> = self
-            .call(|c| match p {
-                Params::Positional(v) if v.is_empty() => c.query(sql),
-                p => c.exec(sql, p),
-            })
-            .map_err(err)?;
+        let rows = self.call(|c| match p {
+            Params::Positional(v) if v.is_empty() => c.query(sql),
+            p => c.exec(sql, p),
+        });
+        // Also when it failed: a read lost with its connection may be run
+        // again on a fresh one.
         self.committed_maybe = before;
+        let rows: Vec<::mysql::Row> = rows.map_err(err)?;
         rows.into_iter()
             .map(|r| {
                 r.unwrap()

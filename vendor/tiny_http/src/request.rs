@@ -9,7 +9,6 @@ use std::sync::mpsc::Sender;
 
 use crate::util::{EqualReader, FusedReader};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
-use chunked_transfer::Decoder;
 
 /// Represents an HTTP request made by a client.
 ///
@@ -208,24 +207,11 @@ where
         }
     };
 
-    // true if the client sent a `Connection: upgrade` header
-    let connection_upgrade = {
-        match headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Connection"))
-            .map(|h| h.value.as_str())
-        {
-            Some(v) if v.to_ascii_lowercase().contains("upgrade") => true,
-            _ => false,
-        }
-    };
-
-    // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
-    // content-length headers
     // hone-build patch: `Connection: upgrade` no longer hands the raw
     // socket over as the body (which bypassed all framing); the body is
     // framed like any other (the application refuses upgrades).
-    let _ = connection_upgrade;
+    // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
+    // content-length headers
     let reader = if let Some(content_length) = content_length {
         if content_length == 0 {
             Box::new(io::empty()) as Box<dyn Read + Send + 'static>
@@ -301,8 +287,6 @@ where
     })
 }
 
-/// hone-build patch: a chunked body's source, on which the end of the
-/// connection is an error (the decoder only stops at the last chunk).
 impl Request {
     /// hone-build patch: close the connection after this request instead of
     /// reading what is left of its body (answering early, an error): the

@@ -24,6 +24,9 @@ struct Sharing {
 
     // number of idle worker threads
     waiting_tasks: AtomicUsize,
+
+    // hone-build patch: threads that could not be started (for the log)
+    spawn_failures: AtomicUsize,
 }
 
 /// Minimum number of active threads.
@@ -54,6 +57,7 @@ impl TaskPool {
                 condvar: Condvar::new(),
                 active_tasks: AtomicUsize::new(0),
                 waiting_tasks: AtomicUsize::new(0),
+                spawn_failures: AtomicUsize::new(0),
             }),
         };
 
@@ -62,13 +66,6 @@ impl TaskPool {
         }
 
         pool
-    }
-
-    /// hone-build patch: threads busy with a task (a connection each).
-    pub fn busy(&self) -> usize {
-        let active = self.sharing.active_tasks.load(Ordering::Acquire);
-        let waiting = self.sharing.waiting_tasks.load(Ordering::Acquire);
-        active.saturating_sub(waiting)
     }
 
     /// Executes a function in a thread.
@@ -92,7 +89,11 @@ impl TaskPool {
     fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) {
         let sharing = self.sharing.clone();
 
-        thread::spawn(move || {
+        // hone-build patch: `thread::spawn` panics when no thread can be
+        // created, in the accept thread (which owns the listener) and with
+        // the queue's lock held (poisoning it). Now the task — a
+        // connection — is dropped instead, which closes it.
+        let spawned = thread::Builder::new().spawn(move || {
             let sharing = sharing;
             let _active_guard = Registration::new(&sharing.active_tasks);
 
@@ -136,6 +137,17 @@ impl TaskPool {
                 task();
             }
         });
+        if let Err(e) = spawned {
+            // Logged at the 1st, 2nd, 4th, 8th… failure: never a flood.
+            let n = self.sharing.spawn_failures.fetch_add(1, Ordering::AcqRel) + 1;
+            if n.is_power_of_two() {
+                log::warn!(
+                    "cannot start a connection thread ({}); the connection is closed ({} so far)",
+                    e,
+                    n
+                );
+            }
+        }
     }
 }
 
