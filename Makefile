@@ -96,6 +96,8 @@ install: build
 	chmod 0644 $(DESTDIR)$(UNITDIR)/hone-build.service
 	install -m 0644 build.conf.example $(DESTDIR)$(CONFDIR)/build.conf.example
 	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	install -d $(DESTDIR)$(DOCDIR)/docs
+	install -m 0644 docs/*.md $(DESTDIR)$(DOCDIR)/docs/
 	@echo "installed; see README.md, 'Deploying on the web server'"
 
 check-install:
@@ -104,5 +106,6 @@ check-install:
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/hone-build $(DESTDIR)$(UNITDIR)/hone-build.service
 	rm -f $(DESTDIR)$(CONFDIR)/build.conf.example $(DESTDIR)$(DOCDIR)/README.md
-	-rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null
+	rm -f $(DESTDIR)$(DOCDIR)/docs/*.md
+	-rmdir $(DESTDIR)$(DOCDIR)/docs $(DESTDIR)$(DOCDIR) 2>/dev/null
 	@echo "left in place: $(CONFDIR)/build.conf and the data directories"

@@ -7,13 +7,14 @@ dest=$(mktemp -d)
 trap 'rm -rf "$dest"' EXIT
 make --no-print-directory install DESTDIR="$dest" >/dev/null
 for f in usr/local/bin/hone-build etc/systemd/system/hone-build.service \
-         etc/hone-build/build.conf.example usr/local/share/doc/hone-build/README.md; do
+         etc/hone-build/build.conf.example usr/local/share/doc/hone-build/README.md \
+         usr/local/share/doc/hone-build/docs/operations.md; do
   [ -f "$dest/$f" ] || { echo "check-install: missing $f" >&2; exit 1; }
   echo "check-install: $f"
 done
 "$dest/usr/local/bin/hone-build" --version
 unit="$dest/etc/systemd/system/hone-build.service"
-for k in NoNewPrivileges=yes ProtectSystem=strict Restart=on-failure User=hone-build ReadWritePaths=; do
+for k in NoNewPrivileges=yes ProtectSystem=strict Restart=on-failure User=hone-build ReadWritePaths= LimitNOFILE=; do
   grep -q "^$k" "$unit" || { echo "check-install: unit lacks $k" >&2; exit 1; }
 done
 if command -v systemd-analyze >/dev/null; then
@@ -24,4 +25,5 @@ if command -v systemd-analyze >/dev/null; then
 fi
 make --no-print-directory uninstall DESTDIR="$dest" >/dev/null
 [ ! -e "$dest/usr/local/bin/hone-build" ] || { echo "check-install: uninstall left the binary" >&2; exit 1; }
+[ ! -e "$dest/usr/local/share/doc/hone-build" ] || { echo "check-install: uninstall left the documentation" >&2; exit 1; }
 echo "check-install: PASS"
