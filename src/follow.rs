@@ -45,6 +45,10 @@ const POLL: Duration = Duration::from_millis(500);
 const TICK: Duration = Duration::from_millis(250);
 /// Longest message kept from the hub.
 const MAX_MESSAGE_CHARS: usize = 1000;
+/// Stderr lines of the compiler a failed build's message ends with.
+const STDERR_TAIL: usize = 20;
+/// Longest stderr line kept for it.
+const MAX_LINE_CHARS: usize = 300;
 
 /// Starts the supervisor thread (none when following is off).
 pub fn start(app: Arc<App>, stop: Arc<AtomicBool>) -> Option<JoinHandle<()>> {
@@ -170,6 +174,9 @@ struct Follow<'a> {
     hub_job: String,
     /// The hub's last `error` message, for the failure that follows it.
     last_error: Option<String>,
+    /// The compiler's last stderr lines (at most [`STDERR_TAIL`]), for the
+    /// message of a failed build.
+    stderr_tail: std::collections::VecDeque<String>,
     /// Unix seconds after which hone-build gives up on the job.
     deadline: i64,
     last_renew: Instant,
@@ -186,6 +193,7 @@ fn follow(app: &App, job: &Job, stop: &AtomicBool) {
         job,
         hub_job,
         last_error: None,
+        stderr_tail: std::collections::VecDeque::new(),
         deadline: start.saturating_add(app.cfg.build_timeout_secs as i64),
         last_renew: Instant::now(),
     };
@@ -357,8 +365,17 @@ impl Follow<'_> {
             | HubMessage::QueueUpdate { .. }
             | HubMessage::Stage { .. }
             | HubMessage::Progress { .. }
-            | HubMessage::Log { .. }
             | HubMessage::Other => Step::Continue,
+            HubMessage::Log { line, stream, .. } => {
+                if stream.as_deref() == Some("stderr") {
+                    if self.stderr_tail.len() == STDERR_TAIL {
+                        self.stderr_tail.pop_front();
+                    }
+                    let line: String = bounded(&line).chars().take(MAX_LINE_CHARS).collect();
+                    self.stderr_tail.push_back(line);
+                }
+                Step::Continue
+            }
             HubMessage::Unreadable(why) => {
                 log::warn!("job {id}: unreadable message from Perry Hub: {why}");
                 Step::Continue
@@ -407,10 +424,18 @@ impl Follow<'_> {
                 Step::Continue
             }
             HubMessage::Complete { success: false, .. } => {
-                let why = match &self.last_error {
+                let mut why = match &self.last_error {
                     Some(e) => format!("Perry Hub: build failed: {e}"),
                     None => "Perry Hub: build failed".to_string(),
                 };
+                // What the publisher needs to fix it, without opening a log.
+                if !self.stderr_tail.is_empty() {
+                    why.push_str("\ncompiler output (stderr, last lines):");
+                    for line in &self.stderr_tail {
+                        why.push_str("\n  ");
+                        why.push_str(line);
+                    }
+                }
                 self.fail(&why);
                 Step::Over
             }

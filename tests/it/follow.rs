@@ -727,6 +727,20 @@ fn compile_failure_fails_with_the_hubs_message(kind: StoreKind) {
         msg.contains("Compilation failed: perry compile exited with status 1"),
         "{msg}"
     );
+    // The compiler's own words, so the publisher need not open a log: the
+    // stderr lines, not the stdout ones.
+    assert!(
+        msg.contains("src/index.ts(3,5): error TS2304: Cannot find name 'foo'."),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("error: compilation failed with 1 error"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("$ perry compile"),
+        "stdout is not in it: {msg}"
+    );
     assert_no_secret(&st.to_string());
     assert_eq!(env.sim.submissions().len(), 1);
     assert_eq!(env.sim_jobs()[0]["state"], "failed");
