@@ -29,7 +29,7 @@ use crate::hub::message::HubMessage;
 use crate::hub::ws::{Event, HubSocket};
 use crate::hub::{DownloadError, hub_app_name};
 use crate::intake;
-use crate::store::{Deliverer, Job, ResubmitOutcome};
+use crate::store::{BuildProgress, Deliverer, Job, ResubmitOutcome};
 use crate::unpack;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -45,6 +45,8 @@ const POLL: Duration = Duration::from_millis(500);
 const TICK: Duration = Duration::from_millis(250);
 /// Longest message kept from the hub.
 const MAX_MESSAGE_CHARS: usize = 1000;
+/// Progress is written to the store at most this often.
+const PROGRESS_EVERY: Duration = Duration::from_millis(300);
 /// Stderr lines of the compiler a failed build's message ends with.
 const STDERR_TAIL: usize = 20;
 /// Longest stderr line kept for it.
@@ -180,6 +182,12 @@ struct Follow<'a> {
     /// Unix seconds after which hone-build gives up on the job.
     deadline: i64,
     last_renew: Instant,
+    /// What the hub last said of the build's progress, and whether the
+    /// store has it yet (written at most every [`PROGRESS_EVERY`], at once
+    /// when the stage changes).
+    progress: BuildProgress,
+    progress_unsaved: bool,
+    progress_saved_at: Option<Instant>,
 }
 
 /// Follows one job until it is over, the lease is lost, or `stop`.
@@ -196,6 +204,9 @@ fn follow(app: &App, job: &Job, stop: &AtomicBool) {
         stderr_tail: std::collections::VecDeque::new(),
         deadline: start.saturating_add(app.cfg.build_timeout_secs as i64),
         last_renew: Instant::now(),
+        progress: BuildProgress::default(),
+        progress_unsaved: false,
+        progress_saved_at: None,
     };
     log::info!(
         "job {} ({} {} {}): following hub job {}",
@@ -287,7 +298,7 @@ impl Follow<'_> {
                     return Over::Done;
                 }
                 match sock.next_event() {
-                    Event::Idle => {}
+                    Event::Idle => self.save_progress(false),
                     Event::Closed(why) => {
                         // The hub replays nothing: after a connection that
                         // worked for a while (at least POLL: so at most two
@@ -350,6 +361,30 @@ impl Follow<'_> {
         }
     }
 
+    /// Writes the progress to the store when it changed and the last write
+    /// is at least [`PROGRESS_EVERY`] old (or `now`).
+    fn save_progress(&mut self, now: bool) {
+        if !self.progress_unsaved
+            || (!now
+                && self
+                    .progress_saved_at
+                    .is_some_and(|t| t.elapsed() < PROGRESS_EVERY))
+        {
+            return;
+        }
+        match self
+            .app
+            .store
+            .record_progress(self.job.id, &self.hub_job, &self.progress)
+        {
+            Ok(_) => {
+                self.progress_unsaved = false;
+                self.progress_saved_at = Some(Instant::now());
+            }
+            Err(e) => log::debug!("job {}: recording progress: {e}", self.job.id),
+        }
+    }
+
     /// Is the job failed now (read from the store)?
     fn job_failed(&self) -> bool {
         matches!(
@@ -361,11 +396,51 @@ impl Follow<'_> {
     fn on_message(&mut self, m: HubMessage, stop: &AtomicBool) -> Step {
         let id = self.job.id;
         match m {
-            HubMessage::JobCreated { .. }
-            | HubMessage::QueueUpdate { .. }
-            | HubMessage::Stage { .. }
-            | HubMessage::Progress { .. }
-            | HubMessage::Other => Step::Continue,
+            HubMessage::JobCreated { position } => {
+                self.progress.queue_position = position;
+                self.progress_unsaved = true;
+                self.save_progress(false);
+                Step::Continue
+            }
+            HubMessage::QueueUpdate { position, message } => {
+                self.progress.queue_position = position;
+                if message.is_some() {
+                    self.progress.message = message.map(|m| clip(&m, 255));
+                }
+                self.progress_unsaved = true;
+                self.save_progress(false);
+                Step::Continue
+            }
+            HubMessage::Stage { stage, message } => {
+                let stage = clip(&stage, 32);
+                let changed = self.progress.stage.as_deref() != Some(stage.as_str());
+                self.progress.stage = Some(stage);
+                self.progress.message = message.map(|m| clip(&m, 255));
+                // A build that left the queue has no place in it.
+                self.progress.queue_position = None;
+                self.progress_unsaved = true;
+                self.save_progress(changed);
+                Step::Continue
+            }
+            HubMessage::Progress {
+                stage,
+                percent,
+                message,
+            } => {
+                if let Some(stage) = stage {
+                    self.progress.stage = Some(clip(&stage, 32));
+                }
+                if let Some(p) = percent {
+                    self.progress.percent = Some(p.clamp(0.0, 100.0).round() as i64);
+                }
+                if message.is_some() {
+                    self.progress.message = message.map(|m| clip(&m, 255));
+                }
+                self.progress_unsaved = true;
+                self.save_progress(false);
+                Step::Continue
+            }
+            HubMessage::Other => Step::Continue,
             HubMessage::Log { line, stream, .. } => {
                 if stream.as_deref() == Some("stderr") {
                     if self.stderr_tail.len() == STDERR_TAIL {
@@ -633,6 +708,11 @@ enum Fetch {
 /// Delay before reconnect `n` (1, 2, …): 250 ms doubling to 30 s, ±25 %.
 fn reconnect_delay(n: u32) -> Duration {
     crate::app::backoff(Duration::from_millis(250), Duration::from_secs(30), n)
+}
+
+/// [`bounded`], then at most `max` characters (a column's width).
+fn clip(s: &str, max: usize) -> String {
+    bounded(s).chars().take(max).collect()
 }
 
 /// A hub message made safe to store and show: printable, bounded.

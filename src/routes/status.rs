@@ -5,7 +5,7 @@
 use crate::app::App;
 use crate::error::ApiError;
 use crate::http::{Reply, Request};
-use crate::store::JobStatus;
+use crate::store::{Job, JobStatus};
 use crate::validate;
 use serde_json::{Map, Value, json};
 
@@ -43,6 +43,7 @@ pub fn get(app: &App, req: &mut Request<'_>) -> Result<Reply, ApiError> {
                 b.insert("sha256".into(), json!(s));
             }
             b.insert("attempts".into(), json!(j.attempts));
+            live_fields(j, &mut b);
             Value::Object(b)
         })
         .collect();
@@ -61,4 +62,36 @@ pub fn get(app: &App, req: &mut Request<'_>) -> Result<Reply, ApiError> {
         app.completed.put(name, version, &reply.body);
     }
     Ok(reply)
+}
+
+/// What a build under way adds (the fields of the old server's answer keep
+/// their meaning): for a job the hub is building, the `stage`, `progress`
+/// (0–100), `message` and `queuePosition` it last reported; for a job
+/// waiting to be submitted again, `nextAttemptAt` (Unix seconds) and
+/// `lastError` (the latest failed attempt's error).
+fn live_fields(j: &Job, b: &mut Map<String, Value>) {
+    match j.status {
+        JobStatus::Queued | JobStatus::Building => {
+            let p = &j.progress;
+            if let Some(v) = &p.stage {
+                b.insert("stage".into(), json!(v));
+            }
+            if let Some(v) = p.percent {
+                b.insert("progress".into(), json!(v));
+            }
+            if let Some(v) = &p.message {
+                b.insert("message".into(), json!(v));
+            }
+            if let Some(v) = p.queue_position {
+                b.insert("queuePosition".into(), json!(v));
+            }
+        }
+        JobStatus::Pending if j.attempts > 0 => {
+            b.insert("nextAttemptAt".into(), json!(j.next_attempt_at_ms / 1000));
+            if let Some(e) = &j.error_message {
+                b.insert("lastError".into(), json!(e));
+            }
+        }
+        _ => {}
+    }
 }

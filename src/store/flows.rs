@@ -22,7 +22,8 @@ pub struct SqlStore<B> {
 /// plugin's name follows them.
 const JOB_COLUMNS: &str = "j.id, j.pluginId, j.version, j.platform, j.hubJobId, j.status, \
      j.errorMessage, j.createdAt, j.completedAt, j.callbackToken, j.attempts, j.nextAttemptAt, \
-     j.submittedAt, j.sizeBytes, j.sha256, j.entry, j.updatedAt";
+     j.submittedAt, j.sizeBytes, j.sha256, j.entry, j.updatedAt, j.stage, j.progress, \
+     j.progressMessage, j.queuePosition";
 
 fn job_from_row(r: &Row) -> Result<Job, StoreError> {
     Ok(Job {
@@ -43,7 +44,13 @@ fn job_from_row(r: &Row) -> Result<Job, StoreError> {
         sha256: r.get(14)?,
         entry: r.get(15)?,
         updated_at: r.get(16)?,
-        plugin_name: r.get(17)?,
+        progress: BuildProgress {
+            stage: r.get(17)?,
+            percent: r.get(18)?,
+            message: r.get(19)?,
+            queue_position: r.get(20)?,
+        },
+        plugin_name: r.get(21)?,
     })
 }
 
@@ -482,7 +489,9 @@ impl<B: Backend> Store for SqlStore<B> {
                         // the follower of an earlier hub job of this row must
                         // not keep it from being subscribed at once.
                         "UPDATE buildJobs SET status = 'queued', hubJobId = ?, errorMessage = NULL,
-                           submittedAt = ?, followUntil = 0, updatedAt = ? WHERE {GUARD}"
+                           submittedAt = ?, followUntil = 0, stage = NULL, progress = NULL,
+                           progressMessage = NULL, queuePosition = NULL, updatedAt = ?
+                         WHERE {GUARD}"
                     ),
                     params![hub_job_id, now, now, job_id, attempt],
                 )?,
@@ -865,6 +874,29 @@ impl<B: Backend> Store for SqlStore<B> {
                    followUntil = 0, updatedAt = ?
                  WHERE id = ? AND status = 'queued' AND hubJobId = ?",
                 params![message, now, job_id, hub_job_id],
+            )
+        })?;
+        Ok(n == 1)
+    }
+
+    fn record_progress(
+        &self,
+        job_id: i64,
+        hub_job_id: &str,
+        p: &BuildProgress,
+    ) -> Result<bool, StoreError> {
+        let n = self.run(|c| {
+            c.execute(
+                "UPDATE buildJobs SET stage = ?, progress = ?, progressMessage = ?, queuePosition = ?
+                 WHERE id = ? AND status = 'queued' AND hubJobId = ?",
+                params![
+                    p.stage.as_ref(),
+                    p.percent,
+                    p.message.as_ref(),
+                    p.queue_position,
+                    job_id,
+                    hub_job_id
+                ],
             )
         })?;
         Ok(n == 1)

@@ -120,6 +120,23 @@ pub struct Job {
     /// The manifest's entry point, recorded at upload.
     pub entry: Option<String>,
     pub updated_at: Option<i64>,
+    /// What the hub last said of the build under way (queued jobs only).
+    pub progress: BuildProgress,
+}
+
+/// A build's progress as the hub reports it over the WebSocket (its latest
+/// `stage`, `progress` and `queue_update`). Every field may be unknown.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildProgress {
+    /// `extracting`, `compiling`, … (at most 32 characters).
+    pub stage: Option<String>,
+    /// 0–100.
+    pub percent: Option<i64>,
+    /// The hub's words about it (at most 255 characters).
+    pub message: Option<String>,
+    /// Place in the hub's queue, when it said.
+    pub queue_position: Option<i64>,
 }
 
 impl Job {
@@ -587,6 +604,15 @@ pub trait Store: Send + Sync {
         message: &str,
         now: i64,
     ) -> Result<bool, StoreError>;
+
+    /// Records the progress the hub reported, while the job is still queued
+    /// with `hub_job_id`. True when recorded.
+    fn record_progress(
+        &self,
+        job_id: i64,
+        hub_job_id: &str,
+        progress: &BuildProgress,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Result of [`Store::resubmit`].
@@ -636,6 +662,10 @@ pub(crate) const ADDED_JOB_COLUMNS: &[AddedColumn] = &[
     col("updatedAt", ColumnType::BigInt, None),
     col("followedBy", ColumnType::VarChar(64), None),
     col("followUntil", ColumnType::BigInt, Some(0)),
+    col("stage", ColumnType::VarChar(32), None),
+    col("progress", ColumnType::Int, None),
+    col("progressMessage", ColumnType::VarChar(255), None),
+    col("queuePosition", ColumnType::Int, None),
 ];
 
 /// An index hone-build adds to `buildJobs` when missing.
@@ -694,6 +724,7 @@ mod tests {
             sha256: None,
             entry: None,
             updated_at: None,
+            progress: BuildProgress::default(),
         }
     }
 

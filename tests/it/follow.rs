@@ -376,6 +376,7 @@ fn assert_no_secret(text: &str) {
 }
 
 both_stores!(
+    status_shows_the_stage_and_progress_while_building,
     subscribes_at_once_after_the_hub_accepts,
     five_platforms_store_the_program_inside_each_package,
     raw_program_is_stored_as_it_is,
@@ -1227,4 +1228,48 @@ fn mysql_two_processes_on_one_database_download_each_artifact_once() {
             Some(jobs.len().to_string())
         ]]
     );
+}
+
+/// While the hub builds, `/status` shows what it last reported — the stage,
+/// the progress and its message (issue #12); once the build completed,
+/// those fields are gone and the answer is the old server's shape.
+fn status_shows_the_stage_and_progress_while_building(kind: StoreKind) {
+    let env = Env::start(kind, &["--stage-delay-ms", "400"], &[]);
+    let (name, version) = ("progressing", "1.0.0");
+    env.upload_ok(name, version, "linux");
+    let mut seen: Vec<Value> = Vec::new();
+    let done = wait_until(Duration::from_secs(20), || {
+        let st = env.status(name, version);
+        let b = only_build(&st).clone();
+        if b.get("stage").is_some() {
+            seen.push(b);
+        }
+        st["overall"] == "completed"
+    });
+    assert!(done, "not completed; seen: {seen:?}");
+    assert!(!seen.is_empty(), "no stage was ever shown while building");
+    let stages: BTreeSet<String> = seen
+        .iter()
+        .filter_map(|b| b["stage"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        stages.len() >= 2,
+        "the stage moves on while building: {stages:?}"
+    );
+    for b in &seen {
+        assert_eq!(b["status"], "queued", "{b}");
+        if let Some(p) = b.get("progress") {
+            let p = p.as_i64().expect("progress is a whole number");
+            assert!((0..=100).contains(&p), "{b}");
+        }
+    }
+    assert!(
+        seen.iter().any(|b| b.get("progress").is_some()),
+        "a progress figure was shown: {seen:?}"
+    );
+    let done = env.status(name, version);
+    let b = only_build(&done);
+    for gone in ["stage", "progress", "message", "queuePosition"] {
+        assert!(b.get(gone).is_none(), "{gone} after completion: {b}");
+    }
 }

@@ -1861,3 +1861,39 @@ fn values_wider_than_the_columns_are_refused(kind: StoreKind) {
         vec![vec![Some(display.to_string()), Some(version.to_string())]]
     );
 }
+
+/// A job waiting to be submitted again shows when (`nextAttemptAt`, Unix
+/// seconds) and why the last attempt failed (`lastError`) in `/status`
+/// (issue #12); the fields of the old server's answer keep their meaning.
+#[test]
+fn status_shows_the_next_attempt_and_last_error_of_a_waiting_job() {
+    let svc = Service::builder()
+        .set("PERRY_HUB_URL", format!("http://127.0.0.1:{}", free_port()))
+        .set("RETRY_BASE_SECS", "60")
+        .start();
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let r = http(
+        "POST",
+        &svc.url("/upload?name=waiting&version=1.0.0&platforms=linux"),
+        &[],
+        Some(&tarball_sized(7, 3000)),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["builds"][0]["status"], "pending", "{}", r.text());
+    let st = http("GET", &svc.url("/status/waiting/1.0.0"), &[], None).json();
+    let b = &st["builds"][0];
+    assert_eq!(b["status"], "pending", "{b}");
+    assert_eq!(b["attempts"], 1, "{b}");
+    let next = b["nextAttemptAt"].as_i64().unwrap_or_else(|| panic!("{b}"));
+    // RETRY_BASE_SECS=60 with ±25 % jitter.
+    assert!(
+        next >= before + 44 && next <= before + 77,
+        "{next} vs {before}: {b}"
+    );
+    let last = b["lastError"].as_str().unwrap_or_else(|| panic!("{b}"));
+    assert!(last.contains("Perry Hub unreachable"), "{b}");
+    assert!(b.get("stage").is_none(), "{b}");
+}
