@@ -234,45 +234,35 @@ pub fn record(
     };
     let rows = rows_if_manifest_broken(app, job, &dir)?;
     let mut placed = Placed::default();
-    // A file error inside the transaction, kept to be answered as what it
-    // is (a full disk: 507) rather than as the store's failure.
-    let mut file_error = None;
     let outcome = app.store.complete_job(job.id, by, &artifact, &mut || {
-        let mut put = || {
-            placed.place(&mut tmp, &dest)?;
-            let (_, manifest) = files::update_manifest(
+        placed.place(&mut tmp, &dest)?;
+        placed.push(
+            files::update_manifest(
                 &dir,
                 &job.plugin_name,
                 &job.version,
                 platform,
                 entry.clone(),
                 &rows,
-            )?;
-            placed.push(manifest);
-            Ok(())
-        };
-        put().inspect_err(|e: &std::io::Error| {
-            file_error = Some(std::io::Error::new(e.kind(), e.to_string()))
-        })
+            )
+            .map(|(_, manifest)| manifest),
+        )
     });
     let (id, sha) = (job.id, streamed.sha256.clone());
-    let outcome = placed
-        .conclude(
-            outcome,
-            &app.unsettled,
-            app.store.as_ref(),
-            || format!("artifact of job {id}"),
-            // The job, completed with these bytes or not, tells.
-            || {
-                Box::new(move |store| {
-                    Ok(store.job_by_id(id)?.is_some_and(|j| {
-                        j.status == JobStatus::Completed
-                            && j.sha256.as_deref() == Some(sha.as_str())
-                    }))
-                })
-            },
-        )
-        .map_err(|e| files::store_or_file_error(e, file_error))?;
+    let outcome = placed.conclude(
+        outcome,
+        &app.unsettled,
+        app.store.as_ref(),
+        || format!("artifact of job {id}"),
+        // The job, completed with these bytes or not, tells.
+        || {
+            Box::new(move |store| {
+                Ok(store.job_by_id(id)?.is_some_and(|j| {
+                    j.status == JobStatus::Completed && j.sha256.as_deref() == Some(sha.as_str())
+                }))
+            })
+        },
+    )?;
     let changed = match outcome {
         CompleteOutcome::Completed => {
             app.metrics.artifacts_stored.fetch_add(1, Relaxed);

@@ -113,35 +113,28 @@ pub fn upload(app: &App, up: Upload, body: &mut dyn Read) -> Result<Published, A
         t
     };
     let mut placed = Placed::default();
-    // A file error inside the transaction, kept to be answered as what it
-    // is (a full disk: 507) rather than as the store's failure.
-    let mut file_error = None;
     let outcome = app.store.record_upload(&new, &mut new_token, &mut || {
-        placed
-            .place(&mut tmp, &final_path)
-            .inspect_err(|e| file_error = Some(std::io::Error::new(e.kind(), e.to_string())))
+        placed.place(&mut tmp, &final_path)
     });
     let (name, version) = (up.name, up.version);
-    let outcome = placed
-        .conclude(
-            outcome,
-            &app.unsettled,
-            app.store.as_ref(),
-            || format!("upload {name} {version}"),
-            // The jobs it created, found by their tokens, tell.
-            || {
-                let (name, version) = (name.clone(), version.clone());
-                Box::new(move |store| {
-                    let jobs = store.version_jobs(&name, &version)?;
-                    Ok(jobs.iter().any(|j| {
-                        j.callback_token
-                            .as_ref()
-                            .is_some_and(|t| tokens.contains(t))
-                    }))
-                })
-            },
-        )
-        .map_err(|e| files::store_or_file_error(e, file_error))?;
+    let outcome = placed.conclude(
+        outcome,
+        &app.unsettled,
+        app.store.as_ref(),
+        || format!("upload {name} {version}"),
+        // The jobs it created, found by their tokens, tell.
+        || {
+            let (name, version) = (name.clone(), version.clone());
+            Box::new(move |store| {
+                let jobs = store.version_jobs(&name, &version)?;
+                Ok(jobs.iter().any(|j| {
+                    j.callback_token
+                        .as_ref()
+                        .is_some_and(|t| tokens.contains(t))
+                }))
+            })
+        },
+    )?;
     let jobs = match outcome {
         UploadOutcome::Refused(r) => return Err(refusal(r, &name, &version)),
         UploadOutcome::Recorded(jobs) => jobs,

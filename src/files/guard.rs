@@ -11,7 +11,7 @@
 //! failed change leaves the files as they were.
 
 use super::{Replacement, TempFile};
-use crate::error::StoreError;
+use crate::error::{ApiError, StoreError};
 use crate::store::Store;
 use std::io;
 use std::path::Path;
@@ -26,32 +26,52 @@ pub type RecordedCheck = Box<dyn Fn(&dyn Store) -> Result<bool, StoreError> + Se
 #[must_use = "call conclude() once the transaction's outcome is known"]
 pub struct Placed {
     files: Vec<Replacement>,
+    /// The first file error met while placing, answered as what it is (a
+    /// full disk: 507) rather than as the store's failure it became.
+    file_error: Option<io::Error>,
 }
 
 impl Placed {
     /// Persists `tmp` as `dest`, keeping what it replaces until the outcome is known.
     pub fn place(&mut self, tmp: &mut TempFile, dest: &Path) -> io::Result<()> {
-        self.files.push(Replacement::place(tmp, dest)?);
+        let r = self.noting(Replacement::place(tmp, dest))?;
+        self.files.push(r);
         Ok(())
     }
 
-    /// Adds a replacement made elsewhere (the manifest).
-    pub fn push(&mut self, r: Replacement) {
+    /// Adds a replacement made elsewhere (the manifest): `made`, whose
+    /// error is remembered like [`Placed::place`]'s.
+    pub fn push(&mut self, made: io::Result<Replacement>) -> io::Result<()> {
+        let r = self.noting(made)?;
         self.files.push(r);
+        Ok(())
+    }
+
+    /// Remembers the first file error of `r` and passes `r` on.
+    fn noting<T>(&mut self, r: io::Result<T>) -> io::Result<T> {
+        if let Err(e) = &r
+            && self.file_error.is_none()
+        {
+            self.file_error = Some(io::Error::new(e.kind(), e.to_string()));
+        }
+        r
     }
 
     /// Settles the files by the transaction's `outcome`: kept on success,
     /// undone on failure; on [`StoreError::CommitUnknown`] handed to
     /// `unsettled` with `recorded`, the question that tells whether the
-    /// change is in the database. Returns `outcome` unchanged.
+    /// change is in the database. Returns `outcome` as the client's answer:
+    /// a failure caused by placing a file is answered as that file error
+    /// (see [`super::store_or_file_error`]).
     pub fn conclude<T>(
-        self,
+        mut self,
         outcome: Result<T, StoreError>,
         unsettled: &Unsettled,
         store: &dyn Store,
         what: impl FnOnce() -> String,
         recorded: impl FnOnce() -> RecordedCheck,
-    ) -> Result<T, StoreError> {
+    ) -> Result<T, ApiError> {
+        let file_error = self.file_error.take();
         match &outcome {
             Ok(_) => self.keep(),
             Err(StoreError::CommitUnknown(_)) => {
@@ -59,7 +79,7 @@ impl Placed {
             }
             Err(_) => self.undo(),
         }
-        outcome
+        outcome.map_err(|e| super::store_or_file_error(e, file_error))
     }
 
     fn keep(self) {
@@ -81,7 +101,10 @@ struct Entry {
 
 impl Entry {
     fn finish(self, recorded: bool) {
-        let placed = Placed { files: self.files };
+        let placed = Placed {
+            files: self.files,
+            file_error: None,
+        };
         if recorded {
             log::info!("{}: recorded after all; files kept", self.what);
             placed.keep();
