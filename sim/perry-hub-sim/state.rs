@@ -81,6 +81,7 @@ pub struct Config {
     pub zip_bomb_size: u64,
     pub log_lines: u64,
     pub log_line_delay_ms: u64,
+    pub queue_updates: u64,
     pub extra_log_lines: Vec<String>,
 }
 
@@ -119,6 +120,7 @@ impl Config {
             zip_bomb_size: 1024 * 1024 * 1024,
             log_lines: 0,
             log_line_delay_ms: 0,
+            queue_updates: 0,
             extra_log_lines: Vec::new(),
         }
     }
@@ -184,6 +186,7 @@ impl Config {
             zip_bomb_size,
             log_lines,
             log_line_delay_ms,
+            queue_updates,
             extra_log_lines
         );
     }
@@ -227,6 +230,7 @@ pub struct ConfigPatch {
     pub zip_bomb_size: Option<u64>,
     pub log_lines: Option<u64>,
     pub log_line_delay_ms: Option<u64>,
+    pub queue_updates: Option<u64>,
     pub extra_log_lines: Option<Vec<String>>,
     /// An action, not a setting: `true` forgets every job now (as
     /// `POST /_sim/forget`).
