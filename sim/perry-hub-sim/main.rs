@@ -236,6 +236,12 @@ const KNOBS: &[(&str, &str, Kind, &str)] = &[
         "a stderr log line sent as it is while compiling (after the --log-lines ones); repeatable",
     ),
     (
+        "--failure-message",
+        "failure_message",
+        Kind::Str,
+        "the error message of a --compile-failure build (default: Compilation failed: perry compile exited with status 1)",
+    ),
+    (
         "--compile-failure",
         "compile_failure",
         Kind::Bool,

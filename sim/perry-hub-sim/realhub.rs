@@ -652,7 +652,12 @@ fn run(
                 "error: compilation failed with 1 error",
                 "stderr",
             )?;
-            return p.fail("Compilation failed: perry compile exited with status 1");
+            return p.fail(
+                config
+                    .failure_message
+                    .as_deref()
+                    .unwrap_or("Compilation failed: perry compile exited with status 1"),
+            );
         }
         p.log(
             "compiling",

@@ -83,6 +83,7 @@ pub struct Config {
     pub log_line_delay_ms: u64,
     pub queue_updates: u64,
     pub extra_log_lines: Vec<String>,
+    pub failure_message: Option<String>,
 }
 
 impl Config {
@@ -122,6 +123,7 @@ impl Config {
             log_line_delay_ms: 0,
             queue_updates: 0,
             extra_log_lines: Vec::new(),
+            failure_message: None,
         }
     }
 
@@ -189,6 +191,9 @@ impl Config {
             queue_updates,
             extra_log_lines
         );
+        if let Some(v) = p.failure_message {
+            self.failure_message = Some(v);
+        }
     }
 }
 
@@ -232,6 +237,7 @@ pub struct ConfigPatch {
     pub log_line_delay_ms: Option<u64>,
     pub queue_updates: Option<u64>,
     pub extra_log_lines: Option<Vec<String>>,
+    pub failure_message: Option<String>,
     /// An action, not a setting: `true` forgets every job now (as
     /// `POST /_sim/forget`).
     pub forget_jobs: Option<bool>,

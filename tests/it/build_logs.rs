@@ -380,7 +380,12 @@ fn no_secret_enters_a_log_or_an_error_message(kind: StoreKind) {
     env.extra.push(("DB_PASS".into(), db_pass.clone()));
     env.start_again();
     let encoded: String = upload_secret.replace('/', "%2F").replace('+', "%2B");
-    env.sim.set(json!({"extra_log_lines": [
+    env.sim.set(json!({
+    "failure_message": format!(
+        "Compilation failed: license {license} refused; see {}/api/v1/dl/{dl_token}",
+        env.sim.url()
+    ),
+    "extra_log_lines": [
         format!("using license key {license} for this build"),
         format!("Authorization: Bearer {hub_token}"),
         format!("the upload secret was {upload_secret} and encoded {encoded}"),
@@ -413,7 +418,7 @@ fn no_secret_enters_a_log_or_an_error_message(kind: StoreKind) {
             "/api/v1/dl/[redacted] failed",
             "stderr | callback http://127.0.0.1:9/artifact/1?[redacted]",
             "error TS2304: Cannot find name 'foo'.",
-            "error | INTERNAL_ERROR: Compilation failed",
+            "error | INTERNAL_ERROR: Compilation failed: license [redacted] refused; see http",
             "hone-build | the build failed: Perry Hub: build failed",
         ],
     );
