@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod body;
+pub mod buildpage;
 pub mod cache;
 pub mod codec;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod http;
 pub mod hub;
 pub mod intake;
 pub mod jobs;
+pub mod links;
 pub mod metrics;
 pub mod platform;
 pub mod publish;

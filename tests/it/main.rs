@@ -7,6 +7,8 @@ mod fixtures;
 
 mod architecture;
 mod artifact;
+mod browser;
+mod build_page;
 mod faults;
 mod files;
 mod follow;
