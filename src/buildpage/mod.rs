@@ -144,10 +144,10 @@ fn build_section(h: &mut String, name: &str, version: &str, b: &Build<'_>, now: 
         _ if active => j.progress.percent.map(|p| p.clamp(0, 100)),
         _ => None,
     };
-    let _ = write!(
+    let _ = writeln!(
         h,
         "<div class=\"bar\"{hidden}><progress max=\"100\" data-f=\"progress\"{value}></progress>\
-         <span class=\"pct\" data-f=\"percent\">{pct}</span></div>\n",
+         <span class=\"pct\" data-f=\"percent\">{pct}</span></div>",
         hidden = hidden(!(active || j.status == JobStatus::Completed)),
         value = percent
             .map(|p| format!(" value=\"{p}\""))

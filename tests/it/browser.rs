@@ -34,7 +34,7 @@ impl Chromium {
     fn start() -> Chromium {
         let bin = ["chromium", "chromium-browser"]
             .into_iter()
-            .find_map(|b| which(b))
+            .find_map(which)
             .unwrap_or_else(|| {
                 panic!(
                     "chromium is not installed: the browser test needs Debian's `chromium` \

@@ -253,7 +253,7 @@ fn page_headers_pin_its_own_script_and_style() {
         let a = html.find(open).expect(open) + open.len();
         let b = a + html[a..].find(close).expect(close);
         use base64::Engine as _;
-        let d = Sha256::digest(html[a..b].as_bytes());
+        let d = Sha256::digest(&html.as_bytes()[a..b]);
         format!(
             "'sha256-{}'",
             base64::engine::general_purpose::STANDARD.encode(d)
