@@ -326,6 +326,7 @@ mod tests {
             entry: None,
             updated_at: None,
             progress: BuildProgress::default(),
+            log_attempt: 1,
         }
     }
 
