@@ -13,11 +13,12 @@
 //! and same-origin fetches, nothing else.
 
 use crate::app::App;
-use crate::error::ApiError;
+use crate::error::{ApiError, StoreError};
 use crate::links;
 use crate::platform::Platform;
-use crate::store::{self, Job, JobStatus};
+use crate::store::{self, Job, JobStatus, LogLine, LogPage};
 use sha2::{Digest, Sha256};
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 
 /// The live-update script, inlined into every page.
@@ -41,10 +42,103 @@ pub fn page(app: &App, name: &str, version: &str) -> Result<Page, ApiError> {
             "no builds for {name} {version}"
         )));
     }
-    let builds: Vec<Build<'_>> = jobs.iter().map(|job| Build { job, log: None }).collect();
+    let builds = jobs
+        .iter()
+        .map(|job| {
+            let log = log_tail(app, job)?;
+            Ok(Build { job, log })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
     Ok(Page {
         html: render(name, version, &builds, crate::app::now_secs()),
     })
+}
+
+/// How many log lines one read takes.
+const READ_BATCH: usize = 1000;
+
+/// The last [`LOG_TAIL_LINES`] lines of `job`'s latest log attempt as
+/// `/logs` renders them (its dropped-lines line counting as one), after a
+/// line saying how many earlier ones are not shown; `None` when hone-build
+/// never submitted the job (no attempt, no log). The attempt is read in
+/// batches keeping only the tail (it holds at most BUILD_LOG_MAX_BYTES).
+fn log_tail(app: &App, job: &Job) -> Result<Option<Vec<String>>, StoreError> {
+    if job.log_attempt == 0 {
+        return Ok(None);
+    }
+    let mut tail: VecDeque<LogLine> = VecDeque::with_capacity(LOG_TAIL_LINES + 1);
+    let (mut after, mut total) = (0, 0usize);
+    let mut dropped = (0, 0);
+    // Lines keep coming while a build runs: however the reads interleave
+    // with the writes, stop after what the bound lets a log hold anyway.
+    for _ in 0..4096 {
+        let page = app
+            .store
+            .read_log(job.id, job.log_attempt, after, READ_BATCH)?;
+        dropped = (page.dropped_lines, page.dropped_bytes);
+        let n = page.lines.len();
+        total += n;
+        for line in page.lines {
+            after = line.seq;
+            tail.push_back(line);
+            if tail.len() > LOG_TAIL_LINES {
+                tail.pop_front();
+            }
+        }
+        if n < READ_BATCH {
+            break;
+        }
+    }
+    let rendered = total + usize::from(dropped.0 > 0);
+    let shown = LogPage {
+        attempt: job.log_attempt,
+        lines: tail.into(),
+        // The dropped-lines line opens the whole log: shown only when the
+        // tail reaches back to it.
+        dropped_lines: if rendered <= LOG_TAIL_LINES {
+            dropped.0
+        } else {
+            0
+        },
+        dropped_bytes: dropped.1,
+    };
+    let mut lines = render_log(&shown);
+    if rendered > LOG_TAIL_LINES {
+        lines.insert(0, earlier_marker(rendered - LOG_TAIL_LINES));
+    }
+    Ok(Some(lines))
+}
+
+/// A log as `/logs` writes it: `<time> <stream> | <text>`, after a line
+/// saying what the size bound dropped.
+// Stand-in until `buildlog::render` (the one rendering shared by /logs,
+// this page and the command line) is on this branch.
+fn render_log(page: &LogPage) -> Vec<String> {
+    let mut out = Vec::with_capacity(page.lines.len() + 1);
+    if page.dropped_lines > 0 {
+        out.push(format!(
+            "[\u{2026} {} earlier line(s) ({} bytes) dropped: the log of one build attempt keeps \
+             its last BUILD_LOG_MAX_BYTES \u{2026}]",
+            page.dropped_lines, page.dropped_bytes
+        ));
+    }
+    out.extend(page.lines.iter().map(|l| {
+        let ms = l.at_ms.clamp(0, 253_402_300_799_999) as u64;
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+        format!(
+            "{} {} | {}",
+            humantime::format_rfc3339_millis(t),
+            l.stream,
+            l.text.replace(|c: char| c.is_control() && c != '\t', " ")
+        )
+    }));
+    out
+}
+
+/// The first line of a log tail that leaves `n` lines out (the script
+/// writes the same).
+fn earlier_marker(n: usize) -> String {
+    format!("[\u{2026} {n} earlier line(s) not shown here: see the whole log \u{2026}]")
 }
 
 /// The `Content-Security-Policy` of every build page: nothing may load or
@@ -193,18 +287,20 @@ fn build_section(h: &mut String, name: &str, version: &str, b: &Build<'_>, now: 
         esc(err.unwrap_or_default())
     );
     let log = match &b.log {
-        Some(lines) if !lines.is_empty() => {
-            let from = lines.len().saturating_sub(LOG_TAIL_LINES);
-            lines[from..].join("\n")
-        }
+        Some(lines) if !lines.is_empty() => lines.join("\n"),
         Some(_) => "(no log lines yet)".to_string(),
-        None => "(no log: the build was never submitted by hone-build)".to_string(),
+        None => "(no log: hone-build has not submitted this build)".to_string(),
     };
     let _ = write!(
         h,
-        "<details open><summary>Log (last {LOG_TAIL_LINES} lines)</summary>\
+        "<details open><summary>Log, last {LOG_TAIL_LINES} lines \
+         (<a href=\"{href}\">the whole log</a>)</summary>\
          <pre class=\"log\" data-f=\"log\">{}</pre></details>\n</section>\n",
-        esc(&log)
+        esc(&log),
+        href = esc(&format!(
+            "../..{}",
+            links::log_path(name, version, &j.platform)
+        )),
     );
 }
 
@@ -347,7 +443,7 @@ mod tests {
             message: Some("</p><script>x()</script>".into()),
             queue_position: Some(3),
         };
-        let lines: Vec<String> = (0..250).map(|i| format!("line {i} <b>&</b>")).collect();
+        let lines: Vec<String> = (50..250).map(|i| format!("line {i} <b>&</b>")).collect();
         let html = render(
             "p",
             "1.0.0",
@@ -360,7 +456,6 @@ mod tests {
         assert!(html.contains(
             "compiling&lt;i&gt; \u{2014} &lt;/p&gt;&lt;script&gt;x()&lt;/script&gt; (position 3 in the hub&#39;s queue)"
         ));
-        assert!(!html.contains("line 49 "), "only the last 200 lines");
         assert!(html.contains(">line 50 &lt;b&gt;&amp;&lt;/b&gt;\nline 51 "));
         assert!(html.contains("line 249 &lt;b&gt;&amp;&lt;/b&gt;</pre>"));
         // A figure out of range is shown clamped.

@@ -81,10 +81,13 @@
     return fetch(url, { cache: "no-store" }).then(function (r) {
       if (!r.ok) return;
       return r.text().then(function (t) {
-        var lines = t.replace(/\n$/, "").split("\n");
-        var tail = lines.slice(-TAIL).join("\n");
+        var lines = t.replace(/\n$/, "").split("\n"), shown = lines.slice(-TAIL);
+        if (lines.length > TAIL) {
+          shown.unshift("[\u2026 " + (lines.length - TAIL) +
+                        " earlier line(s) not shown here: see the whole log \u2026]");
+        }
         var atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
-        text(pre, tail === "" ? "(no log lines yet)" : tail);
+        text(pre, t === "" ? "(no log lines yet)" : shown.join("\n"));
         if (atEnd) pre.scrollTop = pre.scrollHeight;
       });
     }).catch(function () {});

@@ -362,6 +362,11 @@ fn hostile_text_is_escaped() {
     let s = section(&html, "&quot;&gt;&lt;svg onload=alert(3)&gt;");
     assert_eq!(field(s, "status"), "weird&quot;&gt;&lt;b&gt;");
     assert!(s.contains("class=\"state st-other\""), "{s}");
+    // A row hone-build never submitted (no log attempt) has no log.
+    assert_eq!(
+        field(s, "log"),
+        "(no log: hone-build has not submitted this build)"
+    );
     assert!(
         s.contains("data-log=\"../../logs/hostile/1.0.0/%22%3E%3Csvg%20onload%3Dalert%283%29%3E\""),
         "{s}"
@@ -448,4 +453,90 @@ fn upload_answer_links_the_status_and_the_page() {
             assert!(!text.contains(s), "a secret in an answer: {s}");
         }
     }
+}
+
+/// The snapshot shows the tail of the latest log attempt as `/logs`
+/// renders it: the last 200 lines after a line counting the ones left
+/// out; the size bound's dropped-lines line when the tail reaches back to
+/// it; log text escaped.
+#[test]
+fn snapshot_shows_the_log_tail() {
+    use hone_build::store::{LogStream, NewLogLine, Store};
+    let svc = Service::builder()
+        .set("RETRY_BASE_SECS", "3600")
+        .set("RETRY_MAX_SECS", "3600")
+        .start();
+    upload(&svc, "tail", "1.0.0", "linux");
+    upload(&svc, "tail", "2.0.0", "linux");
+    let rows = {
+        let c = rusqlite::Connection::open(sqlite_path(&svc)).unwrap();
+        common::sqlite_rows(&c, "SELECT id, logAttempt FROM buildJobs ORDER BY version")
+    };
+    let id_attempt = |i: usize| -> (i64, u32) {
+        let r = &rows[i];
+        (
+            r[0].as_deref().unwrap().parse().unwrap(),
+            r[1].as_deref().unwrap().parse().unwrap(),
+        )
+    };
+    let (job1, attempt1) = id_attempt(0);
+    let (job2, attempt2) = id_attempt(1);
+    assert_eq!((attempt1, attempt2), (1, 1), "{rows:?}");
+    let store = common::sqlite_store(&svc.dir().join("data"));
+    let at = 1_764_412_800_000;
+    let lines = |n: i64| -> Vec<NewLogLine> {
+        (0..n)
+            .map(|i| NewLogLine {
+                at_ms: at + i,
+                stream: if i % 2 == 0 {
+                    LogStream::Stdout
+                } else {
+                    LogStream::Stderr
+                },
+                text: format!("line {i} <script>x()</script> & done"),
+            })
+            .collect()
+    };
+    store
+        .append_log(job1, attempt1, &lines(250), 1 << 20)
+        .unwrap();
+    let html = page(&svc, "tail", "1.0.0").text();
+    let log = field(section(&html, "linux"), "log");
+    let shown: Vec<&str> = log.split('\n').collect();
+    assert_eq!(shown.len(), 201, "{log}");
+    assert_eq!(
+        shown[0],
+        "[\u{2026} 50 earlier line(s) not shown here: see the whole log \u{2026}]"
+    );
+    assert_eq!(
+        shown[1],
+        "2025-11-29T10:40:00.050Z stdout | line 50 &lt;script&gt;x()&lt;/script&gt; &amp; done"
+    );
+    assert_eq!(
+        shown[200],
+        "2025-11-29T10:40:00.249Z stderr | line 249 &lt;script&gt;x()&lt;/script&gt; &amp; done"
+    );
+    assert!(html.contains("<a href=\"../../logs/tail/1.0.0/linux\">the whole log</a>"));
+
+    // 40 lines of 44 bytes under a 900-byte bound: the oldest are dropped.
+    let r = store.append_log(job2, attempt2, &lines(40), 900).unwrap();
+    assert!(r > 0);
+    let page2 = store.read_log(job2, attempt2, 0, 1000).unwrap();
+    assert!(page2.dropped_lines > 0, "{page2:?}");
+    let html = page(&svc, "tail", "2.0.0").text();
+    let log = field(section(&html, "linux"), "log");
+    let shown: Vec<&str> = log.split('\n').collect();
+    assert_eq!(shown.len(), page2.lines.len() + 1, "{log}");
+    assert_eq!(
+        shown[0],
+        format!(
+            "[\u{2026} {} earlier line(s) ({} bytes) dropped: the log of one build attempt keeps \
+             its last BUILD_LOG_MAX_BYTES \u{2026}]",
+            page2.dropped_lines, page2.dropped_bytes
+        )
+    );
+    assert!(
+        shown[shown.len() - 1].contains("| line 39 &lt;script&gt;"),
+        "{log}"
+    );
 }
