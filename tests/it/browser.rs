@@ -163,12 +163,14 @@ impl Chromium {
 
     /// A PNG of the whole page, written to `path`.
     fn screenshot(&mut self, path: &Path) {
+        // The page's width, and its height down to the end of the body
+        // (not the taller window).
         let m = self.call("Page.getLayoutMetrics", json!({}));
-        let size = &m["cssContentSize"];
-        let (w, h) = (
-            size["width"].as_f64().unwrap(),
-            size["height"].as_f64().unwrap(),
-        );
+        let w = m["cssContentSize"]["width"].as_f64().unwrap();
+        let h = self
+            .eval("Math.ceil(document.body.getBoundingClientRect().bottom)")
+            .as_f64()
+            .unwrap();
         let shot = self.call(
             "Page.captureScreenshot",
             json!({"format": "png", "captureBeyondViewport": true,
@@ -342,6 +344,15 @@ fn page_follows_a_build_live_until_it_completes() {
         assert_eq!(shown["stage"], Value::Null, "{shown}");
     }
     assert_eq!(last["live"], "All builds have finished.");
+    assert_eq!(
+        browser.eval("document.querySelector('noscript p') === null"),
+        true
+    );
+    // The inline style applied (the CSP names it): badges are white on colour.
+    assert_eq!(
+        browser.eval("getComputedStyle(document.querySelector('.state')).color"),
+        "rgb(255, 255, 255)"
+    );
     browser.screenshot(&shot_path("build-page.png"));
     assert!(
         started.elapsed() < Duration::from_secs(50),
@@ -379,4 +390,51 @@ fn page_shows_hostile_text_as_text() {
         assert_eq!(browser.eval("document.scripts.length"), 1);
         std::thread::sleep(Duration::from_millis(5200));
     }
+}
+
+/// Script off, the page is a complete snapshot: the browser shows each
+/// build's state, bar, size and SHA-256, and the note that it is a
+/// snapshot; the style still applies (the CSP lets it).
+#[test]
+fn page_is_a_snapshot_with_javascript_off() {
+    let mut browser = Chromium::start();
+    browser.call(
+        "Emulation.setScriptExecutionDisabled",
+        json!({"value": true}),
+    );
+    let sim = Sim::start_real(&[]);
+    let svc = service_for(&sim).start();
+    upload(&svc, "still-life", "1.0.0", "linux");
+    let st = wait_overall(&svc, "still-life", "1.0.0", "completed");
+    browser.open(&svc.url("/builds/still-life/1.0.0"));
+    let v = read_page(&mut browser);
+    let b = &v["builds"][0];
+    assert_eq!(v["overall"], "completed", "{v}");
+    assert_eq!(b["state"], "completed", "{v}");
+    assert_eq!(b["progress"], 100.0, "{v}");
+    assert_eq!(b["sha256"], st["builds"][0]["sha256"], "{v}");
+    let size = st["builds"][0]["size"].as_i64().unwrap();
+    assert!(
+        b["size"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("({size} bytes)")),
+        "{v}"
+    );
+    assert!(v["live"].as_str().unwrap().starts_with("As of "), "{v}");
+    // Scripts are really off: only then is <noscript>'s content parsed
+    // into elements (the note that this is a snapshot).
+    let note = browser.eval("(document.querySelector('noscript p') || {}).textContent || null");
+    assert!(
+        note.as_str()
+            .unwrap_or_default()
+            .starts_with("A snapshot as of "),
+        "{note}"
+    );
+    assert_eq!(
+        browser.eval("getComputedStyle(document.querySelector('.state')).color"),
+        "rgb(255, 255, 255)",
+        "the inline style applies"
+    );
+    browser.screenshot(&shot_path("build-page-no-js.png"));
 }
