@@ -8,7 +8,7 @@
 //! Chromium missing is a failure, not a skip: `.ci/run` installs it.
 
 use crate::build_page::{service_for, status, upload, wait_overall};
-use crate::common::{Service, Sim};
+use crate::common::{Service, Sim, http};
 use base64::Engine as _;
 use serde_json::{Value, json};
 use std::io::Read as _;
@@ -220,6 +220,15 @@ fn which(bin: &str) -> Option<PathBuf> {
     })
 }
 
+/// HTML text back to text (the five escapes the page uses).
+fn unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
+}
+
 fn shot_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name)
 }
@@ -351,6 +360,36 @@ fn page_follows_a_build_live_until_it_completes() {
         browser.eval("document.querySelector('noscript p') === null"),
         true
     );
+    // Each log shown is its end as /logs has it (the script fetched it once
+    // more when the build ended), or, where /logs does not answer, the
+    // server's own rendering of it.
+    for shown in last["builds"].as_array().unwrap() {
+        let platform = shown["platform"].as_str().unwrap();
+        let r = http(
+            "GET",
+            &svc.url(&format!("/logs/{name}/{version}/{platform}")),
+            &[],
+            None,
+        );
+        let expected = if r.status == 200 {
+            let text = r.text();
+            let lines: Vec<&str> = text.trim_end_matches('\n').split('\n').collect();
+            assert!(lines.len() <= 200, "a longer log than this test expects");
+            if text.is_empty() {
+                "(no log lines yet)".to_string()
+            } else {
+                lines.join("\n")
+            }
+        } else {
+            let html = http("GET", &page_url, &[], None).text();
+            let at = html.find(&format!("data-platform=\"{platform}\"")).unwrap();
+            let pre = &html[at..];
+            let open = pre.find("data-f=\"log\">").unwrap() + "data-f=\"log\">".len();
+            let close = open + pre[open..].find("</pre>").unwrap();
+            unescape(&pre[open..close])
+        };
+        assert_eq!(shown["log"], expected, "{platform}");
+    }
     // The inline style applied (the CSP names it): badges are white on colour.
     assert_eq!(
         browser.eval("getComputedStyle(document.querySelector('.state')).color"),
