@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod body;
+pub mod buildlog;
 pub mod buildpage;
 pub mod cache;
 pub mod codec;

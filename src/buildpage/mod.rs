@@ -13,6 +13,7 @@
 //! and same-origin fetches, nothing else.
 
 use crate::app::App;
+use crate::buildlog;
 use crate::error::{ApiError, StoreError};
 use crate::links;
 use crate::platform::Platform;
@@ -102,37 +103,11 @@ fn log_tail(app: &App, job: &Job) -> Result<Option<Vec<String>>, StoreError> {
         },
         dropped_bytes: dropped.1,
     };
-    let mut lines = render_log(&shown);
+    let mut lines = buildlog::render(&shown);
     if rendered > LOG_TAIL_LINES {
         lines.insert(0, earlier_marker(rendered - LOG_TAIL_LINES));
     }
     Ok(Some(lines))
-}
-
-/// A log as `/logs` writes it: `<time> <stream> | <text>`, after a line
-/// saying what the size bound dropped.
-// Stand-in until `buildlog::render` (the one rendering shared by /logs,
-// this page and the command line) is on this branch.
-fn render_log(page: &LogPage) -> Vec<String> {
-    let mut out = Vec::with_capacity(page.lines.len() + 1);
-    if page.dropped_lines > 0 {
-        out.push(format!(
-            "[\u{2026} {} earlier line(s) ({} bytes) dropped: the log of one build attempt keeps \
-             its last BUILD_LOG_MAX_BYTES \u{2026}]",
-            page.dropped_lines, page.dropped_bytes
-        ));
-    }
-    out.extend(page.lines.iter().map(|l| {
-        let ms = l.at_ms.clamp(0, 253_402_300_799_999) as u64;
-        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
-        format!(
-            "{} {} | {}",
-            humantime::format_rfc3339_millis(t),
-            l.stream,
-            l.text.replace(|c: char| c.is_control() && c != '\t', " ")
-        )
-    }));
-    out
 }
 
 /// The first line of a log tail that leaves `n` lines out (the script
