@@ -113,8 +113,12 @@
         if (!sec) return;
         var was = sec.getAttribute("data-state");
         update(sec, b);
-        // Unfinished builds, and one last time for a build that just ended.
+        // Unfinished builds, and a build that just ended: now, and once
+        // more a little later for the lines written as it ended.
         if (running(b.status) || running(was)) logs.push(refreshLog(sec));
+        if (running(was) && !running(b.status)) {
+          setTimeout(function () { refreshLog(sec); }, 2000);
+        }
         if (running(b.status)) busy = true;
         if (b.status === "queued" || b.status === "building") fast = true;
       });

@@ -228,6 +228,11 @@ fn which(bin: &str) -> Option<PathBuf> {
     })
 }
 
+/// `/logs/<name>/<version>/<platform>` of `svc`.
+fn r_url(svc: &Service, name: &str, version: &str, platform: &str) -> String {
+    svc.url(&format!("/logs/{name}/{version}/{platform}"))
+}
+
 /// HTML text back to text (the five escapes the page uses).
 fn unescape(s: &str) -> String {
     s.replace("&lt;", "<")
@@ -380,11 +385,27 @@ fn page_follows_a_build_live_until_it_completes() {
         );
         let shown = shown["log"].as_str().unwrap();
         if r.status == 200 {
-            let text = r.text();
-            let lines: Vec<&str> = text.trim_end_matches('\n').split('\n').collect();
-            assert!(lines.len() <= 200, "a longer log than this test expects");
-            assert!(lines.iter().any(|l| l.contains("program stored")), "{text}");
-            assert_eq!(shown, lines.join("\n"), "{platform}");
+            // The script fetches the log when the build ends and once more
+            // 2 s later (for the lines written as it ended).
+            let mut text = String::new();
+            let mut now = String::new();
+            let same = crate::common::wait_until(Duration::from_secs(6), || {
+                text = http("GET", &r_url(&svc, name, version, platform), &[], None).text();
+                let v = read_page(&mut browser);
+                now = v["builds"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|b| b["platform"] == platform)
+                    .unwrap()["log"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                text.contains("program stored") && now == text.trim_end_matches('\n')
+            });
+            let lines = text.trim_end_matches('\n').split('\n').count();
+            assert!(lines <= 200, "a longer log than this test expects");
+            assert!(same, "{platform}: the page shows\n{now}\n/logs has\n{text}");
         } else {
             // Without the /logs route (another branch of issue #12) the
             // script cannot refresh the log: the page keeps the beginning
@@ -393,13 +414,17 @@ fn page_follows_a_build_live_until_it_completes() {
                 "GET /logs answers {}: the log shown is the page's snapshot",
                 r.status
             );
-            let html = http("GET", &page_url, &[], None).text();
-            let at = html.find(&format!("data-platform=\"{platform}\"")).unwrap();
-            let pre = &html[at..];
-            let open = pre.find("data-f=\"log\">").unwrap() + "data-f=\"log\">".len();
-            let close = open + pre[open..].find("</pre>").unwrap();
-            let now = unescape(&pre[open..close]);
-            assert!(now.contains("program stored"), "{now}");
+            let mut now = String::new();
+            let whole = crate::common::wait_until(Duration::from_secs(5), || {
+                let html = http("GET", &page_url, &[], None).text();
+                let at = html.find(&format!("data-platform=\"{platform}\"")).unwrap();
+                let pre = &html[at..];
+                let open = pre.find("data-f=\"log\">").unwrap() + "data-f=\"log\">".len();
+                let close = open + pre[open..].find("</pre>").unwrap();
+                now = unescape(&pre[open..close]);
+                now.contains("program stored")
+            });
+            assert!(whole, "{now}");
             assert!(now.starts_with(shown), "{platform}: {shown:?} vs {now:?}");
         }
     }

@@ -546,3 +546,51 @@ fn snapshot_shows_the_log_tail() {
         "{log}"
     );
 }
+
+/// With every secret set, a real build's page (its log included) holds
+/// none of them: not UPLOAD_SECRET, the hub credential, a job's callback
+/// token, or a hub download URL's token.
+#[test]
+fn page_of_a_real_build_holds_no_secret() {
+    let secret = "upload-secret-5e1f0c";
+    let sim = Sim::start_real(&[]);
+    let svc = service_for(&sim).set("UPLOAD_SECRET", secret).start();
+    let tar = tarball("sealed", Fill::Unique);
+    let r = http(
+        "POST",
+        &svc.url("/upload?name=sealed&version=1.0.0&platforms=linux,macos"),
+        &[("Authorization", &format!("Bearer {secret}"))],
+        Some(&tar),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    wait_overall(&svc, "sealed", "1.0.0", "completed");
+    // The last lines are written just after the job is recorded.
+    let mut html = String::new();
+    let whole = wait_until(Duration::from_secs(10), || {
+        html = page(&svc, "sealed", "1.0.0").text();
+        ["linux-x64", "darwin-arm64"]
+            .iter()
+            .all(|id| html.contains(&format!("program stored for {id}")))
+    });
+    assert!(whole, "{html}");
+    let mut secrets = vec![secret.to_string(), LICENSE.to_string()];
+    let c = rusqlite::Connection::open(sqlite_path(&svc)).unwrap();
+    secrets.extend(
+        common::sqlite_rows(&c, "SELECT callbackToken FROM buildJobs")
+            .into_iter()
+            .filter_map(|r| r[0].clone()),
+    );
+    let jobs = http("GET", &format!("{}/_sim/jobs", sim.url()), &[], None).json();
+    for job in jobs.as_array().unwrap() {
+        for a in job["artifacts"].as_array().unwrap() {
+            let url = a["download_url"].as_str().unwrap();
+            let token = url.rsplit('/').next().unwrap();
+            assert!(token.len() >= 16, "{url}");
+            secrets.push(token.to_string());
+        }
+    }
+    assert!(secrets.len() >= 2 + 2 + 3, "{secrets:?}");
+    for s in &secrets {
+        assert!(!html.contains(s.as_str()), "a secret in the page: {s}");
+    }
+}
