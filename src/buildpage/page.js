@@ -75,10 +75,20 @@
     if (b.errorMessage) text(err, b.errorMessage);
   }
 
+  // fetch() given up after 10 s, so that nothing waits on a stuck request.
+  function get(url) {
+    var ctl = typeof AbortController === "function" ? new AbortController() : null;
+    var timer = ctl ? setTimeout(function () { ctl.abort(); }, 10000) : null;
+    return fetch(url, { cache: "no-store", signal: ctl ? ctl.signal : undefined })
+      .finally(function () { if (timer) clearTimeout(timer); });
+  }
+
+  // A build's log tail; one fetch at a time per build.
   function refreshLog(sec) {
     var url = sec.getAttribute("data-log"), pre = field(sec, "log");
-    if (!url || !pre) return Promise.resolve();
-    return fetch(url, { cache: "no-store" }).then(function (r) {
+    if (!url || !pre || sec.logBusy) return;
+    sec.logBusy = true;
+    get(url).then(function (r) {
       if (!r.ok) return;
       return r.text().then(function (t) {
         var lines = t.replace(/\n$/, "").split("\n"), shown = lines.slice(-TAIL);
@@ -90,7 +100,7 @@
         text(pre, t === "" ? "(no log lines yet)" : shown.join("\n"));
         if (atEnd) pre.scrollTop = pre.scrollHeight;
       });
-    }).catch(function () {});
+    }).catch(function () {}).then(function () { sec.logBusy = false; });
   }
 
   function sections() { return root.querySelectorAll("section[data-platform]"); }
@@ -103,11 +113,11 @@
   }
 
   function poll() {
-    fetch(statusUrl, { cache: "no-store" }).then(function (r) {
+    get(statusUrl).then(function (r) {
       if (!r.ok) throw new Error("status " + r.status);
       return r.json();
     }).then(function (v) {
-      var logs = [], busy = false, fast = false;
+      var busy = false, fast = false;
       (v.builds || []).forEach(function (b) {
         var sec = find(b.platform);
         if (!sec) return;
@@ -115,7 +125,7 @@
         update(sec, b);
         // Unfinished builds, and a build that just ended: now, and once
         // more a little later for the lines written as it ended.
-        if (running(b.status) || running(was)) logs.push(refreshLog(sec));
+        if (running(b.status) || running(was)) refreshLog(sec);
         if (running(was) && !running(b.status)) {
           setTimeout(function () { refreshLog(sec); }, 2000);
         }
@@ -125,14 +135,12 @@
       var ov = document.getElementById("overall");
       text(ov, v.overall);
       ov.className = "state st-" + v.overall;
-      return Promise.all(logs).then(function () {
-        if (busy) {
-          text(live, "Updating live (last update " + iso(nowSecs()) + ").");
-          setTimeout(poll, fast ? 1000 : 5000);
-        } else {
-          text(live, "All builds have finished.");
-        }
-      });
+      if (busy) {
+        text(live, "Updating live (last update " + iso(nowSecs()) + ").");
+        setTimeout(poll, fast ? 1000 : 5000);
+      } else {
+        text(live, "All builds have finished.");
+      }
     }).catch(function () {
       text(live, "Live updates interrupted; retrying\u2026");
       setTimeout(poll, 5000);

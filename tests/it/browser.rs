@@ -316,7 +316,8 @@ fn page_follows_a_build_live_until_it_completes() {
             }
         }
         samples.push(v.clone());
-        if v["overall"] == "completed" {
+        // Done once the script saw it all finished (after its last fetches).
+        if v["overall"] == "completed" && v["live"] == "All builds have finished." {
             break v;
         }
         assert!(
