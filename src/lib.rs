@@ -4,6 +4,7 @@
 pub mod app;
 pub mod body;
 pub mod buildlog;
+pub mod buildpage;
 pub mod cache;
 pub mod codec;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod http;
 pub mod hub;
 pub mod intake;
 pub mod jobs;
+pub mod links;
 pub mod metrics;
 pub mod platform;
 pub mod publish;

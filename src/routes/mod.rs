@@ -6,6 +6,7 @@
 use crate::http::Route;
 
 pub mod artifact;
+pub mod builds;
 pub mod health;
 pub mod metrics;
 pub mod status;
@@ -42,5 +43,11 @@ pub const ROUTES: &[Route] = &[
         pattern: "/status/:name/:version",
         name: "status",
         handler: status::get,
+    },
+    Route {
+        method: "GET",
+        pattern: "/builds/:name/:version",
+        name: "build_page",
+        handler: builds::get,
     },
 ];

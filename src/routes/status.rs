@@ -5,7 +5,8 @@
 use crate::app::App;
 use crate::error::ApiError;
 use crate::http::{Reply, Request};
-use crate::store::{Job, JobStatus};
+use crate::links;
+use crate::store::{self, Job, JobStatus};
 use crate::validate;
 use serde_json::{Map, Value, json};
 
@@ -44,16 +45,19 @@ pub fn get(app: &App, req: &mut Request<'_>) -> Result<Reply, ApiError> {
             }
             b.insert("attempts".into(), json!(j.attempts));
             live_fields(j, &mut b);
+            b.insert(
+                "logUrl".into(),
+                json!(links::log_url(
+                    &app.cfg.public_url,
+                    name,
+                    version,
+                    &j.platform
+                )),
+            );
             Value::Object(b)
         })
         .collect();
-    let overall = if jobs.iter().any(|j| j.status == JobStatus::Failed) {
-        "failed"
-    } else if jobs.iter().all(|j| j.status == JobStatus::Completed) {
-        "completed"
-    } else {
-        "building"
-    };
+    let overall = store::overall(jobs.iter().map(|j| &j.status));
     let reply = Reply::json(
         200,
         &json!({"pluginName": name, "version": version, "builds": builds, "overall": overall}),

@@ -4,6 +4,7 @@
 use crate::app::App;
 use crate::error::ApiError;
 use crate::http::{Reply, Request};
+use crate::links;
 use crate::publish::{self, Upload};
 use crate::store::{AttemptResult, DEFAULT_ENTRY};
 use crate::validate::{self, Query};
@@ -98,8 +99,13 @@ pub fn post(app: &App, req: &mut Request<'_>) -> Result<Reply, ApiError> {
             }),
         })
         .collect();
+    let public = &app.cfg.public_url;
     Ok(Reply::json(
         200,
-        &json!({"success": true, "pluginName": name, "version": version, "builds": builds}),
+        &json!({
+            "success": true, "pluginName": name, "version": version, "builds": builds,
+            "statusUrl": links::status_url(public, &name, &version),
+            "buildUrl": links::build_url(public, &name, &version),
+        }),
     ))
 }

@@ -215,6 +215,24 @@ impl Job {
     }
 }
 
+/// A version's state from its builds' (`/status`'s `overall`, the build
+/// page's): `failed` if any failed, else `completed` if all completed,
+/// else `building`.
+pub fn overall<'a>(statuses: impl IntoIterator<Item = &'a JobStatus>) -> &'static str {
+    let (mut any_failed, mut all_completed) = (false, true);
+    for s in statuses {
+        any_failed |= *s == JobStatus::Failed;
+        all_completed &= *s == JobStatus::Completed;
+    }
+    if any_failed {
+        "failed"
+    } else if all_completed {
+        "completed"
+    } else {
+        "building"
+    }
+}
+
 /// How many characters the database's columns hold for what an upload
 /// names (VARCHAR widths count characters). A longer value is refused with
 /// 400 before anything is written: a strict server would fail the

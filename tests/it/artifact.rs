@@ -626,12 +626,20 @@ fn end_to_end_three_platforms(kind: StoreKind) {
                 "completedAt",
                 "createdAt",
                 "hubJobId",
+                "logUrl",
                 "platform",
                 "sha256",
                 "size",
                 "status"
             ]),
             "{b}"
+        );
+        assert_eq!(
+            b["logUrl"],
+            format!(
+                "http://localhost:{}/logs/{name}/{version}/{platform}",
+                env.svc.addr().port()
+            )
         );
         assert_eq!(b["status"], "completed");
         assert_eq!(b["hubJobId"], j.hub_job_id.as_deref().unwrap());

@@ -7,7 +7,9 @@ mod fixtures;
 
 mod architecture;
 mod artifact;
+mod browser;
 mod build_logs;
+mod build_page;
 mod faults;
 mod files;
 mod follow;

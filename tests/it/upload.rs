@@ -442,8 +442,18 @@ fn check_queued_upload(
     let keys: BTreeSet<&str> = j.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(
         keys,
-        BTreeSet::from(["success", "pluginName", "version", "builds"])
+        BTreeSet::from([
+            "success",
+            "pluginName",
+            "version",
+            "builds",
+            "statusUrl",
+            "buildUrl"
+        ])
     );
+    let base = rig.public_url();
+    assert_eq!(j["statusUrl"], format!("{base}/status/{name}/{version}"));
+    assert_eq!(j["buildUrl"], format!("{base}/builds/{name}/{version}"));
 
     // The hub received exactly one submission per platform.
     let subs = rig.sim().submissions();
