@@ -549,12 +549,14 @@ fn planted_directory_symlinks_are_not_followed() {
     assert!(!msg.contains(&*outside.path().to_string_lossy()), "{msg}");
     assert_eq!(files_under(outside.path()), Vec::<PathBuf>::new());
     assert_eq!(count_rows(svc.dir(), "plugins"), 0);
-    let log = svc.log();
-    assert!(
-        log.contains("symbolic link")
-            && log.contains(&*svc.dir().join("uploads/evil").to_string_lossy()),
-        "{log}"
-    );
+    // The line is written by the answering thread after the response went
+    // out: wait for it rather than read the log once.
+    let evil = svc.dir().join("uploads/evil").to_string_lossy().into_owned();
+    let logged = wait_until(Duration::from_secs(10), || {
+        let log = svc.log();
+        log.contains("symbolic link") && log.contains(&evil)
+    });
+    assert!(logged, "{}", svc.log());
 
     // PACKAGES_DIR: the plugin's directory, then the version's.
     for (name, link) in [("pkga", "pkga"), ("pkgb", "pkgb/1.0.0")] {
