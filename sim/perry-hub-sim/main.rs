@@ -34,7 +34,9 @@
 //!   letters, digits, `.`, `-`, `_`; `version` digits and dots; `entry` not
 //!   absolute, no `..`; failing: `error` INTERNAL_ERROR naming the field,
 //!   `complete(false)`); then per target `stage` (extracting, compiling,
-//!   bundling, uploading, signing, complete), `progress`, `log` lines, the
+//!   bundling, uploading, signing, complete), `progress`, `log` lines (plus
+//!   `log_lines` numbered stdout lines, each after `log_line_delay_ms`, and
+//!   the `extra_log_lines` as stderr lines, while compiling), the
 //!   packages (see `package.rs`) with `artifact_ready`, and finally
 //!   `complete(success:true, duration_secs, artifacts:[{name,size,sha256}])`.
 //!   windows: a hidden `windows-precompiled` upload (never announced), then
@@ -207,6 +209,24 @@ const KNOBS: &[(&str, &str, Kind, &str)] = &[
         "close_subscribers_after_ms",
         Kind::Num,
         "close each WebSocket subscriber N ms after it subscribed (0 = never)",
+    ),
+    (
+        "--log-lines",
+        "log_lines",
+        Kind::Num,
+        "N more stdout log lines while compiling, `[i/N] compiled module mI.ts` (default 0)",
+    ),
+    (
+        "--log-line-delay-ms",
+        "log_line_delay_ms",
+        Kind::Num,
+        "pause before each of those lines (default 0)",
+    ),
+    (
+        "--extra-log-line",
+        "extra_log_lines",
+        Kind::List,
+        "a stderr log line sent as it is while compiling (after the --log-lines ones); repeatable",
     ),
     (
         "--compile-failure",

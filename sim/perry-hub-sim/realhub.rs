@@ -610,6 +610,20 @@ fn run(
             "stdout",
         )?;
         p.log("compiling", &format!("Compiling {entry}"), "stdout")?;
+        let n = config.log_lines;
+        for i in 1..=n {
+            if config.log_line_delay_ms > 0 {
+                thread::sleep(Duration::from_millis(config.log_line_delay_ms));
+            }
+            p.log(
+                "compiling",
+                &format!("[{i}/{n}] compiled module m{i}.ts"),
+                "stdout",
+            )?;
+        }
+        for line in &config.extra_log_lines {
+            p.log("compiling", line, "stderr")?;
+        }
         if config.compile_failure {
             p.log(
                 "compiling",
