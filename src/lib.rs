@@ -14,6 +14,7 @@ pub mod http;
 pub mod hub;
 pub mod intake;
 pub mod jobs;
+pub mod logfollow;
 pub mod metrics;
 pub mod platform;
 pub mod publish;

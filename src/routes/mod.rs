@@ -7,6 +7,7 @@ use crate::http::Route;
 
 pub mod artifact;
 pub mod health;
+pub mod logs;
 pub mod metrics;
 pub mod status;
 pub mod upload;
@@ -42,5 +43,11 @@ pub const ROUTES: &[Route] = &[
         pattern: "/status/:name/:version",
         name: "status",
         handler: status::get,
+    },
+    Route {
+        method: "GET",
+        pattern: "/logs/:name/:version/:platform",
+        name: "logs",
+        handler: logs::get,
     },
 ];

@@ -13,6 +13,7 @@ mod files;
 mod follow;
 mod health;
 mod hostile;
+mod logs;
 mod migrations;
 mod operations;
 mod properties;
