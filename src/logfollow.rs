@@ -293,13 +293,13 @@ fn ended(job: Option<&Job>, attempt: u32) -> Option<String> {
         ));
     }
     match &job.status {
-        JobStatus::Pending | JobStatus::Queued | JobStatus::Building => None,
+        s if s.in_progress() => None,
         JobStatus::Completed => Some("build completed".into()),
         JobStatus::Failed => Some(match &job.error_message {
             Some(m) => format!("build failed: {m}"),
             None => "build failed".into(),
         }),
-        JobStatus::Other(s) => Some(format!("build ended ({s})")),
+        other => Some(format!("build ended ({other})")),
     }
 }
 
