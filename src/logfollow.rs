@@ -16,6 +16,10 @@ use std::time::Duration;
 /// How often a follower looks for new lines and for the end of the build.
 pub const POLL: Duration = Duration::from_millis(250);
 
+/// After this long without a line, [`Follower::next_text`] returns an
+/// empty text.
+pub const QUIET: Duration = Duration::from_secs(1);
+
 /// Lines read from the store at a time.
 const PAGE: usize = 1000;
 
@@ -173,10 +177,16 @@ where
     }
 
     /// The next rendered lines, waiting (polling the store) until there are
-    /// some; the last line saying how the build ended; then `None`. Once
-    /// `stop` is set, a line saying so and then `None`, within [`POLL`].
+    /// some, or an empty text after [`QUIET`] without any (a chance to see
+    /// whether the reader is still there); the last line saying how the
+    /// build ended; then `None`. Once `stop` is set, a line saying so and
+    /// then `None`, within [`POLL`].
     pub fn next_text(&mut self, stop: &AtomicBool) -> Option<String> {
+        let since = std::time::Instant::now();
         loop {
+            if self.started && since.elapsed() >= QUIET && self.ending.is_none() {
+                return Some(String::new());
+            }
             if self.done {
                 return None;
             }

@@ -443,6 +443,9 @@ fn logs(
         let never = AtomicBool::new(false);
         let mut follower = logfollow::Follower::new(s, &log);
         while let Some(text) = follower.next_text(&never) {
+            if text.is_empty() {
+                continue;
+            }
             // stdout closed (`| head`): stop quietly.
             if put(&text).is_err() {
                 break;

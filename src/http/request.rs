@@ -92,9 +92,12 @@ pub struct Reply {
 /// The HTTP layer pulls it on the connection's own thread, never on a
 /// request worker (`server`).
 pub trait BodySource: Send {
-    /// The next piece of the body, waiting for it as long as it takes;
-    /// `None` at the end. Once `stop` is set (the service is stopping) the
-    /// source ends within about a second, after a last piece if it likes.
+    /// The next piece of the body, waiting for it; `None` at the end. While
+    /// nothing comes, an empty piece about every second, so that a client
+    /// that has left is noticed (and the source dropped) without waiting
+    /// for the next real piece. Once `stop` is set (the service is
+    /// stopping) the source ends within about a second, after a last piece
+    /// if it likes.
     fn next_piece(&mut self, stop: &AtomicBool) -> Option<Vec<u8>>;
 }
 

@@ -165,6 +165,11 @@ impl std::io::Read for StreamBody {
             let next =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| source.next_piece(&stop)));
             match next {
+                // Nothing yet: tiny_http looks whether the client is still
+                // there, then reads again.
+                Ok(Some(p)) if p.is_empty() => {
+                    return Err(std::io::ErrorKind::WouldBlock.into());
+                }
                 Ok(Some(p)) => {
                     self.piece = p;
                     self.at = 0;

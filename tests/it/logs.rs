@@ -611,6 +611,18 @@ fn followers_are_bounded_and_do_not_hold_workers(kind: StoreKind) {
         metrics.contains("route=\"logs\",status=\"503\""),
         "{metrics}"
     );
+    // A client that leaves while nothing is written gives its slot back
+    // within seconds, not at the next line (which may never come).
+    drop(followers.pop());
+    let t = Instant::now();
+    let freed = wait_until(Duration::from_secs(10), || {
+        Follow::open(&env.svc, path).status() == 200
+    });
+    assert!(freed, "the slot of a follower that left was not given back");
+    eprintln!(
+        "a follower that left freed its slot after {:?}",
+        t.elapsed()
+    );
 }
 
 /// A follower whose client stops reading is cut off once a piece cannot be

@@ -61,7 +61,14 @@ pub(crate) enum Outgoing {
     /// itself, pulling its body from the response's reader as the body is
     /// produced, so nothing is buffered for a client that reads slowly and
     /// no thread of the application is held while it streams.
-    Streamed(Box<dyn FnOnce(&mut dyn Write) -> IoResult<()> + Send>),
+    Streamed(Box<dyn FnOnce(&mut dyn StreamSink) -> IoResult<()> + Send>),
+}
+
+/// hone-build patch (20): where a streamed response is written: the
+/// connection's socket, which can also tell whether the client has gone.
+pub(crate) trait StreamSink: Write {
+    /// Has the client closed or reset the connection?
+    fn client_gone(&self) -> bool;
 }
 
 impl Write for ChannelWriter {
@@ -97,6 +104,12 @@ struct PieceDeadline<'a, W: Write> {
     inner: &'a mut W,
     timeout: Option<Duration>,
     since: Option<Instant>,
+}
+
+impl StreamSink for PieceDeadline<'_, BufWriter<RefinedTcpStream>> {
+    fn client_gone(&self) -> bool {
+        self.inner.get_ref().peer_gone()
+    }
 }
 
 impl<W: Write> Write for PieceDeadline<'_, W> {

@@ -546,6 +546,8 @@ impl Request {
     /// piece the body's reader returns as soon as it returns it (one chunk
     /// per read with HTTP/1.1; with HTTP/1.0, or a client asking for
     /// `TE: identity`, the body ends with the connection, which is closed).
+    /// A read failing with `WouldBlock` means "nothing yet": the connection
+    /// is then checked, and the response ended if the client has gone.
     /// The reader is read, and dropped, on that thread: when the body ends,
     /// when a piece is not written within the socket's write timeout (the
     /// client stopped reading) or when the client is gone. The caller's
@@ -567,7 +569,7 @@ impl Request {
         let headers = self.headers.clone();
         let head_only = self.method == Method::Head;
         let poison = std::sync::Arc::clone(&self.poison);
-        let write = move |w: &mut dyn Write| -> Result<(), IoError> {
+        let write = move |w: &mut dyn crate::client::StreamSink| -> Result<(), IoError> {
             let close = response.raw_print_streamed(w, version, &headers, head_only)?;
             if close {
                 poison.store(true, std::sync::atomic::Ordering::Release);

@@ -463,10 +463,11 @@ where
 
     /// hone-build patch (20): writes the response with a body produced while
     /// it is written: each read of the reader is written and flushed at once
-    /// (a chunk of its own with chunked coding). Without chunked coding
+    /// (a chunk of its own with chunked coding); a read failing with
+    /// `WouldBlock` (nothing yet) checks that the client is still there. Without chunked coding
     /// (HTTP/1.0, or `TE: identity`) the body ends with the connection: the
     /// head says `Connection: close` and the answer is true (close it).
-    pub(crate) fn raw_print_streamed<W: Write + ?Sized>(
+    pub(crate) fn raw_print_streamed<W: crate::client::StreamSink + ?Sized>(
         mut self,
         writer: &mut W,
         http_version: HTTPVersion,
@@ -517,6 +518,17 @@ where
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // Nothing yet: a client that has left ends the response
+                // now, not at the next piece (which may be long in coming).
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if writer.client_gone() {
+                        return Err(io::Error::new(
+                            io::ErrorKind::ConnectionAborted,
+                            "the client has gone",
+                        ));
+                    }
+                    continue;
+                }
                 Err(e) => return Err(e),
             };
             if chunked {
