@@ -1,6 +1,6 @@
 //! The background loop: submits due `pending` jobs (through `publish`),
 //! fails queued jobs whose artifact did not arrive within
-//! BUILD_TIMEOUT_SECS, settles changes whose COMMIT outcome was unknown,
+//! BUILD_TIMEOUT_SECS (saying so in their build logs), settles changes whose COMMIT outcome was unknown,
 //! reconciles the published files with the rows (`files::reconcile`),
 //! removes stale temporary files, and removes build logs older than
 //! BUILD_LOG_RETENTION_DAYS. All state is in the store, so it resumes after
@@ -129,6 +129,7 @@ fn fail_timed_out(app: &App) {
     {
         Ok(jobs) => {
             for j in jobs {
+                crate::buildlog::Writer::new(app, j.id, j.log_attempt).event(&message);
                 log::warn!(
                     "job {} ({} {} {}): {message}",
                     j.id,

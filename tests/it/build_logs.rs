@@ -11,7 +11,7 @@
 use crate::common;
 use crate::follow::{Env, LICENSE, metric, only_build, quiet};
 
-use common::{StoreKind, both_stores, wait_until};
+use common::{Sim, StoreKind, both_stores, wait_until};
 use hone_build::buildlog;
 use hone_build::store::{LogPage, LogStream, NewLogLine, Store};
 use serde_json::json;
@@ -23,6 +23,9 @@ both_stores!(
     size_bound_keeps_the_tail_and_says_what_it_dropped,
     no_secret_enters_a_log_or_an_error_message,
     retention_removes_old_logs_and_keeps_new_ones,
+    a_retried_submission_starts_a_new_log_attempt,
+    a_callback_delivery_is_written_to_the_log,
+    a_build_timeout_is_written_to_the_log,
 );
 
 /// A store on the service's database (another "process").
@@ -506,5 +509,92 @@ fn retention_removes_old_logs_and_keeps_new_ones(kind: StoreKind) {
         )),
         "{}",
         env.svc.log()
+    );
+}
+
+/// The log of (`job_id`, `attempt`), whole.
+fn attempt_log(env: &Env, job_id: i64, attempt: u32) -> Vec<String> {
+    texts(&store(env).read_log(job_id, attempt, 0, usize::MAX).unwrap())
+}
+
+/// A submission Perry Hub did not accept is tried again later as the next
+/// log attempt; the first attempt's log stays, saying why and when.
+fn a_retried_submission_starts_a_new_log_attempt(kind: StoreKind) {
+    let env = Env::start(kind, &["--build-delay-ms", "200", "--fail-next", "1"], &[]);
+    let (name, version) = ("retried-log", "1.0.0");
+    env.upload_ok(name, version, "linux");
+    env.wait_overall(name, version, "completed", Duration::from_secs(20));
+    let (job_id, page) = wait_log(&env, name, version, "program stored for");
+    assert_eq!(page.attempt, 2, "{:#?}", texts(&page));
+    assert_in_order(
+        &attempt_log(&env, job_id, 1),
+        &[
+            "hone-build | submitting retried-log 1.0.0 for linux to Perry Hub (log attempt 1, submission 1 of at most 8)",
+            "hone-build | submission not accepted: Perry Hub: INTERNAL: simulated failure; next try in ",
+        ],
+    );
+    let first = attempt_log(&env, job_id, 1);
+    assert!(
+        !first.iter().any(|l| l.contains("accepted by Perry Hub")),
+        "{first:#?}"
+    );
+    assert_in_order(
+        &texts(&page),
+        &[
+            "hone-build | submitting retried-log 1.0.0 for linux to Perry Hub (log attempt 2, submission 2 of at most 8)",
+            "hone-build | accepted by Perry Hub as hub job ",
+            "stdout | Compiling src/index.ts",
+            "hone-build | program stored for linux-x64 (",
+        ],
+    );
+    assert!(attempt_log(&env, job_id, 3).is_empty());
+}
+
+/// With PERRY_HUB_WS_URL=off a patched hub's worker posts the program to
+/// `/artifact`: the delivery is written to the job attempt's log.
+fn a_callback_delivery_is_written_to_the_log(kind: StoreKind) {
+    let env = Env::start_with(
+        kind,
+        Sim::start(&["--build-delay-ms", "300"]),
+        &[("PERRY_HUB_WS_URL", "off")],
+    );
+    let (name, version) = ("called-back", "1.0.0");
+    env.upload_ok(name, version, "linux");
+    env.wait_overall(name, version, "completed", Duration::from_secs(20));
+    let (_, page) = wait_log(&env, name, version, "program stored for");
+    let lines = texts(&page);
+    assert_in_order(
+        &lines,
+        &[
+            "hone-build | submitting called-back 1.0.0 for linux",
+            "hone-build | accepted by Perry Hub as hub job ",
+            "hone-build | artifact received from Perry Hub's worker (callback): ",
+            "hone-build | sha256 verified against x-artifact-sha256",
+            "hone-build | program stored for linux-x64 (",
+        ],
+    );
+    assert!(!lines.iter().any(|l| l.contains("following")), "{lines:#?}");
+    // The callback URL's token is never written.
+    assert!(!lines.iter().any(|l| l.contains("token")), "{lines:#?}");
+}
+
+/// A build whose program never comes is failed by the background loop at
+/// BUILD_TIMEOUT_SECS: its log says so.
+fn a_build_timeout_is_written_to_the_log(kind: StoreKind) {
+    let env = Env::start_with(
+        kind,
+        Sim::start(&["--build-delay-ms", "100", "--never-callback"]),
+        &[("PERRY_HUB_WS_URL", "off"), ("BUILD_TIMEOUT_SECS", "1")],
+    );
+    let (name, version) = ("timed-out", "1.0.0");
+    env.upload_ok(name, version, "linux");
+    env.wait_overall(name, version, "failed", Duration::from_secs(20));
+    let (_, page) = wait_log(&env, name, version, "build timed out");
+    assert_in_order(
+        &texts(&page),
+        &[
+            "hone-build | accepted by Perry Hub as hub job ",
+            "hone-build | build timed out: no artifact within BUILD_TIMEOUT_SECS (1 s) of submission",
+        ],
     );
 }
