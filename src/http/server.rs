@@ -176,6 +176,7 @@ impl std::io::Read for StreamBody {
                 }
                 Ok(None) => self.ended = true,
                 Err(_) => {
+                    self.ended = true;
                     log::error!("streamed reply panicked on {}", self.line.target);
                     return Err(std::io::Error::other("the body's source failed"));
                 }

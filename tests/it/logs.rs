@@ -20,6 +20,12 @@ use std::time::{Duration, Instant};
 const LICENSE: &str = "sim-license";
 const TEXT: &str = "text/plain; charset=utf-8";
 
+/// How long a job waits in the simulated hub's queue before it builds:
+/// long enough for hone-build to subscribe first even on a loaded machine
+/// (the hub replays nothing, so lines sent earlier are in no log).
+const QUEUED: &str = "--build-delay-ms";
+const QUEUED_MS: &str = "1500";
+
 struct Env {
     svc: Service,
     sim: Sim,
@@ -146,6 +152,19 @@ impl Env {
             }
         };
         rows[0][0].as_deref().unwrap().parse().unwrap()
+    }
+}
+
+impl Drop for Env {
+    /// A failed test shows what the service said last.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let running = self.svc.is_running();
+            eprintln!(
+                "hone-build (running: {running}) log tail:\n{}",
+                common::tail_lines(&self.svc.log(), 60)
+            );
+        }
     }
 }
 
@@ -353,7 +372,17 @@ fn follow_streams_lines_as_they_come_and_ends_with_the_build(kind: StoreKind) {
 /// Without `follow`: the whole log of the latest attempt, or `?attempt=N`
 /// of a job submitted again (a compile failure, then `hone-build retry`).
 fn plain_log_after_the_build_and_attempts_of_a_resubmitted_job(kind: StoreKind) {
-    let env = Env::start(kind, &["--stage-delay-ms", "20", "--compile-failure"], &[]);
+    let env = Env::start(
+        kind,
+        &[
+            QUEUED,
+            QUEUED_MS,
+            "--stage-delay-ms",
+            "20",
+            "--compile-failure",
+        ],
+        &[],
+    );
     env.upload("logs-plain", "1.0.0");
     env.wait_overall("logs-plain", "1.0.0", "failed", Duration::from_secs(30));
     let url = env.svc.url("/logs/logs-plain/1.0.0/linux");
@@ -458,7 +487,7 @@ fn run_command(env: &Env, args: &[&str]) -> (i32, String, String) {
 
 /// Each bad request: its status, its message, and nothing written.
 fn bad_requests_are_refused_and_write_nothing(kind: StoreKind) {
-    let env = Env::start(kind, &["--stage-delay-ms", "20"], &[]);
+    let env = Env::start(kind, &[QUEUED, QUEUED_MS, "--stage-delay-ms", "20"], &[]);
     env.upload("logs-bad", "1.0.0");
     env.wait_overall("logs-bad", "1.0.0", "completed", Duration::from_secs(30));
     // The service writes nothing more for this build once it completed.
@@ -709,7 +738,7 @@ fn stopping_the_service_ends_followers(kind: StoreKind) {
 
 /// `hone-build logs NAME VERSION PLATFORM [--attempt N] [--follow]`.
 fn the_logs_command_prints_the_log(kind: StoreKind) {
-    let env = Env::start(kind, &["--stage-delay-ms", "20"], &[]);
+    let env = Env::start(kind, &[QUEUED, QUEUED_MS, "--stage-delay-ms", "20"], &[]);
     env.upload("logs-cli", "1.0.0");
     env.wait_overall("logs-cli", "1.0.0", "completed", Duration::from_secs(30));
     let run = |args: &[&str]| run_command(&env, args);
