@@ -200,8 +200,10 @@ fn redact_pairs(text: &str) -> String {
         }
         // The name before the separator.
         let name_start = text[..i]
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
-            .map_or(0, |s| s + 1);
+            .char_indices()
+            .rev()
+            .find(|&(_, c)| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            .map_or(0, |(s, c)| s + c.len_utf8());
         let name = text[name_start..i].to_ascii_lowercase();
         if name.is_empty() || !SECRET_NAMES.iter().any(|n| name.ends_with(n)) {
             continue;
@@ -463,6 +465,15 @@ mod tests {
         assert_eq!(r.redact("stage: compiling"), "stage: compiling");
         assert_eq!(r.redact("monkey=business"), "monkey=[redacted]");
         assert_eq!(r.redact("keyboard=1 a=b"), "keyboard=1 a=b");
+    }
+
+    #[test]
+    fn names_after_multibyte_characters_do_not_break_redaction() {
+        let r = Redactor::default();
+        assert_eq!(r.redact("é=1 —=x"), "é=1 —=x");
+        assert_eq!(r.redact("naïvetoken=v"), "naïvetoken=[redacted]");
+        assert_eq!(r.redact("ключ—key=v"), "ключ—key=[redacted]");
+        assert_eq!(r.redact("—bearer x"), "—bearer [redacted]");
     }
 
     #[test]

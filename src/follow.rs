@@ -557,6 +557,9 @@ impl Follow<'_> {
                 Step::Continue
             }
             HubMessage::Unreadable(why) => {
+                // It may hold a download link (an artifact_ready with a
+                // field missing).
+                let why = self.log.redactor().redact(&why);
                 log::warn!("job {id}: unreadable message from Perry Hub: {why}");
                 self.log
                     .event(&format!("unreadable message from Perry Hub: {why}"));
@@ -595,8 +598,12 @@ impl Follow<'_> {
                 Step::Over
             }
             HubMessage::Error { code, message } => {
-                let code = bounded(code.as_deref().unwrap_or(""));
-                let message = bounded(message.as_deref().unwrap_or(""));
+                // The hub's words may quote a secret (a key, a download
+                // link): redacted before they are logged or kept.
+                let redact =
+                    |s: Option<&str>| self.log.redactor().redact(&bounded(s.unwrap_or("")));
+                let code = redact(code.as_deref());
+                let message = redact(message.as_deref());
                 self.log.push(
                     LogStream::Error,
                     &match (code.is_empty(), message.is_empty()) {

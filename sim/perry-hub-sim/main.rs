@@ -28,7 +28,8 @@
 //!   is a 400. Success: exactly `200 {"job_id":"<uuid v4>","ws_url":"/ws","position":N}`;
 //!   errors `{"error":{"code","message"}}`. `fail_next`/`hang_next` work in
 //!   both modes.
-//! - The job waits `build_delay_ms` (queued), then a worker thread plays it,
+//! - The job waits `build_delay_ms` (queued; `queue_updates` N: meanwhile
+//!   `queue_update` positions N … 1, each twice), then a worker thread plays it,
 //!   pausing `stage_delay_ms` before each stage: the Linux worker's checks
 //!   (`app_name` letters, digits, space, `-`, `_`, ≤ 200 chars; `bundle_id`
 //!   letters, digits, `.`, `-`, `_`; `version` digits and dots; `entry` not
@@ -211,6 +212,12 @@ const KNOBS: &[(&str, &str, Kind, &str)] = &[
         "close each WebSocket subscriber N ms after it subscribed (0 = never)",
     ),
     (
+        "--queue-updates",
+        "queue_updates",
+        Kind::Num,
+        "while queued, queue_update positions N, N-1, … 1 evenly over --build-delay-ms, each sent twice (default 0)",
+    ),
+    (
         "--log-lines",
         "log_lines",
         Kind::Num,
@@ -227,6 +234,12 @@ const KNOBS: &[(&str, &str, Kind, &str)] = &[
         "extra_log_lines",
         Kind::List,
         "a stderr log line sent as it is while compiling (after the --log-lines ones); repeatable",
+    ),
+    (
+        "--failure-message",
+        "failure_message",
+        Kind::Str,
+        "the error message of a --compile-failure build (default: Compilation failed: perry compile exited with status 1)",
     ),
     (
         "--compile-failure",

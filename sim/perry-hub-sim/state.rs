@@ -81,7 +81,9 @@ pub struct Config {
     pub zip_bomb_size: u64,
     pub log_lines: u64,
     pub log_line_delay_ms: u64,
+    pub queue_updates: u64,
     pub extra_log_lines: Vec<String>,
+    pub failure_message: Option<String>,
 }
 
 impl Config {
@@ -119,7 +121,9 @@ impl Config {
             zip_bomb_size: 1024 * 1024 * 1024,
             log_lines: 0,
             log_line_delay_ms: 0,
+            queue_updates: 0,
             extra_log_lines: Vec::new(),
+            failure_message: None,
         }
     }
 
@@ -184,8 +188,12 @@ impl Config {
             zip_bomb_size,
             log_lines,
             log_line_delay_ms,
+            queue_updates,
             extra_log_lines
         );
+        if let Some(v) = p.failure_message {
+            self.failure_message = Some(v);
+        }
     }
 }
 
@@ -227,7 +235,9 @@ pub struct ConfigPatch {
     pub zip_bomb_size: Option<u64>,
     pub log_lines: Option<u64>,
     pub log_line_delay_ms: Option<u64>,
+    pub queue_updates: Option<u64>,
     pub extra_log_lines: Option<Vec<String>>,
+    pub failure_message: Option<String>,
     /// An action, not a setting: `true` forgets every job now (as
     /// `POST /_sim/forget`).
     pub forget_jobs: Option<bool>,

@@ -26,6 +26,7 @@ both_stores!(
     a_retried_submission_starts_a_new_log_attempt,
     a_callback_delivery_is_written_to_the_log,
     a_build_timeout_is_written_to_the_log,
+    queue_positions_and_reconnects_are_written_to_the_log,
 );
 
 /// A store on the service's database (another "process").
@@ -379,7 +380,12 @@ fn no_secret_enters_a_log_or_an_error_message(kind: StoreKind) {
     env.extra.push(("DB_PASS".into(), db_pass.clone()));
     env.start_again();
     let encoded: String = upload_secret.replace('/', "%2F").replace('+', "%2B");
-    env.sim.set(json!({"extra_log_lines": [
+    env.sim.set(json!({
+    "failure_message": format!(
+        "Compilation failed: license {license} refused; see {}/api/v1/dl/{dl_token}",
+        env.sim.url()
+    ),
+    "extra_log_lines": [
         format!("using license key {license} for this build"),
         format!("Authorization: Bearer {hub_token}"),
         format!("the upload secret was {upload_secret} and encoded {encoded}"),
@@ -412,7 +418,7 @@ fn no_secret_enters_a_log_or_an_error_message(kind: StoreKind) {
             "/api/v1/dl/[redacted] failed",
             "stderr | callback http://127.0.0.1:9/artifact/1?[redacted]",
             "error TS2304: Cannot find name 'foo'.",
-            "error | INTERNAL_ERROR: Compilation failed",
+            "error | INTERNAL_ERROR: Compilation failed: license [redacted] refused; see http",
             "hone-build | the build failed: Perry Hub: build failed",
         ],
     );
@@ -597,4 +603,52 @@ fn a_build_timeout_is_written_to_the_log(kind: StoreKind) {
             "hone-build | build timed out: no artifact within BUILD_TIMEOUT_SECS (1 s) of submission",
         ],
     );
+}
+
+/// The hub's queue positions are written once each (it repeats them), and
+/// a WebSocket the hub closes mid-build is said, with the reconnection; the
+/// build completes.
+fn queue_positions_and_reconnects_are_written_to_the_log(kind: StoreKind) {
+    let env = Env::start(
+        kind,
+        &[
+            "--build-delay-ms",
+            "2000",
+            "--queue-updates",
+            "3",
+            "--log-lines",
+            "10",
+            "--log-line-delay-ms",
+            "150",
+            "--close-subscribers-after-ms",
+            "2700",
+        ],
+        &[],
+    );
+    let (name, version) = ("queued-log", "1.0.0");
+    env.upload_ok(name, version, "linux");
+    env.wait_overall(name, version, "completed", Duration::from_secs(30));
+    let (_, page) = wait_log(&env, name, version, "program stored for");
+    let lines = texts(&page);
+    assert_in_order(
+        &lines,
+        &[
+            "hone-build | queued at Perry Hub, position 3: 3 build(s) ahead",
+            "hone-build | queued at Perry Hub, position 2: 2 build(s) ahead",
+            "hone-build | queued at Perry Hub, position 1: 1 build(s) ahead",
+            "stage | stage: extracting",
+            "hone-build | Perry Hub's WebSocket closed before the build ended",
+            "hone-build | reconnected to Perry Hub's WebSocket; following hub job ",
+            "hone-build | program stored for linux-x64 (",
+        ],
+    );
+    for p in 1..=3 {
+        let said = lines
+            .iter()
+            .filter(|l| l.contains(&format!("position {p}:")))
+            .count();
+        assert_eq!(said, 1, "position {p} once: {lines:#?}");
+    }
+    let n = numbered(&page);
+    assert!(n.windows(2).all(|w| w[0] < w[1]), "{n:?}");
 }
