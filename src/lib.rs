@@ -16,6 +16,7 @@ pub mod hub;
 pub mod intake;
 pub mod jobs;
 pub mod links;
+pub mod logfollow;
 pub mod metrics;
 pub mod platform;
 pub mod publish;

@@ -4,7 +4,7 @@ use hone_build::app::{App, now_secs};
 use hone_build::config::{Config, FileChoice};
 use hone_build::http::server;
 use hone_build::platform::Platform;
-use hone_build::{follow, jobs, routes, store};
+use hone_build::{follow, jobs, logfollow, routes, store};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -22,6 +22,9 @@ Usage:
   hone-build [--config FILE] jobs [NAME [VERSION]] list build jobs
   hone-build [--config FILE] retry NAME VERSION [PLATFORM]
                                                    put failed jobs back to pending
+  hone-build [--config FILE] logs NAME VERSION PLATFORM [--attempt N] [--follow]
+                                                   print a build's log (the latest attempt
+                                                   or attempt N); --follow: until it ends
   hone-build --help | --version
 
 Configuration: build.conf in the working directory (or --config FILE),
@@ -119,6 +122,13 @@ fn main() -> ExitCode {
         ["jobs"] => jobs(&cfg, None, None),
         ["jobs", name] => jobs(&cfg, Some(name), None),
         ["jobs", name, version] => jobs(&cfg, Some(name), Some(version)),
+        ["logs", name, version, platform, options @ ..] => match logs_args(platform, options) {
+            Ok((attempt, follow)) => logs(&cfg, name, version, platform, attempt, follow),
+            Err(e) => {
+                eprintln!("hone-build: {e}");
+                return ExitCode::from(2);
+            }
+        },
         ["retry", name, version] => retry(&cfg, name, version, None),
         ["retry", name, version, platform] => retry(&cfg, name, version, Some(platform)),
         _ => Err(format!(
@@ -390,6 +400,59 @@ fn stage_column(j: &store::Job) -> String {
         out.push_str(&format!(" {pct}%"));
     }
     out
+}
+
+/// The options of `logs` (`--attempt N`, `--follow`), and its platform
+/// checked: `(attempt, follow)`.
+fn logs_args(platform: &str, options: &[&str]) -> Result<(Option<u32>, bool), String> {
+    retry_platform(platform)?;
+    let mut attempt = None;
+    let mut follow = false;
+    let mut it = options.iter();
+    while let Some(o) = it.next() {
+        match *o {
+            "--follow" | "-f" => follow = true,
+            "--attempt" => attempt = Some(*it.next().ok_or("--attempt needs a number")?),
+            s if s.starts_with("--attempt=") => attempt = Some(&s["--attempt=".len()..]),
+            other => return Err(format!("logs: unknown option '{}'", other.escape_debug())),
+        }
+    }
+    let attempt = logfollow::parse_attempt(attempt).map_err(|e| e.message)?;
+    Ok((attempt, follow))
+}
+
+/// `logs NAME VERSION PLATFORM [--attempt N] [--follow]`: a build's log
+/// from the store, as `GET /logs/...` answers it.
+fn logs(
+    cfg: &Config,
+    name: &str,
+    version: &str,
+    platform: &str,
+    attempt: Option<u32>,
+    follow: bool,
+) -> Result<(), String> {
+    use std::io::Write as _;
+    with_migrated_store(cfg, |s| {
+        let log = logfollow::locate(s, name, version, platform, attempt).map_err(|e| e.message)?;
+        let mut out = std::io::stdout().lock();
+        let mut put = |text: &str| out.write_all(text.as_bytes()).and_then(|()| out.flush());
+        if !follow {
+            let text = logfollow::read_all(s, &log).map_err(|e| e.message)?;
+            return put(&text).map_err(|e| e.to_string());
+        }
+        let never = AtomicBool::new(false);
+        let mut follower = logfollow::Follower::new(s, &log);
+        while let Some(text) = follower.next_text(&never) {
+            if text.is_empty() {
+                continue;
+            }
+            // stdout closed (`| head`): stop quietly.
+            if put(&text).is_err() {
+                break;
+            }
+        }
+        Ok(())
+    })
 }
 
 fn retry(cfg: &Config, name: &str, version: &str, platform: Option<&str>) -> Result<(), String> {

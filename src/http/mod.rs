@@ -13,5 +13,5 @@ pub mod request;
 pub mod router;
 pub mod server;
 
-pub use request::{Reply, Request};
+pub use request::{BodySource, Reply, Request};
 pub use router::{Handler, Route};

@@ -3,6 +3,7 @@
 use crate::error::ApiError;
 use serde::Serialize;
 use std::io::Read;
+use std::sync::atomic::AtomicBool;
 
 /// A request as handlers see it: method, decoded path parameters, the raw
 /// query string, headers and a body reader. Opaque over the HTTP library.
@@ -80,8 +81,32 @@ impl<'a> Request<'a> {
 pub struct Reply {
     pub status: u16,
     pub content_type: &'static str,
+    /// The whole body; empty for a streamed reply.
     pub body: Vec<u8>,
     pub headers: Vec<(&'static str, String)>,
+    /// The body of a streamed reply ([`Reply::stream`]).
+    pub(super) stream: Option<Streamed>,
+}
+
+/// The body of a streamed reply, produced over time (a log being followed).
+/// The HTTP layer pulls it on the connection's own thread, never on a
+/// request worker (`server`).
+pub trait BodySource: Send {
+    /// The next piece of the body, waiting for it; `None` at the end. While
+    /// nothing comes, an empty piece about every second, so that a client
+    /// that has left is noticed (and the source dropped) without waiting
+    /// for the next real piece. Once `stop` is set (the service is
+    /// stopping) the source ends within about a second, after a last piece
+    /// if it likes.
+    fn next_piece(&mut self, stop: &AtomicBool) -> Option<Vec<u8>>;
+}
+
+pub(super) struct Streamed(pub(super) Box<dyn BodySource>);
+
+impl std::fmt::Debug for Streamed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Streamed(..)")
+    }
 }
 
 impl Reply {
@@ -92,6 +117,7 @@ impl Reply {
             content_type: "application/json",
             body,
             headers: Vec::new(),
+            stream: None,
         }
     }
 
@@ -101,6 +127,7 @@ impl Reply {
             content_type,
             body,
             headers: Vec::new(),
+            stream: None,
         }
     }
 
@@ -110,6 +137,22 @@ impl Reply {
             content_type,
             body: body.into_bytes(),
             headers: Vec::new(),
+            stream: None,
+        }
+    }
+
+    /// A reply whose body `source` produces over time, sent with chunked
+    /// coding as it comes. At most LOG_FOLLOWERS_MAX of them are written at
+    /// once per process (past that: 503 with `Retry-After`); each is written
+    /// by its connection's own thread, cut off when the client does not take
+    /// a piece within the write timeout, and ended when the service stops.
+    pub fn stream(status: u16, content_type: &'static str, source: Box<dyn BodySource>) -> Reply {
+        Reply {
+            status,
+            content_type,
+            body: Vec::new(),
+            headers: Vec::new(),
+            stream: Some(Streamed(source)),
         }
     }
 
@@ -129,16 +172,36 @@ impl Reply {
     }
 
     pub(super) fn into_response(self) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
-        let mut resp = tiny_http::Response::from_data(self.body).with_status_code(self.status);
-        let mut add = |k: &str, v: &str| {
-            if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
-                resp.add_header(h);
-            }
-        };
-        add("Content-Type", self.content_type);
-        for (k, v) in &self.headers {
-            add(k, v);
-        }
-        resp
+        let resp = tiny_http::Response::from_data(self.body).with_status_code(self.status);
+        with_headers(resp, self.content_type, &self.headers)
     }
+
+    /// The response of a streamed reply, whose body `body` reads.
+    pub(super) fn into_streamed_response<R: Read>(self, body: R) -> tiny_http::Response<R> {
+        let resp = tiny_http::Response::new(
+            tiny_http::StatusCode(self.status),
+            Vec::new(),
+            body,
+            None,
+            None,
+        );
+        with_headers(resp, self.content_type, &self.headers)
+    }
+}
+
+fn with_headers<R: Read>(
+    mut resp: tiny_http::Response<R>,
+    content_type: &str,
+    headers: &[(&'static str, String)],
+) -> tiny_http::Response<R> {
+    let mut add = |k: &str, v: &str| {
+        if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
+            resp.add_header(h);
+        }
+    };
+    add("Content-Type", content_type);
+    for (k, v) in headers {
+        add(k, v);
+    }
+    resp
 }

@@ -7,19 +7,26 @@
 //! - the *light* lane takes everything else (`/health`, `/status`,
 //!   `/metrics`), so slow uploads can never starve health checks.
 //!
+//! A streamed reply ([`Reply::stream`]: a log being followed) is handed
+//! over to the connection's own thread, which pulls its body piece by piece
+//! and writes it (tiny_http HONE-PATCH 20): the worker is free at once. At
+//! most LOG_FOLLOWERS_MAX are written at once ([`Streams`]); each ends when
+//! its source ends, when the service stops, or when the client does not take
+//! a piece within the write timeout; its access line is written then.
+//!
 //! A full lane answers `503` with `Retry-After` at once, from the accept
 //! loop (a small write; the connection is closed, its body never drained).
 //! An error answer to a request with a body closes the connection too, so
 //! no thread ever waits for the rest of a body nobody will read.
 
-use super::request::Reply;
+use super::request::{BodySource, Reply};
 use super::router::{self, Route};
 use crate::app::App;
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -40,6 +47,155 @@ pub fn bind(addr: SocketAddr, io_timeout: Duration) -> std::io::Result<TcpListen
     Ok(sock.into())
 }
 
+/// The streamed replies being written, at most `max` at once.
+pub(super) struct Streams {
+    active: AtomicUsize,
+    max: usize,
+    /// Set when the service stops: sources end.
+    stop: Arc<AtomicBool>,
+}
+
+impl Streams {
+    fn new(max: usize, stop: Arc<AtomicBool>) -> Arc<Streams> {
+        Arc::new(Streams {
+            active: AtomicUsize::new(0),
+            max,
+            stop,
+        })
+    }
+
+    /// A slot for one more streamed reply, unless `max` are being written.
+    fn acquire(self: &Arc<Self>) -> Option<StreamSlot> {
+        self.active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| StreamSlot(Arc::clone(self)))
+    }
+
+    fn active(&self) -> usize {
+        self.active.load(Ordering::Acquire)
+    }
+}
+
+/// One streamed reply's place among [`Streams`], given back when dropped.
+struct StreamSlot(Arc<Streams>);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What the access line of a request says, but its bytes and duration.
+struct AccessLine {
+    client: String,
+    method: String,
+    target: String,
+    route: &'static str,
+    status: u16,
+    start: Instant,
+}
+
+impl AccessLine {
+    fn of(
+        app: &App,
+        req: &tiny_http::Request,
+        route: &'static str,
+        status: u16,
+        start: Instant,
+    ) -> AccessLine {
+        let client = req
+            .remote_addr()
+            .map_or_else(|| "-".to_string(), |a| a.ip().to_string());
+        let method = router::log_safe(req.method().as_str());
+        let url = router::origin_form(req.url()).into_owned();
+        let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+        let target = router::loggable_target(path, query, &app.cfg.secrets());
+        AccessLine {
+            client,
+            method,
+            target,
+            route,
+            status,
+            start,
+        }
+    }
+
+    /// Writes the access line (client address, method, path without
+    /// secrets, status, bytes, milliseconds) and counts the request.
+    fn write(&self, app: &App, bytes: u64) {
+        let took = self.start.elapsed();
+        let AccessLine {
+            client,
+            method,
+            target,
+            status,
+            ..
+        } = self;
+        log::info!(target: "access", "{client} {method} {target} {status} {bytes} {}ms", took.as_millis());
+        app.metrics.record_request(self.route, *status, took);
+    }
+}
+
+/// The body of a streamed reply as tiny_http reads it, on the connection's
+/// thread: pulls the source's pieces; when dropped (the body ended, the
+/// client was cut off or left) gives its slot back and writes the access
+/// line, once.
+struct StreamBody {
+    source: Box<dyn BodySource>,
+    piece: Vec<u8>,
+    at: usize,
+    ended: bool,
+    bytes: u64,
+    app: Arc<App>,
+    line: AccessLine,
+    slot: StreamSlot,
+}
+
+impl std::io::Read for StreamBody {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at >= self.piece.len() {
+            if self.ended {
+                return Ok(0);
+            }
+            let stop = Arc::clone(&self.slot.0.stop);
+            let source = &mut self.source;
+            let next =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| source.next_piece(&stop)));
+            match next {
+                // Nothing yet: tiny_http looks whether the client is still
+                // there, then reads again.
+                Ok(Some(p)) if p.is_empty() => {
+                    return Err(std::io::ErrorKind::WouldBlock.into());
+                }
+                Ok(Some(p)) => {
+                    self.piece = p;
+                    self.at = 0;
+                }
+                Ok(None) => self.ended = true,
+                Err(_) => {
+                    self.ended = true;
+                    log::error!("streamed reply panicked on {}", self.line.target);
+                    return Err(std::io::Error::other("the body's source failed"));
+                }
+            }
+        }
+        let n = buf.len().min(self.piece.len() - self.at);
+        buf[..n].copy_from_slice(&self.piece[self.at..self.at + n]);
+        self.at += n;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+impl Drop for StreamBody {
+    fn drop(&mut self) {
+        self.line.write(&self.app, self.bytes);
+    }
+}
+
 struct Lane {
     tx: Sender<tiny_http::Request>,
     workers: Vec<JoinHandle<()>>,
@@ -52,17 +208,19 @@ impl Lane {
         capacity: usize,
         app: &Arc<App>,
         routes: &'static [Route],
+        streams: &Arc<Streams>,
     ) -> Lane {
         let (tx, rx) = bounded::<tiny_http::Request>(capacity);
         let workers = (0..threads)
             .map(|i| {
                 let rx: Receiver<tiny_http::Request> = rx.clone();
                 let app = Arc::clone(app);
+                let streams = Arc::clone(streams);
                 std::thread::Builder::new()
                     .name(format!("{name}-{i}"))
                     .spawn(move || {
                         for req in rx.iter() {
-                            handle(&app, routes, req);
+                            handle(&app, routes, &streams, req);
                         }
                     })
                     .expect("spawn worker thread")
@@ -93,9 +251,10 @@ pub fn serve(
     let server = tiny_http::Server::from_listener_with_limits(listener, None, limits)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let workers = app.cfg.workers;
-    let body = Lane::start("body", workers, workers * 4, &app, routes);
+    let streams = Streams::new(app.cfg.log_followers_max, Arc::clone(&stop));
+    let body = Lane::start("body", workers, workers * 4, &app, routes, &streams);
     let light_threads = (workers / 4).clamp(2, 8);
-    let light = Lane::start("light", light_threads, 64, &app, routes);
+    let light = Lane::start("light", light_threads, 64, &app, routes, &streams);
 
     while !stop.load(Ordering::Acquire) {
         let req = match server.recv_timeout(Duration::from_millis(100)) {
@@ -110,7 +269,14 @@ pub fn serve(
         // thread writes it, so this loop never waits on a client's socket).
         if let Some(e) = refusal(&req) {
             req.close_connection();
-            respond_and_log(&app, req, "refused", Reply::error(&e), Instant::now());
+            respond_and_log(
+                &app,
+                &streams,
+                req,
+                "refused",
+                Reply::error(&e),
+                Instant::now(),
+            );
             continue;
         }
         let lane = if has_body(&req) { &body } else { &light };
@@ -123,7 +289,7 @@ pub fn serve(
                 app.metrics
                     .rejected_overload
                     .fetch_add(1, Ordering::Relaxed);
-                respond_unavailable(&app, req, "the server is busy; try again shortly");
+                respond_unavailable(&app, &streams, req, "the server is busy; try again shortly");
             }
         }
     }
@@ -134,29 +300,36 @@ pub fn serve(
     drop(body.tx);
     drop(light.tx);
     let mut pending: Vec<JoinHandle<()>> = body.workers.into_iter().chain(light.workers).collect();
-    while !pending.is_empty() && Instant::now() < deadline {
+    // Streamed replies see `stop` and end within about a second.
+    while (!pending.is_empty() || streams.active() > 0) && Instant::now() < deadline {
         // Meanwhile, requests still arriving are told to come back.
         if let Ok(Some(req)) = server.recv_timeout(Duration::from_millis(50)) {
-            respond_unavailable(&app, req, "the server is shutting down; try again shortly");
+            respond_unavailable(
+                &app,
+                &streams,
+                req,
+                "the server is shutting down; try again shortly",
+            );
         }
         pending.retain(|h| !h.is_finished());
     }
-    if !pending.is_empty() {
+    if !pending.is_empty() || streams.active() > 0 {
         log::warn!(
-            "{} request(s) still running after SHUTDOWN_GRACE_SECS ({grace:?}); abandoning them",
-            pending.len()
+            "{} request(s) and {} streamed repl(ies) still running after SHUTDOWN_GRACE_SECS ({grace:?}); abandoning them",
+            pending.len(),
+            streams.active()
         );
     }
     Ok(())
 }
 
-fn respond_unavailable(app: &App, req: tiny_http::Request, why: &str) {
+fn respond_unavailable(app: &Arc<App>, streams: &Arc<Streams>, req: tiny_http::Request, why: &str) {
     let start = Instant::now();
     let e = crate::error::ApiError {
         retry_after: Some(1),
         ..crate::error::ApiError::unavailable(why)
     };
-    respond_and_log(app, req, "overload", Reply::error(&e), start);
+    respond_and_log(app, streams, req, "overload", Reply::error(&e), start);
 }
 
 /// Raises the soft open-file limit to the hard one and returns the soft
@@ -263,7 +436,7 @@ fn refusal(req: &tiny_http::Request) -> Option<crate::error::ApiError> {
 }
 
 /// Handles one request on a worker thread: route, respond, log, count.
-fn handle(app: &App, routes: &[Route], mut req: tiny_http::Request) {
+fn handle(app: &Arc<App>, routes: &[Route], streams: &Arc<Streams>, mut req: tiny_http::Request) {
     let start = Instant::now();
     let method = req.method().as_str().to_string();
     let url = router::origin_form(req.url()).into_owned();
@@ -281,39 +454,79 @@ fn handle(app: &App, routes: &[Route], mut req: tiny_http::Request) {
             Reply::error(&crate::error::ApiError::internal("internal error")),
         )
     });
-    respond_and_log(app, req, route, reply, start);
+    respond_and_log(app, streams, req, route, reply, start);
 }
 
 /// Sends the reply, writes the access line (client address, method, path
-/// without secrets, status, bytes, milliseconds) and counts it.
+/// without secrets, status, bytes, milliseconds) and counts it; for a
+/// streamed reply, once its body has ended (or 503 when LOG_FOLLOWERS_MAX
+/// are being written).
 fn respond_and_log(
-    app: &App,
+    app: &Arc<App>,
+    streams: &Arc<Streams>,
     req: tiny_http::Request,
     route: &'static str,
-    reply: Reply,
+    mut reply: Reply,
     start: Instant,
 ) {
-    let client = req
-        .remote_addr()
-        .map_or_else(|| "-".to_string(), |a| a.ip().to_string());
-    let method = router::log_safe(req.method().as_str());
-    let url = router::origin_form(req.url()).into_owned();
-    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-    let target = router::loggable_target(path, query, &app.cfg.secrets());
-    let status = reply.status;
-    let bytes = reply.body.len();
+    if let Some(source) = reply.stream.take() {
+        match streams.acquire() {
+            Some(slot) => return respond_streamed(app, req, route, reply, source.0, slot, start),
+            None => {
+                // `unavailable` says Retry-After: 5.
+                let e = crate::error::ApiError::unavailable(format!(
+                    "{} logs are being followed, the most this server allows \
+                     (LOG_FOLLOWERS_MAX); try again later",
+                    streams.max
+                ));
+                reply = Reply::error(&e);
+            }
+        }
+    }
+    let line = AccessLine::of(app, &req, route, reply.status, start);
+    let bytes = reply.body.len() as u64;
     // An error may leave a body unread: close the connection instead of
     // draining it (a client that stalls would otherwise hold this thread).
     // A body on GET/HEAD (or any method whose handler reads none) is never
     // read: close too, so its bytes can never run as the next request.
+    close_if_body_unread(&req, reply.status);
+    if let Err(e) = req.respond(reply.into_response()) {
+        log::debug!("writing response for {} {}: {e}", line.method, line.target);
+    }
+    line.write(app, bytes);
+}
+
+fn close_if_body_unread(req: &tiny_http::Request, status: u16) {
     let bodiless = matches!(req.method().as_str(), "GET" | "HEAD" | "DELETE" | "OPTIONS");
-    if (status >= 400 || bodiless) && has_body(&req) {
+    if (status >= 400 || bodiless) && has_body(req) {
         req.close_connection();
     }
-    if let Err(e) = req.respond(reply.into_response()) {
-        log::debug!("writing response for {method} {target}: {e}");
+}
+
+/// Hands a streamed reply over to the connection's thread (which pulls
+/// `source`); the access line is written when its body is dropped.
+fn respond_streamed(
+    app: &Arc<App>,
+    req: tiny_http::Request,
+    route: &'static str,
+    reply: Reply,
+    source: Box<dyn BodySource>,
+    slot: StreamSlot,
+    start: Instant,
+) {
+    let line = AccessLine::of(app, &req, route, reply.status, start);
+    close_if_body_unread(&req, reply.status);
+    let body = StreamBody {
+        source,
+        piece: Vec::new(),
+        at: 0,
+        ended: false,
+        bytes: 0,
+        app: Arc::clone(app),
+        line,
+        slot,
+    };
+    if let Err(e) = req.respond_streamed(reply.into_streamed_response(body)) {
+        log::debug!("handing a streamed reply over: {e}");
     }
-    let took = start.elapsed();
-    log::info!(target: "access", "{client} {method} {target} {status} {bytes} {}ms", took.as_millis());
-    app.metrics.record_request(route, status, took);
 }

@@ -8,6 +8,7 @@ use crate::http::Route;
 pub mod artifact;
 pub mod builds;
 pub mod health;
+pub mod logs;
 pub mod metrics;
 pub mod status;
 pub mod upload;
@@ -49,5 +50,11 @@ pub const ROUTES: &[Route] = &[
         pattern: "/builds/:name/:version",
         name: "build_page",
         handler: builds::get,
+    },
+    Route {
+        method: "GET",
+        pattern: "/logs/:name/:version/:platform",
+        name: "logs",
+        handler: logs::get,
     },
 ];

@@ -15,6 +15,7 @@ mod files;
 mod follow;
 mod health;
 mod hostile;
+mod logs;
 mod migrations;
 mod operations;
 mod properties;

@@ -48,8 +48,27 @@ impl Default for ConnLimits {
 /// never reads its responses then blocks only its own connection thread,
 /// never a worker or the application's accept loop.
 pub(crate) struct ChannelWriter {
-    tx: Sender<Vec<u8>>,
+    tx: Sender<Outgoing>,
     buf: Vec<u8>,
+}
+
+/// hone-build patch: what the thread answering a request hands over to the
+/// connection's thread.
+pub(crate) enum Outgoing {
+    /// Bytes of a response (patch 12), written as they come.
+    Bytes(Vec<u8>),
+    /// A streamed response (patch 20): the connection's thread writes it
+    /// itself, pulling its body from the response's reader as the body is
+    /// produced, so nothing is buffered for a client that reads slowly and
+    /// no thread of the application is held while it streams.
+    Streamed(Box<dyn FnOnce(&mut dyn StreamSink) -> IoResult<()> + Send>),
+}
+
+/// hone-build patch (20): where a streamed response is written: the
+/// connection's socket, which can also tell whether the client has gone.
+pub(crate) trait StreamSink: Write {
+    /// Has the client closed or reset the connection?
+    fn client_gone(&self) -> bool;
 }
 
 impl Write for ChannelWriter {
@@ -67,7 +86,7 @@ impl Write for ChannelWriter {
     fn flush(&mut self) -> IoResult<()> {
         if !self.buf.is_empty() {
             // The connection thread may be gone (the client left): ignored.
-            let _ = self.tx.send(std::mem::take(&mut self.buf));
+            let _ = self.tx.send(Outgoing::Bytes(std::mem::take(&mut self.buf)));
         }
         Ok(())
     }
@@ -76,6 +95,39 @@ impl Write for ChannelWriter {
 impl Drop for ChannelWriter {
     fn drop(&mut self) {
         let _ = self.flush();
+    }
+}
+
+/// hone-build patch: a writer whose bytes between two flushes must all be
+/// written within `timeout` (a streamed response flushes after each piece).
+struct PieceDeadline<'a, W: Write> {
+    inner: &'a mut W,
+    timeout: Option<Duration>,
+    since: Option<Instant>,
+}
+
+impl StreamSink for PieceDeadline<'_, BufWriter<RefinedTcpStream>> {
+    fn client_gone(&self) -> bool {
+        self.inner.get_ref().peer_gone()
+    }
+}
+
+impl<W: Write> Write for PieceDeadline<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
+        let since = *self.since.get_or_insert_with(Instant::now);
+        if self.timeout.is_some_and(|t| since.elapsed() > t) {
+            return Err(IoError::new(
+                ErrorKind::TimedOut,
+                "the client does not read the response",
+            ));
+        }
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> IoResult<()> {
+        self.inner.flush()?;
+        self.since = None;
+        Ok(())
     }
 }
 
@@ -97,7 +149,7 @@ pub struct ClientConnection {
 
     // hone-build patch: the response of the one request in flight (at most
     // one: the next request is read only once this one is written).
-    pending: Option<Receiver<Vec<u8>>>,
+    pending: Option<Receiver<Outgoing>>,
 
     // hone-build patch: the socket's write timeout, also the deadline of
     // each piece of a response as a whole.
@@ -282,7 +334,10 @@ impl ClientConnection {
         // building the writer for the request
         let (tx, rx) = channel();
         self.pending = Some(rx);
-        let writer = ChannelWriter { tx, buf: Vec::new() };
+        let writer = ChannelWriter {
+            tx: tx.clone(),
+            buf: Vec::new(),
+        };
 
         // follow-up for next potential request
         let mut data_source = self.source.next().unwrap();
@@ -310,7 +365,8 @@ impl ClientConnection {
                     ReadError::ExpectationFailed(version)
                 }
             }
-        })?;
+        })?
+        .with_stream_sink(tx);
 
         // return the request
         Ok(request)
@@ -346,7 +402,25 @@ impl ClientConnection {
         let Some(rx) = self.pending.take() else {
             return true;
         };
-        for chunk in rx.iter() {
+        for out in rx.iter() {
+            let chunk = match out {
+                Outgoing::Bytes(chunk) => chunk,
+                Outgoing::Streamed(write) => {
+                    // Each piece of the body (one read of its source) must be
+                    // written within the write timeout, like a chunk above:
+                    // a client that stops reading, or reads a trickle, is cut
+                    // off and the response (and its source) dropped.
+                    let mut sink = PieceDeadline {
+                        inner: &mut self.sink,
+                        timeout: self.write_timeout,
+                        since: None,
+                    };
+                    if write(&mut sink).is_err() || self.sink.flush().is_err() {
+                        return false;
+                    }
+                    continue;
+                }
+            };
             let deadline = self.write_timeout.map(|t| Instant::now() + t);
             for piece in chunk.chunks(16 * 1024) {
                 if deadline.is_some_and(|d| Instant::now() > d) {

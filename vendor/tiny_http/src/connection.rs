@@ -122,6 +122,32 @@ impl Connection {
         }
     }
 
+    /// hone-build patch (20): has the client closed the connection (or
+    /// reset it)? Looked at without blocking and without consuming a byte,
+    /// while a streamed response waits for its next piece (nobody reads the
+    /// socket meanwhile). Unix sockets: never known, false.
+    pub(crate) fn peer_gone(&self) -> bool {
+        match self {
+            Self::Tcp(s) => {
+                if s.set_nonblocking(true).is_err() {
+                    return false;
+                }
+                let gone = match s.peek(&mut [0u8; 1]) {
+                    Ok(0) => true,
+                    Ok(_) => false,
+                    Err(e) => !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                    ),
+                };
+                let _ = s.set_nonblocking(false);
+                gone
+            }
+            #[cfg(unix)]
+            Self::Unix(_) => false,
+        }
+    }
+
     pub(crate) fn try_clone(&self) -> std::io::Result<Self> {
         match self {
             Self::Tcp(s) => s.try_clone().map(Self::from),

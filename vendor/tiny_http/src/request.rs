@@ -76,6 +76,10 @@ pub struct Request {
 
     // hone-build patch: the connection's "close after this request" flag.
     poison: std::sync::Arc<std::sync::atomic::AtomicBool>,
+
+    // hone-build patch: where a streamed response goes (patch 20); None for
+    // a request not read from a connection (`TestRequest`).
+    stream_sink: Option<Sender<crate::client::Outgoing>>,
 }
 
 struct NotifyOnDrop<R> {
@@ -284,6 +288,7 @@ where
         must_send_continue: expects_continue,
         notify_when_responded: None,
         poison: poison_flag,
+        stream_sink: None,
     })
 }
 
@@ -527,6 +532,57 @@ impl Request {
             ErrorKind::ConnectionReset => Ok(()),
             _ => Err(err),
         })
+    }
+
+    /// hone-build patch: the connection's channel for a streamed response.
+    pub(crate) fn with_stream_sink(mut self, tx: Sender<crate::client::Outgoing>) -> Self {
+        self.stream_sink = Some(tx);
+        self
+    }
+
+    /// hone-build patch: sends a response whose body is produced while it is
+    /// written (a log being followed): the response is handed over to the
+    /// connection's own thread, which writes the head at once and then each
+    /// piece the body's reader returns as soon as it returns it (one chunk
+    /// per read with HTTP/1.1; with HTTP/1.0, or a client asking for
+    /// `TE: identity`, the body ends with the connection, which is closed).
+    /// A read failing with `WouldBlock` means "nothing yet": the connection
+    /// is then checked, and the response ended if the client has gone.
+    /// The reader is read, and dropped, on that thread: when the body ends,
+    /// when a piece is not written within the socket's write timeout (the
+    /// client stopped reading) or when the client is gone. The caller's
+    /// thread never waits for the client.
+    pub fn respond_streamed<R>(mut self, response: Response<R>) -> Result<(), IoError>
+    where
+        R: Read + Send + 'static,
+    {
+        let Some(sink) = self.stream_sink.take() else {
+            return self.respond(response);
+        };
+        drop(self.extract_writer_impl());
+        let response = if self.poison.load(std::sync::atomic::Ordering::Acquire) {
+            response.with_connection_close()
+        } else {
+            response
+        };
+        let version = self.http_version.clone();
+        let headers = self.headers.clone();
+        let head_only = self.method == Method::Head;
+        let poison = std::sync::Arc::clone(&self.poison);
+        let write = move |w: &mut dyn crate::client::StreamSink| -> Result<(), IoError> {
+            let close = response.raw_print_streamed(w, version, &headers, head_only)?;
+            if close {
+                poison.store(true, std::sync::atomic::Ordering::Release);
+            }
+            Ok(())
+        };
+        let sent = sink
+            .send(crate::client::Outgoing::Streamed(Box::new(write)))
+            .map_err(|_| IoError::new(ErrorKind::BrokenPipe, "the connection is gone"));
+        if let Some(sender) = self.notify_when_responded.take() {
+            sender.send(()).unwrap();
+        }
+        sent
     }
 
     pub(crate) fn with_notify_sender(mut self, sender: Sender<()>) -> Self {

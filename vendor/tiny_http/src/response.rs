@@ -461,6 +461,92 @@ where
         Ok(())
     }
 
+    /// hone-build patch (20): writes the response with a body produced while
+    /// it is written: each read of the reader is written and flushed at once
+    /// (a chunk of its own with chunked coding); a read failing with
+    /// `WouldBlock` (nothing yet) checks that the client is still there. Without chunked coding
+    /// (HTTP/1.0, or `TE: identity`) the body ends with the connection: the
+    /// head says `Connection: close` and the answer is true (close it).
+    pub(crate) fn raw_print_streamed<W: crate::client::StreamSink + ?Sized>(
+        mut self,
+        writer: &mut W,
+        http_version: HTTPVersion,
+        request_headers: &[Header],
+        do_not_send_body: bool,
+    ) -> IoResult<bool> {
+        let chunked = matches!(
+            choose_transfer_encoding(
+                self.status_code,
+                request_headers,
+                &http_version,
+                &None,
+                false,
+                0,
+            ),
+            TransferEncoding::Chunked
+        );
+        if !self.headers.iter().any(|h| h.field.equiv("Date")) {
+            self.headers.insert(0, build_date_header());
+        }
+        if !self.headers.iter().any(|h| h.field.equiv("Server")) {
+            self.headers.insert(
+                0,
+                Header::from_bytes(&b"Server"[..], &b"tiny-http (Rust)"[..]).unwrap(),
+            );
+        }
+        let close = !chunked;
+        if chunked {
+            self.headers
+                .push(Header::from_bytes(&b"Transfer-Encoding"[..], &b"chunked"[..]).unwrap());
+        } else if !self.headers.iter().any(|h| h.field.equiv("Connection")) {
+            self.headers
+                .push(Header::from_bytes(&b"Connection"[..], &b"close"[..]).unwrap());
+        }
+        write_message_header(
+            &mut *writer,
+            &http_version,
+            &self.status_code,
+            &self.headers,
+        )?;
+        writer.flush()?;
+        if do_not_send_body {
+            return Ok(close);
+        }
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match self.reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // Nothing yet: a client that has left ends the response
+                // now, not at the next piece (which may be long in coming).
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if writer.client_gone() {
+                        return Err(io::Error::new(
+                            io::ErrorKind::ConnectionAborted,
+                            "the client has gone",
+                        ));
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if chunked {
+                write!(writer, "{:x}\r\n", n)?;
+                writer.write_all(&buf[..n])?;
+                writer.write_all(b"\r\n")?;
+            } else {
+                writer.write_all(&buf[..n])?;
+            }
+            writer.flush()?;
+        }
+        if chunked {
+            writer.write_all(b"0\r\n\r\n")?;
+            writer.flush()?;
+        }
+        Ok(close)
+    }
+
     /// Retrieves the current value of the `Response` status code
     pub fn status_code(&self) -> StatusCode {
         self.status_code

@@ -153,6 +153,16 @@ impl RefinedTcpStream {
         }
     }
 
+    /// hone-build patch (20): has the client closed or reset the
+    /// connection? (Checked without blocking; HTTPS: never known, false.)
+    pub(crate) fn peer_gone(&self) -> bool {
+        match &self.stream {
+            Stream::Http(c) => c.peer_gone(),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(_) => false,
+        }
+    }
+
     /// hone-build patch: the socket's write timeout.
     pub(crate) fn write_timeout(&self) -> IoResult<Option<std::time::Duration>> {
         match &self.stream {

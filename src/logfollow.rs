@@ -1,0 +1,346 @@
+//! Reading a build's log (`GET /logs/...`, `hone-build logs`): finding the
+//! job and log attempt a request names, the log of that attempt as text,
+//! and following it while the build runs.
+//!
+//! A follower polls the store (every [`POLL`]) rather than listening to
+//! this process's own follow threads, so that every process sharing one
+//! MySQL database shows the same log, whichever of them follows the build.
+
+use crate::error::ApiError;
+use crate::platform::Platform;
+use crate::store::{Job, JobStatus, LogLine, LogPage, Store};
+use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// How often a follower looks for new lines and for the end of the build.
+pub const POLL: Duration = Duration::from_millis(250);
+
+/// After this long without a line, [`Follower::next_text`] returns an
+/// empty text.
+pub const QUIET: Duration = Duration::from_secs(1);
+
+/// Lines read from the store at a time.
+const PAGE: usize = 1000;
+
+/// A follower ends after the store failed this many polls in a row.
+const MAX_STORE_FAILURES: u32 = 120;
+
+/// The log a request names: a job and one of its log attempts.
+#[derive(Debug, Clone)]
+pub struct LogRef {
+    pub job: Job,
+    pub attempt: u32,
+}
+
+/// Parses `attempt` (a query parameter or option): a positive integer.
+pub fn parse_attempt(raw: Option<&str>) -> Result<Option<u32>, ApiError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    match raw.parse::<u32>() {
+        Ok(n) if n >= 1 && raw.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(n)),
+        _ => Err(ApiError::bad_request(format!(
+            "attempt must be a whole number from 1 (got '{}')",
+            crate::validate::printable(raw)
+        ))),
+    }
+}
+
+/// Parses `follow`: `1`/`true`/`yes` or `0`/`false`/`no` (absent: no).
+pub fn parse_follow(raw: Option<&str>) -> Result<bool, ApiError> {
+    match raw {
+        None => Ok(false),
+        Some("1" | "true" | "yes") => Ok(true),
+        Some("0" | "false" | "no") => Ok(false),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "follow must be 1 or 0 (got '{}')",
+            crate::validate::printable(other)
+        ))),
+    }
+}
+
+/// The platform a path or command names: the hub's name (`linux`) or the
+/// marketplace's id (`linux-x64`).
+pub fn parse_platform(raw: &str) -> Option<Platform> {
+    Platform::from_hub_name(raw).or_else(|| Platform::from_id(raw))
+}
+
+/// Finds the log of `name` `version` on `platform`: attempt `attempt`, or
+/// the latest. 404 when there is no such plugin, version, platform build
+/// or attempt, or when the build has no log yet (never submitted).
+pub fn locate(
+    store: &dyn Store,
+    name: &str,
+    version: &str,
+    platform: &str,
+    attempt: Option<u32>,
+) -> Result<LogRef, ApiError> {
+    let Some(p) = parse_platform(platform) else {
+        let names: Vec<String> = Platform::ALL
+            .iter()
+            .map(|p| format!("{} ({})", p.hub_name(), p.id()))
+            .collect();
+        return Err(ApiError::not_found(format!(
+            "no platform '{}': expected one of {}",
+            crate::validate::printable(platform),
+            names.join(", ")
+        )));
+    };
+    let jobs = store.version_jobs(name, version)?;
+    if jobs.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "no builds for {name} {version}"
+        )));
+    }
+    let Some(job) = jobs.into_iter().find(|j| j.platform == p.hub_name()) else {
+        return Err(ApiError::not_found(format!(
+            "no build of {name} {version} for {}",
+            p.hub_name()
+        )));
+    };
+    let latest = job.log_attempt;
+    match attempt {
+        None if latest == 0 => Err(ApiError::not_found(format!(
+            "no log yet: the build of {name} {version} for {} has not been submitted",
+            p.hub_name()
+        ))),
+        None => Ok(LogRef {
+            job,
+            attempt: latest,
+        }),
+        Some(n) if n > latest => Err(ApiError::not_found(format!(
+            "no attempt {n} of the build of {name} {version} for {} (attempts: {})",
+            p.hub_name(),
+            match latest {
+                0 => "none yet".to_string(),
+                1 => "1".to_string(),
+                l => format!("1 to {l}"),
+            }
+        ))),
+        Some(n) => Ok(LogRef { job, attempt: n }),
+    }
+}
+
+/// The whole log of an attempt as text (`buildlog::render`).
+pub fn read_all(store: &dyn Store, log: &LogRef) -> Result<String, ApiError> {
+    let mut after = 0;
+    let mut first: Option<LogPage> = None;
+    loop {
+        let page = store.read_log(log.job.id, log.attempt, after, PAGE)?;
+        let n = page.lines.len();
+        if let Some(last) = page.lines.last() {
+            after = last.seq;
+        }
+        match &mut first {
+            None => first = Some(page),
+            Some(f) => f.lines.extend(page.lines),
+        }
+        if n < PAGE {
+            break;
+        }
+    }
+    Ok(first.map(|p| text(&p)).unwrap_or_default())
+}
+
+/// Follows the log of one attempt: new lines as they are stored, until the
+/// build of that attempt ends, then a last line saying how it ended. `S` is
+/// how the follower reaches the store (the service's, or the command's).
+pub struct Follower<S> {
+    store: S,
+    job_id: i64,
+    attempt: u32,
+    after: i64,
+    started: bool,
+    /// The end, once seen: the last line to write (after one more read).
+    ending: Option<String>,
+    done: bool,
+    failures: u32,
+}
+
+impl<S> Follower<S>
+where
+    S: Deref,
+    S::Target: Store,
+{
+    pub fn new(store: S, log: &LogRef) -> Follower<S> {
+        Follower {
+            store,
+            job_id: log.job.id,
+            attempt: log.attempt,
+            after: 0,
+            started: false,
+            ending: None,
+            done: false,
+            failures: 0,
+        }
+    }
+
+    /// The next rendered lines, waiting (polling the store) until there are
+    /// some, or an empty text after [`QUIET`] without any (a chance to see
+    /// whether the reader is still there); the last line saying how the
+    /// build ended; then `None`. Once `stop` is set, a line saying so and
+    /// then `None`, within [`POLL`].
+    pub fn next_text(&mut self, stop: &AtomicBool) -> Option<String> {
+        let since = std::time::Instant::now();
+        loop {
+            if self.started && since.elapsed() >= QUIET && self.ending.is_none() {
+                return Some(String::new());
+            }
+            if self.done {
+                return None;
+            }
+            if stop.load(Ordering::Acquire) {
+                self.done = true;
+                return Some(self.note("hone-build is stopping: follow again to see the rest"));
+            }
+            if self.failures >= MAX_STORE_FAILURES {
+                self.done = true;
+                return Some(
+                    self.note("the log cannot be read (the database fails): follow again later"),
+                );
+            }
+            // The job's state is read before the lines: every line stored
+            // before the end was seen is read before the last line.
+            let state = match self.store.job_by_id(self.job_id) {
+                Ok(job) => ended(job.as_ref(), self.attempt),
+                Err(e) => {
+                    self.failed(&e.to_string(), stop);
+                    continue;
+                }
+            };
+            let page = match self
+                .store
+                .read_log(self.job_id, self.attempt, self.after, PAGE)
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    self.failed(&e.to_string(), stop);
+                    continue;
+                }
+            };
+            self.failures = 0;
+            if let Some(last) = page.lines.last() {
+                self.after = last.seq;
+            }
+            if !page.lines.is_empty() || (!self.started && has_dropped(&page)) {
+                let mut page = page;
+                if self.started {
+                    page.dropped_lines = 0;
+                    page.dropped_bytes = 0;
+                }
+                self.started = true;
+                return Some(text(&page));
+            }
+            self.started = true;
+            match (state, self.ending.take()) {
+                // Seen ended at the previous poll and nothing came since.
+                (_, Some(last)) => {
+                    self.done = true;
+                    return Some(last);
+                }
+                // Ended: one more poll for lines stored late, then the end.
+                (Some(how), None) => self.ending = Some(self.note(&how)),
+                (None, None) => {}
+            }
+            crate::app::sleep_unless_stopped(stop, POLL);
+        }
+    }
+
+    /// A poll the store failed: counted, then wait for the next one.
+    fn failed(&mut self, e: &str, stop: &AtomicBool) {
+        self.failures += 1;
+        if self.failures == 1 {
+            log::warn!(
+                "following the log of job {}: the store fails: {e}",
+                self.job_id
+            );
+        }
+        crate::app::sleep_unless_stopped(stop, POLL);
+    }
+
+    /// A line of hone-build's own, rendered like the log's lines.
+    fn note(&self, words: &str) -> String {
+        let page = LogPage {
+            attempt: self.attempt,
+            lines: vec![LogLine {
+                seq: 0,
+                at_ms: crate::app::now_millis(),
+                stream: "hone-build".into(),
+                text: words.to_string(),
+            }],
+            dropped_lines: 0,
+            dropped_bytes: 0,
+        };
+        text(&page)
+    }
+}
+
+/// A page as text: `buildlog::render`'s lines, each ending in a newline.
+fn text(page: &LogPage) -> String {
+    let mut out = String::new();
+    for line in crate::buildlog::render(page) {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+fn has_dropped(page: &LogPage) -> bool {
+    page.dropped_lines > 0 || page.dropped_bytes > 0
+}
+
+/// How the build of `attempt` ended, if it did: the job is gone, finished,
+/// or was submitted again (a later attempt).
+fn ended(job: Option<&Job>, attempt: u32) -> Option<String> {
+    let Some(job) = job else {
+        return Some("the build is gone (its version was removed)".into());
+    };
+    if job.log_attempt > attempt {
+        return Some(format!(
+            "attempt {attempt} ended: the build was submitted again (attempt {})",
+            job.log_attempt
+        ));
+    }
+    match &job.status {
+        s if s.in_progress() => None,
+        JobStatus::Completed => Some("build completed".into()),
+        JobStatus::Failed => Some(match &job.error_message {
+            Some(m) => format!("build failed: {m}"),
+            None => "build failed".into(),
+        }),
+        other => Some(format!("build ended ({other})")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempts_are_whole_numbers_from_one() {
+        assert_eq!(parse_attempt(None), Ok(None));
+        assert_eq!(parse_attempt(Some("1")), Ok(Some(1)));
+        assert_eq!(parse_attempt(Some("42")), Ok(Some(42)));
+        for bad in ["0", "", "-1", "+1", "1.0", " 1", "abc", "4294967296"] {
+            let e = parse_attempt(Some(bad)).unwrap_err();
+            assert_eq!(e.status, 400, "{bad}");
+        }
+    }
+
+    #[test]
+    fn follow_flags() {
+        assert_eq!(parse_follow(None), Ok(false));
+        assert_eq!(parse_follow(Some("1")), Ok(true));
+        assert_eq!(parse_follow(Some("0")), Ok(false));
+        assert_eq!(parse_follow(Some("maybe")).unwrap_err().status, 400);
+        assert_eq!(parse_follow(Some("")).unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn platforms_by_hub_name_or_id() {
+        assert_eq!(parse_platform("linux"), Some(Platform::Linux));
+        assert_eq!(parse_platform("darwin-arm64"), Some(Platform::Macos));
+        assert_eq!(parse_platform("plan9"), None);
+    }
+}
