@@ -551,7 +551,11 @@ fn planted_directory_symlinks_are_not_followed() {
     assert_eq!(count_rows(svc.dir(), "plugins"), 0);
     // The line is written by the answering thread after the response went
     // out: wait for it rather than read the log once.
-    let evil = svc.dir().join("uploads/evil").to_string_lossy().into_owned();
+    let evil = svc
+        .dir()
+        .join("uploads/evil")
+        .to_string_lossy()
+        .into_owned();
     let logged = wait_until(Duration::from_secs(10), || {
         let log = svc.log();
         log.contains("symbolic link") && log.contains(&evil)
