@@ -8,6 +8,7 @@ use crate::http::Route;
 pub mod artifact;
 pub mod health;
 pub mod metrics;
+pub mod openapi;
 pub mod status;
 pub mod upload;
 
@@ -24,6 +25,12 @@ pub const ROUTES: &[Route] = &[
         pattern: "/metrics",
         name: "metrics",
         handler: metrics::get,
+    },
+    Route {
+        method: "GET",
+        pattern: "/openapi.json",
+        name: "openapi",
+        handler: openapi::get,
     },
     Route {
         method: "POST",

@@ -13,6 +13,7 @@ mod follow;
 mod health;
 mod hostile;
 mod migrations;
+mod openapi;
 mod operations;
 mod properties;
 mod sim_real_hub;
