@@ -19,7 +19,10 @@ fn main() {
     let text = std::fs::read_to_string(SOURCE).unwrap_or_else(|e| fail(&format!("read: {e}")));
     let mut doc: Value =
         serde_norway::from_str(&text).unwrap_or_else(|e| fail(&format!("not YAML: {e}")));
-    if !doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1.")) {
+    if !doc["openapi"]
+        .as_str()
+        .is_some_and(|v| v.starts_with("3.1."))
+    {
         fail("`openapi` must be 3.1.x");
     }
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
@@ -31,7 +34,10 @@ fn main() {
             fail(&format!("path {path} is not an object"));
         };
         for method in METHODS {
-            if item.get(*method).is_some_and(|op| op.get("x-hone-pending").is_some()) {
+            if item
+                .get(*method)
+                .is_some_and(|op| op.get("x-hone-pending").is_some())
+            {
                 item.remove(*method);
                 pending.push(format!("{} {path}", method.to_uppercase()));
             }
@@ -48,8 +54,7 @@ fn main() {
 }
 
 fn write(path: &Path, text: &str) {
-    std::fs::write(path, text)
-        .unwrap_or_else(|e| fail(&format!("write {}: {e}", path.display())));
+    std::fs::write(path, text).unwrap_or_else(|e| fail(&format!("write {}: {e}", path.display())));
 }
 
 fn fail(why: &str) -> ! {

@@ -138,7 +138,9 @@ impl Checker {
     /// description, so its `$ref`s resolve).
     fn schema_errors(&self, pointer: &str, instance: &Value) -> Vec<String> {
         let mut root = self.doc.clone();
-        root["$ref"] = json!(format!("#{pointer}"));
+        // A URI fragment: the braces of a path template are percent-encoded.
+        let fragment = pointer.replace('{', "%7B").replace('}', "%7D");
+        root["$ref"] = json!(format!("#{fragment}"));
         let validator = jsonschema::options()
             .with_draft(jsonschema::Draft::Draft202012)
             .build(&root)
@@ -192,10 +194,8 @@ impl Checker {
         } else {
             Value::String(r.text())
         };
-        let errors = self.schema_errors(
-            &format!("{at}/content/{}/schema", token(media)),
-            &instance,
-        );
+        let errors =
+            self.schema_errors(&format!("{at}/content/{}/schema", token(media)), &instance);
         assert!(
             errors.is_empty(),
             "{method} {path} {status} does not match the description: {errors:#?}\nbody: {}",
@@ -224,12 +224,20 @@ impl Checker {
             missing.is_empty(),
             "operations never checked against the description: {missing:?}"
         );
-        eprintln!("openapi: statuses checked per operation: {:?}", self.checked);
+        eprintln!(
+            "openapi: statuses checked per operation: {:?}",
+            self.checked
+        );
     }
 }
 
 fn upload(svc: &Service, query: &str, body: &[u8], headers: &[(&str, &str)]) -> Resp {
-    http("POST", &svc.url(&format!("/upload?{query}")), headers, Some(body))
+    http(
+        "POST",
+        &svc.url(&format!("/upload?{query}")),
+        headers,
+        Some(body),
+    )
 }
 
 const AUTH: (&str, &str) = ("Authorization", "Bearer openapi-test-secret");
@@ -270,7 +278,11 @@ fn answers_of_every_route_match_the_description() {
         .set("MAX_BODY_BYTES", "65536")
         .start();
 
-    c.check("GET", "/health", &http("GET", &svc.url("/health"), &[], None));
+    c.check(
+        "GET",
+        "/health",
+        &http("GET", &svc.url("/health"), &[], None),
+    );
     let metrics = http("GET", &svc.url("/metrics"), &[], None);
     c.check("GET", "/metrics", &metrics);
     let served = http("GET", &svc.url("/openapi.json"), &[], None);
@@ -284,7 +296,11 @@ fn answers_of_every_route_match_the_description() {
         (q, vec![], &tar[..]),
         (q, vec![("Authorization", "Bearer wrong")], &tar[..]),
         ("name=.bad&version=1.0.0", vec![AUTH], &tar[..]),
-        ("name=oa-plugin&version=1.0.0&platforms=beos", vec![AUTH], &tar[..]),
+        (
+            "name=oa-plugin&version=1.0.0&platforms=beos",
+            vec![AUTH],
+            &tar[..],
+        ),
         (q, vec![AUTH], b"not a tarball"),
         (
             q,
@@ -354,7 +370,12 @@ fn answers_of_every_route_match_the_description() {
         .set("PERRY_HUB_URL", sim.url())
         .set("PERRY_HUB_LICENSE_KEY", "sim-license")
         .start();
-    let r = upload(&svc, "name=oa-cb&version=1.0&platforms=linux,windows", &tar, &[AUTH]);
+    let r = upload(
+        &svc,
+        "name=oa-cb&version=1.0&platforms=linux,windows",
+        &tar,
+        &[AUTH],
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     c.check("POST", "/upload", &r);
     let program = b"\x7fELF a program".to_vec();
@@ -372,7 +393,12 @@ fn answers_of_every_route_match_the_description() {
     c.check("POST", "/artifact/{callbackId}", &r);
     let windows = sim.callback("oa-cb", "1.0", "windows");
     let sha = [("x-artifact-sha256", &"0".repeat(64)[..])];
-    let r = http("POST", &svc.url(&windows.path_query), &sha, Some(b"aGVsbG8="));
+    let r = http(
+        "POST",
+        &svc.url(&windows.path_query),
+        &sha,
+        Some(b"aGVsbG8="),
+    );
     assert_eq!(r.status, 422, "{}", r.text());
     c.check("POST", "/artifact/{callbackId}", &r);
     let r = http("POST", &svc.url(&windows.path_query), &[], Some(b""));
@@ -385,11 +411,20 @@ fn answers_of_every_route_match_the_description() {
     // submitted again (nextAttemptAt, lastError); then the database file
     // goes away (health 503, status 503, metrics still 200).
     let svc = Service::builder().set("UPLOAD_SECRET", SECRET).start();
-    let r = upload(&svc, "name=oa-nohub&version=1.0.0&platforms=linux", &tar, &[AUTH]);
+    let r = upload(
+        &svc,
+        "name=oa-nohub&version=1.0.0&platforms=linux",
+        &tar,
+        &[AUTH],
+    );
     assert_eq!(r.json()["builds"][0]["status"], "pending", "{}", r.text());
     c.check("POST", "/upload", &r);
     let r = http("GET", &svc.url("/status/oa-nohub/1.0.0"), &[], None);
-    assert!(r.json()["builds"][0].get("nextAttemptAt").is_some(), "{}", r.text());
+    assert!(
+        r.json()["builds"][0].get("nextAttemptAt").is_some(),
+        "{}",
+        r.text()
+    );
     c.check("GET", "/status/{name}/{version}", &r);
     std::fs::remove_file(svc.dir().join("data").join(common::SQLITE_FILE)).unwrap();
     let r = http("GET", &svc.url("/health"), &[], None);
