@@ -91,6 +91,16 @@ fn description_and_routing_table_name_the_same_operations() {
             .collect();
         assert_eq!(declared, in_template, "{method} {path}: path parameters");
     }
+    // Every reference points at something.
+    let mut refs = Vec::new();
+    collect_refs(&doc, &mut refs);
+    assert!(refs.len() > 20, "references found: {}", refs.len());
+    for r in refs {
+        let pointer = r
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("{r}: not local"));
+        assert!(doc.pointer(pointer).is_some(), "{r} points at nothing");
+    }
     let pending: Vec<String> = serde_json::from_str(PENDING).unwrap();
     for op in &pending {
         let (method, path) = op.split_once(' ').unwrap();
@@ -98,6 +108,22 @@ fn description_and_routing_table_name_the_same_operations() {
             !routed.contains(&(method.to_string(), path.to_string())),
             "{op} is routed now: remove its `x-hone-pending` marker in docs/openapi.yaml"
         );
+    }
+}
+
+/// Every `$ref` value inside `v`.
+fn collect_refs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                match (k.as_str(), x) {
+                    ("$ref", Value::String(r)) => out.push(r.clone()),
+                    _ => collect_refs(x, out),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| collect_refs(x, out)),
+        _ => {}
     }
 }
 
