@@ -14,9 +14,12 @@ TAG=check-api
 
 SCHEMATHESIS_VERSION=4.32.5
 VENV=${VENV:-target/venv}
-# Per operation and phase; with 6 operations and 4 phases, 150 gives about
-# 1500 cases in total (the run fails below MIN_CASES).
+# Cases per operation and phase, and the time budget: fuzzing and stateful
+# testing repeat until it is spent. How many cases a pass generates varies
+# (the stateful phase follows the service's answers), so the budget, not
+# the count, bounds the run; it fails below MIN_CASES.
 MAX_EXAMPLES=${MAX_EXAMPLES:-150}
+MAX_TIME=${MAX_TIME:-120}
 MIN_CASES=${MIN_CASES:-1000}
 
 st="$VENV/bin/schemathesis"
@@ -63,7 +66,7 @@ set +e
 HONE_CHECK_API_SECRET="$secret" HONE_CHECK_API_JOB="$job" HONE_CHECK_API_JOB_TOKEN="$job_token" \
 "$st" --config-file scripts/schemathesis.toml run "$base/openapi.json" \
   --include-path-regex '^/' \
-  --checks all --max-examples "$MAX_EXAMPLES" --seed "${SEED:-20261129}" \
+  --checks all --max-examples "$MAX_EXAMPLES" --max-time "$MAX_TIME" --seed "${SEED:-20261129}" \
   --report junit --report-dir "$report" \
   2>&1 | tee "$work/schemathesis.out"
 rc=${PIPESTATUS[0]}
