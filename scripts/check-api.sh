@@ -61,8 +61,8 @@ PY
 # a filter selects it: `--include-path-regex '^/'` selects every operation.
 report=target/check-api
 set +e
-# The secret goes through the environment (the configuration file's
-# Authorization header), not the command line.
+# The secret and the job's token go through the environment (the
+# configuration file's [auth] tables read them), not the command line.
 HONE_CHECK_API_SECRET="$secret" HONE_CHECK_API_JOB="$job" HONE_CHECK_API_JOB_TOKEN="$job_token" \
 "$st" --config-file scripts/schemathesis.toml run "$base/openapi.json" \
   --include-path-regex '^/' \
@@ -76,8 +76,8 @@ echo "$TAG: schemathesis generated ${cases:-no} test cases (at least $MIN_CASES 
 if [ "$rc" = 0 ] && [ "${cases:-0}" -lt "$MIN_CASES" ]; then
   echo "$TAG: FAIL: fewer than $MIN_CASES cases" >&2; exit 1
 fi
-if grep -qF "$secret" "$work/schemathesis.out" || grep -qF "$job_token" "$work/schemathesis.out"; then
-  echo "$TAG: FAIL: a secret appears in schemathesis' output" >&2; exit 1
+if grep -qF -e "$secret" -e "$job_token" "$work/schemathesis.out" "$work/hone-build.log"; then
+  echo "$TAG: FAIL: a secret appears in schemathesis' output or hone-build's log" >&2; exit 1
 fi
 if grep -qE "panicked|thread .* panicked" "$work/hone-build.log"; then
   echo "$TAG: FAIL: hone-build panicked:" >&2; grep -B2 -A5 panicked "$work/hone-build.log" >&2; exit 1
