@@ -9,11 +9,13 @@
 //!   status is documented for the operation, the media type is one it
 //!   lists, required headers are there, and a JSON body matches the schema
 //!   (JSON Schema 2020-12, with the `jsonschema` crate). Every served
-//!   operation must have been checked at least once.
+//!   operation must have been checked at least once. On both stores.
 //!
 //! `make check-api` adds a fuzzer (schemathesis) against a live instance.
 
-use crate::common::{self, Resp, Service, Sim, http};
+use crate::common::{
+    self, Resp, Service, ServiceBuilder, Sim, StoreKind, TestDb, both_stores, http,
+};
 use crate::fixtures::{self, Fill};
 use hone_build::routes::{ROUTES, openapi::DESCRIPTION};
 use serde_json::{Value, json};
@@ -289,26 +291,36 @@ fn follow_status(c: &mut Checker, svc: &Service, name: &str, version: &str) -> (
     (last, live)
 }
 
-#[test]
-fn answers_of_every_route_match_the_description() {
+/// A service with the upload secret, on `db` (a MySQL database of its own)
+/// or on the embedded store.
+fn service(db: Option<&TestDb>) -> ServiceBuilder {
+    let b = Service::builder().set("UPLOAD_SECRET", SECRET);
+    match db {
+        Some(db) => b.envs(db.service_env(&db.host, db.port)),
+        None => b,
+    }
+}
+
+both_stores!(answers_of_every_route_match_the_description);
+
+fn answers_of_every_route_match_the_description(kind: StoreKind) {
     let mut c = Checker::new();
+    let new_db = || (kind == StoreKind::Mysql).then(TestDb::new);
 
     // --- Today's hub (builds followed over the WebSocket), slow enough to
     // see a build under way.
     let sim = Sim::start_real(&["--build-delay-ms", "300", "--stage-delay-ms", "150"]);
-    let svc = Service::builder()
-        .set("UPLOAD_SECRET", SECRET)
+    let db = new_db();
+    let svc = service(db.as_ref())
         .set("PERRY_HUB_URL", sim.url())
         .set("PERRY_HUB_WS_URL", sim.ws_url())
         .set("PERRY_HUB_LICENSE_KEY", "sim-license")
         .set("MAX_BODY_BYTES", "65536")
         .start();
 
-    c.check(
-        "GET",
-        "/health",
-        &http("GET", &svc.url("/health"), &[], None),
-    );
+    let r = http("GET", &svc.url("/health"), &[], None);
+    c.check("GET", "/health", &r);
+    assert_eq!(r.json()["store"], kind.name(), "{}", r.text());
     let metrics = http("GET", &svc.url("/metrics"), &[], None);
     c.check("GET", "/metrics", &metrics);
     let served = http("GET", &svc.url("/openapi.json"), &[], None);
@@ -391,8 +403,8 @@ fn answers_of_every_route_match_the_description() {
     // --- A hub that calls back (deliveries with each job's token), and
     // never on its own: the test delivers.
     let sim = Sim::start(&["--never-callback"]);
-    let svc = Service::builder()
-        .set("UPLOAD_SECRET", SECRET)
+    let db = new_db();
+    let svc = service(db.as_ref())
         .set("PERRY_HUB_URL", sim.url())
         .set("PERRY_HUB_LICENSE_KEY", "sim-license")
         .start();
@@ -434,9 +446,10 @@ fn answers_of_every_route_match_the_description() {
     drop(sim);
 
     // --- No hub at all: the upload is recorded, its jobs wait to be
-    // submitted again (nextAttemptAt, lastError); then the database file
-    // goes away (health 503, status 503, metrics still 200).
-    let svc = Service::builder().set("UPLOAD_SECRET", SECRET).start();
+    // submitted again (nextAttemptAt, lastError); then (embedded store) the
+    // database file goes away: health 503, status 503, metrics still 200.
+    let db = new_db();
+    let svc = service(db.as_ref()).start();
     let r = upload(
         &svc,
         "name=oa-nohub&version=1.0.0&platforms=linux",
@@ -452,6 +465,10 @@ fn answers_of_every_route_match_the_description() {
         r.text()
     );
     c.check("GET", "/status/{name}/{version}", &r);
+    if kind == StoreKind::Mysql {
+        c.assert_all_operations_checked();
+        return;
+    }
     std::fs::remove_file(svc.dir().join("data").join(common::SQLITE_FILE)).unwrap();
     let r = http("GET", &svc.url("/health"), &[], None);
     assert_eq!(r.status, 503, "{}", r.text());
