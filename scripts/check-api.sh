@@ -63,6 +63,7 @@ report=target/check-api
 set +e
 # The secret and the job's token go through the environment (the
 # configuration file's [auth] tables read them), not the command line.
+HYPOTHESIS_STORAGE_DIRECTORY=target/hypothesis \
 HONE_CHECK_API_SECRET="$secret" HONE_CHECK_API_JOB="$job" HONE_CHECK_API_JOB_TOKEN="$job_token" \
 "$st" --config-file scripts/schemathesis.toml run "$base/openapi.json" \
   --include-path-regex '^/' \
