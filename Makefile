@@ -19,11 +19,12 @@ UNITDIR      ?= /etc/systemd/system
 BINDIR        = $(PREFIX)/bin
 DOCDIR        = $(PREFIX)/share/doc/hone-build
 
-.PHONY: help build run test lint fuzz bench bench-load bench-follow bench-status smoke clean install uninstall check-install
+.PHONY: help build run test check-api lint fuzz bench bench-load bench-follow bench-status smoke clean install uninstall check-install
 
 help:
 	@echo "make run      build (release) and start hone-build on the embedded store, files in ./data"
 	@echo "make test     formatting, clippy, and every test (needs MariaDB on 127.0.0.1:3306)"
+	@echo "make check-api  schemathesis (in target/venv) against a live instance: docs/openapi.yaml, every check, >= 1000 cases"
 	@echo "make lint     cargo fmt --check and clippy only"
 	@echo "make fuzz     the property tests with FUZZ_CASES (20000) cases each"
 	@echo "make bench    benchmarks (release build): memory, intake speed, load figures"
@@ -54,6 +55,15 @@ lint:
 
 test: lint
 	$(CARGO) test
+
+# The live service against its description (docs/openapi.yaml) with
+# schemathesis from PyPI (pinned in the script, installed into
+# target/venv): perry-hub-sim as today's hub, hone-build on the embedded
+# store in a temporary directory, every check, at least 1000 cases; fails on
+# any 5xx or any answer the description does not allow. A few minutes.
+check-api:
+	$(CARGO) build --bins
+	bash scripts/check-api.sh target/debug
 
 # The property tests with many more cases than `make test` runs.
 FUZZ_CASES ?= 20000

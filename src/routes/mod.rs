@@ -10,6 +10,7 @@ pub mod builds;
 pub mod health;
 pub mod logs;
 pub mod metrics;
+pub mod openapi;
 pub mod status;
 pub mod upload;
 
@@ -26,6 +27,12 @@ pub const ROUTES: &[Route] = &[
         pattern: "/metrics",
         name: "metrics",
         handler: metrics::get,
+    },
+    Route {
+        method: "GET",
+        pattern: "/openapi.json",
+        name: "openapi",
+        handler: openapi::get,
     },
     Route {
         method: "POST",

@@ -17,6 +17,7 @@ mod health;
 mod hostile;
 mod logs;
 mod migrations;
+mod openapi;
 mod operations;
 mod properties;
 mod sim_real_hub;
