@@ -15,6 +15,7 @@ pub mod intake;
 pub mod jobs;
 pub mod metrics;
 pub mod platform;
+pub mod preflight;
 pub mod publish;
 pub mod routes;
 pub mod store;
