@@ -394,6 +394,47 @@ mod tests {
         }
     }
 
+    /// Every warning names the keys it is about, and all can fire at once.
+    #[test]
+    fn each_warning_names_its_keys() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        let odd = d.path().join("odd");
+        std::fs::create_dir_all(odd.join("a b")).unwrap();
+        let conf = d.path().join("build.conf");
+        let cases = [
+            format!(
+                "UPLOAD_SECRET=s\nPERRY_HUB_LICENSE_KEY=k\nDATA_DIR={}\nUPLOADS_DIR={}\n\
+                 PACKAGES_DIR={}\n",
+                file.display(),
+                odd.display(),
+                odd.display()
+            ),
+            format!(
+                "UPLOAD_SECRET=s\nPUBLIC_URL=http://[::1]:1\nPERRY_HUB_WS_URL=off\n\
+                 UPLOADS_DIR=/proc/none/x\nPACKAGES_DIR={}/no/such/packages\n",
+                d.path().display()
+            ),
+        ];
+        let mut seen = 0;
+        for text in cases {
+            std::fs::write(&conf, text).unwrap();
+            let (cfg, _) =
+                Config::load(crate::config::FileChoice::Explicit(&conf), &|_| None).unwrap();
+            for w in warnings(&cfg) {
+                assert!(!w.keys.is_empty(), "{w}");
+                for k in &w.keys {
+                    assert!(w.text.contains(k), "{k} not named in: {w}");
+                }
+                seen += 1;
+            }
+        }
+        // PUBLIC_URL, license, DATA_DIR, name, overlap, contents; PUBLIC_URL,
+        // no credentials, UPLOADS_DIR, missing parent.
+        assert_eq!(seen, 10);
+    }
+
     #[test]
     fn overlapping_paths() {
         let d = tempfile::tempdir().unwrap();
