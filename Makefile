@@ -19,10 +19,12 @@ UNITDIR      ?= /etc/systemd/system
 BINDIR        = $(PREFIX)/bin
 DOCDIR        = $(PREFIX)/share/doc/hone-build
 
-.PHONY: help build run test check-api lint fuzz bench bench-load bench-follow bench-status smoke clean install uninstall check-install
+.PHONY: help build run demo test check-api lint fuzz bench bench-load bench-follow bench-status smoke clean install uninstall check-install
 
 help:
 	@echo "make run      build (release) and start hone-build on the embedded store, files in ./data"
+	@echo "make demo     build (release), start a simulated Perry Hub and hone-build in a temporary directory,"
+	@echo "              publish a sample plugin for every platform and show its builds until they complete"
 	@echo "make test     formatting, clippy, and every test (needs MariaDB on 127.0.0.1:3306)"
 	@echo "make check-api  schemathesis (in target/venv) against a live instance: docs/openapi.yaml, every check, >= 1000 cases"
 	@echo "make lint     cargo fmt --check and clippy only"
@@ -48,6 +50,11 @@ build:
 RUN_DIR ?= data
 run: build
 	HONE_BUILD_DATA_DIR=$(RUN_DIR) HONE_BUILD_UPLOADS_DIR=$(RUN_DIR)/uploads HONE_BUILD_PACKAGES_DIR=$(RUN_DIR)/packages $(RELEASE_DIR)/hone-build
+
+# `make demo`: everything in a temporary directory, on loopback ports the
+# system picks (scripts/demo.sh); Ctrl-C stops it and removes the directory.
+demo: build
+	BIN_DIR=$(RELEASE_DIR) bash scripts/demo.sh
 
 lint:
 	$(CARGO) fmt --check

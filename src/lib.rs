@@ -19,6 +19,7 @@ pub mod links;
 pub mod logfollow;
 pub mod metrics;
 pub mod platform;
+pub mod preflight;
 pub mod publish;
 pub mod routes;
 pub mod store;

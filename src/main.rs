@@ -16,8 +16,11 @@ hone-build — build coordinator of the Hone plugin marketplace
 
 Usage:
   hone-build [--config FILE]                       serve (the default)
-  hone-build [--config FILE] check-config          print the effective configuration
-                                                   (secrets masked) and check the store and hub
+  hone-build [--config FILE] check-config [--strict]
+                                                   print the effective configuration (secrets
+                                                   masked), check the store and hub, and warn
+                                                   about settings that break production
+                                                   (--strict: warnings fail too)
   hone-build [--config FILE] migrate               create missing tables and columns
   hone-build [--config FILE] jobs [NAME [VERSION]] list build jobs
   hone-build [--config FILE] retry NAME VERSION [PLATFORM]
@@ -108,7 +111,8 @@ fn main() -> ExitCode {
     let cmd: Vec<&str> = args.command.iter().map(String::as_str).collect();
     let result = match cmd.as_slice() {
         [] | ["serve"] => serve(cfg),
-        ["check-config"] => check_config(&cfg),
+        ["check-config"] => check_config(&cfg, false),
+        ["check-config", "--strict"] => check_config(&cfg, true),
         ["migrate"] => with_store(&cfg, |s| {
             s.migrate().map_err(|e| e.to_string())?;
             println!("migrated: {} store is up to date", s.kind());
@@ -286,7 +290,7 @@ fn start_drain_deadline(stop: Arc<AtomicBool>, grace: Duration) {
     }
 }
 
-fn check_config(cfg: &Config) -> Result<(), String> {
+fn check_config(cfg: &Config, strict: bool) -> Result<(), String> {
     println!("configuration from {}:", cfg.source);
     for (k, v) in cfg.masked_entries() {
         println!("  {k:<22} {v}");
@@ -332,25 +336,19 @@ fn check_config(cfg: &Config) -> Result<(), String> {
             }
         },
     }
-    match (
-        cfg.perry_hub_token.is_empty(),
-        cfg.perry_hub_license_key.is_empty(),
-    ) {
-        (false, _) => {}
-        (true, false) => println!(
-            "warning: only PERRY_HUB_LICENSE_KEY is set: a self-service license key is bound to \
-             the first plugin it builds, so every other plugin fails with ACCOUNT_REQUIRED; \
-             set PERRY_HUB_TOKEN (a Perry account API token)"
-        ),
-        (true, true) => println!(
-            "warning: neither PERRY_HUB_TOKEN nor PERRY_HUB_LICENSE_KEY is set: Perry Hub refuses \
-             every submission"
-        ),
+    // Settings that start fine but silently break production: stderr, so
+    // that the listing above stays clean to read or diff.
+    let warnings = hone_build::preflight::warnings(cfg);
+    for w in &warnings {
+        eprintln!("warning: {w}");
     }
-    if ok {
-        Ok(())
-    } else {
-        Err("some checks failed".into())
+    match (ok, strict && !warnings.is_empty()) {
+        (true, false) => Ok(()),
+        (true, true) => Err(format!(
+            "{} warning(s), which --strict makes errors",
+            warnings.len()
+        )),
+        (false, _) => Err("some checks failed".into()),
     }
 }
 

@@ -10,6 +10,7 @@ mod artifact;
 mod browser;
 mod build_logs;
 mod build_page;
+mod demo;
 mod faults;
 mod files;
 mod follow;

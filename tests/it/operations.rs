@@ -132,6 +132,241 @@ fn check_config_masks_secrets_and_reports_reachability() {
     assert!(out.contains("store: FAILED"), "{out}");
 }
 
+/// Issue #13: check-config warns (stderr, `warning:`, naming the keys)
+/// about settings that start but silently break production, each exactly
+/// when it applies; warnings keep exit status 0 unless `--strict`; no
+/// secret is printed.
+#[test]
+fn check_config_warns_about_what_breaks_production() {
+    let sim = Sim::start(&[]);
+    let (url, ws) = (sim.url(), sim.ws_url());
+    let token = "token-WARN-1";
+    let license = "license-WARN-2";
+    let upload = "upload-WARN-3";
+    // A good configuration: the simulator, a token, loopback, directories
+    // that can be created, PACKAGES_DIR named packages.
+    let base = |extra: &[(&'static str, String)]| -> Vec<(&'static str, String)> {
+        let mut env = vec![
+            ("PERRY_HUB_URL", url.clone()),
+            ("PERRY_HUB_WS_URL", ws.clone()),
+            ("PERRY_HUB_TOKEN", token.to_string()),
+        ];
+        for (k, v) in extra {
+            env.retain(|(key, _)| key != k);
+            env.push((k, v.clone()));
+        }
+        env
+    };
+    // Runs check-config; answers (exit code, stdout, the warning lines).
+    let check = |dir: &std::path::Path, env: &[(&'static str, String)], strict: bool| {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let args: &[&str] = if strict {
+            &["check-config", "--strict"]
+        } else {
+            &["check-config"]
+        };
+        let (code, out, err) = run(dir, &env, args);
+        for s in [token, license, upload] {
+            assert!(
+                !out.contains(s) && !err.contains(s),
+                "leaks {s}: {out}{err}"
+            );
+        }
+        let warnings: Vec<String> = err
+            .lines()
+            .filter(|l| l.starts_with("warning: "))
+            .map(str::to_string)
+            .collect();
+        assert!(
+            !out.contains("warning"),
+            "warnings go to stderr, not stdout: {out}"
+        );
+        (code, out, warnings)
+    };
+    // Exactly one warning, containing every one of `words`; exit 0.
+    let one = |dir: &std::path::Path, env: &[(&'static str, String)], words: &[&str]| {
+        let (code, out, w) = check(dir, env, false);
+        assert_eq!(code, 0, "warnings keep exit 0: {out}{w:?}");
+        assert_eq!(w.len(), 1, "{words:?}: {w:?}");
+        for word in words {
+            assert!(w[0].contains(word), "{word:?} not in {w:?}");
+        }
+        w.into_iter().next().unwrap()
+    };
+    let none = |dir: &std::path::Path, env: &[(&'static str, String)]| {
+        let (code, out, w) = check(dir, env, false);
+        assert_eq!(code, 0, "{out}{w:?}");
+        assert!(w.is_empty(), "no warning expected: {w:?}");
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = |p: &std::path::Path| p.display().to_string();
+    none(d, &base(&[]));
+    let (code, _, w) = check(d, &base(&[]), true);
+    assert_eq!((code, w.len()), (0, 0), "--strict without warnings: 0");
+
+    // PUBLIC_URL on loopback while BIND is public (UPLOAD_SECRET set makes
+    // the default BIND 0.0.0.0).
+    let public = base(&[("UPLOAD_SECRET", upload.into())]);
+    let w = one(
+        d,
+        &public,
+        &["PUBLIC_URL is not set", "localhost", "BIND=0.0.0.0"],
+    );
+    assert!(w.contains("patched hub"), "{w}");
+    for local in [
+        "http://127.0.0.1:8447",
+        "http://[::1]:1",
+        "https://LocalHost/",
+    ] {
+        let mut env = public.clone();
+        env.push(("PUBLIC_URL", local.into()));
+        one(d, &env, &["PUBLIC_URL=", "BIND=0.0.0.0"]);
+    }
+    let mut env = public.clone();
+    env.push(("PERRY_HUB_WS_URL", "off".into()));
+    let w = one(d, &env, &["PUBLIC_URL", "BUILD_TIMEOUT_SECS"]);
+    assert!(w.contains("every build waits"), "{w}");
+    let mut env = public.clone();
+    env.push(("PUBLIC_URL", "https://build.example.org".into()));
+    none(d, &env);
+    let mut env = public.clone();
+    env.push(("BIND", "127.0.0.1".into()));
+    none(d, &env);
+
+    // Hub credentials.
+    let w = one(
+        d,
+        &base(&[("PERRY_HUB_TOKEN", String::new())]),
+        &["neither PERRY_HUB_TOKEN nor PERRY_HUB_LICENSE_KEY"],
+    );
+    assert!(w.contains("refuses every submission"), "{w}");
+    let w = one(
+        d,
+        &base(&[
+            ("PERRY_HUB_TOKEN", String::new()),
+            ("PERRY_HUB_LICENSE_KEY", license.into()),
+        ]),
+        &["PERRY_HUB_LICENSE_KEY is set but PERRY_HUB_TOKEN is not"],
+    );
+    assert!(w.contains("ACCOUNT_REQUIRED") && w.contains("first"), "{w}");
+    none(d, &base(&[("PERRY_HUB_LICENSE_KEY", license.into())]));
+
+    // Directories that cannot be written or created. The tests run as
+    // root, so a path under /proc (where nobody creates files) stands for
+    // a read-only place, and a regular file for a wrong path.
+    let file = d.join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    one(
+        d,
+        &base(&[("UPLOADS_DIR", "/proc/hone-build-test/uploads".into())]),
+        &[
+            "UPLOADS_DIR=/proc/hone-build-test/uploads",
+            "does not exist and cannot be created",
+            "/proc cannot be written",
+        ],
+    );
+    one(
+        d,
+        &base(&[("UPLOADS_DIR", s(&file))]),
+        &["UPLOADS_DIR=", "cannot be written", "not a directory"],
+    );
+    // DATA_DIR: the embedded store cannot open there either.
+    let (code, out, w) = check(d, &base(&[("DATA_DIR", s(&file))]), false);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("store: FAILED"), "{out}");
+    assert!(
+        w.len() == 1 && w[0].contains("DATA_DIR=") && w[0].contains("cannot be written"),
+        "{w:?}"
+    );
+    // A packages "directory" that is a file: not writable (its look is not
+    // judged on top).
+    let pfile = d.join("pk").join("packages");
+    std::fs::create_dir_all(pfile.parent().unwrap()).unwrap();
+    std::fs::write(&pfile, b"x").unwrap();
+    one(
+        d,
+        &base(&[("PACKAGES_DIR", s(&pfile))]),
+        &["PACKAGES_DIR=", "cannot be written"],
+    );
+    assert!(
+        !d.join("uploads").exists() && !d.join("packages").exists(),
+        "check-config creates no directory"
+    );
+
+    // PACKAGES_DIR that does not look like the marketplace's.
+    one(
+        d,
+        &base(&[("PACKAGES_DIR", s(&d.join("bins")))]),
+        &["PACKAGES_DIR=", "not a directory named packages"],
+    );
+    std::fs::create_dir(d.join("store")).unwrap();
+    one(
+        d,
+        &base(&[
+            ("PACKAGES_DIR", s(&d.join("store/packages"))),
+            ("UPLOADS_DIR", s(&d.join("store/packages/../packages/up"))),
+        ]),
+        &["PACKAGES_DIR=", "UPLOADS_DIR=", "overlap"],
+    );
+    one(
+        d,
+        &base(&[("PACKAGES_DIR", s(&d.join("hone-marketplce/data/packages")))]),
+        &[
+            "PACKAGES_DIR=",
+            "does not exist, nor does",
+            "hone-marketplce/data",
+        ],
+    );
+    // Contents: plugin/version directories (and hidden temp files) fit.
+    let market = d.join("market/data/packages");
+    let version = market.join("my-plugin/1.0.0-beta.1");
+    std::fs::create_dir_all(&version).unwrap();
+    std::fs::write(version.join("linux-x64.bin"), b"program").unwrap();
+    std::fs::write(version.join("manifest.json"), b"{}").unwrap();
+    std::fs::write(market.join(".tmp-0123abcd"), b"").unwrap();
+    let at_market = base(&[("PACKAGES_DIR", s(&market))]);
+    none(d, &at_market);
+    for (odd, words) in [
+        ("notes.txt", "'notes.txt' (not a directory)"),
+        ("My Documents/", "'My Documents' (not a plugin name)"),
+        (
+            "my-plugin/README",
+            "'my-plugin/README' (not a version directory)",
+        ),
+        ("my-plugin/v 2/", "'my-plugin/v 2' (not a version)"),
+    ] {
+        let p = market.join(odd.trim_end_matches('/'));
+        if odd.ends_with('/') {
+            std::fs::create_dir(&p).unwrap();
+        } else {
+            std::fs::write(&p, b"x").unwrap();
+        }
+        one(
+            d,
+            &at_market,
+            &["PACKAGES_DIR=", words, "marketplace's packages"],
+        );
+        let (code, _, w) = check(d, &at_market, true);
+        assert_eq!((code, w.len()), (1, 1), "--strict makes a warning fail");
+        if odd.ends_with('/') {
+            std::fs::remove_dir(&p).unwrap();
+        } else {
+            std::fs::remove_file(&p).unwrap();
+        }
+    }
+    none(d, &at_market);
+    let env: Vec<(&str, &str)> = at_market.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    std::fs::write(market.join("stray"), b"x").unwrap();
+    let (code, _, err) = run(d, &env, &["check-config", "--strict"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("1 warning(s), which --strict makes errors"),
+        "{err}"
+    );
+}
+
 #[test]
 fn migrate_creates_the_tables() {
     let db = TestDb::new();
