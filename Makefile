@@ -126,6 +126,7 @@ deb: build
 	$(call render_unit,/usr/bin,/etc/hone-build,/usr/share/doc/hone-build,hone-build,/var/lib/hone-build,/var/lib/hone-build/uploads,$(PACKAGES_DIR)) \
 	    > $(DEB_STAGE)/hone-build.service
 	bash packaging/render-build-conf.sh build.conf.example $(PACKAGES_DIR) > $(DEB_STAGE)/build.conf
+	gzip -9n < packaging/changelog > $(DEB_STAGE)/changelog.gz
 	@command -v cargo-deb >/dev/null || $(CARGO) install cargo-deb --locked --version $(CARGO_DEB_VERSION)
 	rm -f $(DEB_DIR)/hone-build_*.deb
 	$(CARGO) deb --no-build --target $(TARGET) --output $(DEB_DIR)/
