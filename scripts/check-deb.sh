@@ -25,6 +25,9 @@ if dpkg-query -W -f='${db:Status-Status}' hone-build 2>/dev/null | grep -qv '^no
   echo "check-deb: the hone-build package is already on this machine; remove it first (dpkg -P hone-build)" >&2
   exit 1
 fi
+for d in /etc/hone-build /var/lib/hone-build; do
+  [ ! -e "$d" ] || { echo "check-deb: $d exists (left by an earlier installation?): remove it first" >&2; exit 1; }
+done
 # step: what is being done; ok: a check that passed; fail: one that did not.
 # The last line counts them ("check-deb: N passed, M failed").
 passed=0
@@ -39,6 +42,18 @@ user_existed=no
 getent passwd hone-build >/dev/null && user_existed=yes
 hb_workdir
 chmod 755 "$work"
+# The systemd of the "Under systemd" part ignores SIGTERM (and unshare, its
+# parent, too): it is killed, with everything in its namespace, before
+# hb_cleanup waits for this script's children.
+unshare_pid=
+stop_namespace() {
+  if [ -n "$unshare_pid" ]; then
+    for c in $(pgrep -P "$unshare_pid"); do kill -KILL "$c" 2>/dev/null || true; done
+    kill -KILL "$unshare_pid" 2>/dev/null || true
+    wait "$unshare_pid" 2>/dev/null || true
+  fi
+}
+trap 'stop_namespace; hb_cleanup' EXIT
 hb_before_remove() {
   if dpkg-query -W -f='${db:Status-Status}' hone-build 2>/dev/null | grep -qv '^not-installed$'; then
     dpkg -P hone-build >/dev/null 2>&1 || true
@@ -47,6 +62,7 @@ hb_before_remove() {
     userdel hone-build || echo "check-deb: could not delete the user hone-build it created" >&2
     if getent group hone-build >/dev/null; then groupdel hone-build || true; fi
   fi
+  rm -rf /var/lib/hone-build  # absent before this script (checked above)
 }
 
 # --- The archive ------------------------------------------------------------
@@ -156,7 +172,7 @@ setpriv --reuid=hone-build --regid=hone-build --init-groups env -C /var/lib/hone
   HONE_BUILD_PACKAGES_DIR="$work/packages" hone-build --config /etc/hone-build/build.conf 2>"$work/serve.log" &
 serve_pid=$!
 pids+=("$serve_pid")
-base=$(wait_for_line "$work/serve.log" 'http://127.0.0.1:[0-9]*')
+base=$(wait_for_line "$work/serve.log" 'http://127.0.0.1:[0-9]*') || fail "hone-build did not start"
 curl -fsS "$base/health" >/dev/null || fail "GET /health"
 [ "$(ps -o user= -p "$serve_pid")" = hone-build ] || fail "pid $serve_pid is not hone-build's: $(ps -o user=,args= -p "$serve_pid")"
 kill -TERM "$serve_pid"
@@ -164,6 +180,62 @@ wait "$serve_pid" || { cat "$work/serve.log"; fail "hone-build exited $? after S
 grep -q 'config: /etc/hone-build/build.conf' "$work/serve.log" || fail "serve did not read /etc/hone-build/build.conf"
 echo marketplace >"$work/packages/marker"
 ok "hone-build serves as hone-build ($base/health) and stops on SIGTERM"
+
+# --- Under systemd ---------------------------------------------------------------
+# The installed unit, run by a real systemd: PID 1 of private pid, mount, UTS
+# and IPC namespaces (container mode), which starts nothing but the unit. A
+# runtime drop-in in that namespace's own /run points hone-build at the
+# simulator, a free port and PACKAGES_DIR=/var/lib/hone-build/packages, and
+# logs to a file; it changes no sandbox setting. scripts/smoke.sh publishes
+# for all five platforms through it; `systemctl stop` must end it with 0.
+if [ -d /run/systemd/system ]; then
+  step "NOT checked under systemd: this machine runs systemd (start the unit with systemctl)"
+elif ! command -v unshare >/dev/null || [ ! -x /lib/systemd/systemd ]; then
+  step "NOT checked under systemd: no unshare or /lib/systemd/systemd"
+else
+  secret="check-deb-$RANDOM$RANDOM"
+  : >"$work/unit.log"
+  cat >"$work/drop-in.conf" <<EOT
+[Unit]
+DefaultDependencies=no
+[Service]
+Environment=HONE_BUILD_PORT=0 HONE_BUILD_BIND=127.0.0.1 HONE_BUILD_PERRY_HUB_URL=$sim HONE_BUILD_PERRY_HUB_WS_URL=$sim_ws
+Environment=HONE_BUILD_PERRY_HUB_LICENSE_KEY=sim-license HONE_BUILD_UPLOAD_SECRET=$secret HONE_BUILD_PACKAGES_DIR=/var/lib/hone-build/packages
+StandardOutput=append:$work/unit.log
+StandardError=append:$work/unit.log
+EOT
+  unshare --mount --pid --uts --ipc --kill-child --mount-proc --propagation private bash -c "
+    mount -t tmpfs tmpfs /run
+    mkdir -p /run/systemd/system/hone-build.service.d
+    cp '$work/drop-in.conf' /run/systemd/system/hone-build.service.d/check-deb.conf
+    printf '[Unit]\nDefaultDependencies=no\nWants=hone-build.service\n' >/run/systemd/system/check-deb.target
+    exec env container=check-deb /lib/systemd/systemd --system --unit=check-deb.target --log-target=console
+  " >"$work/systemd.log" 2>&1 &
+  unshare_pid=$!
+  pids+=("$unshare_pid")
+  ubase=$(wait_for_line "$work/unit.log" 'http://127.0.0.1:[0-9]*') || fail "the unit did not start"
+  sd_pid=$(pgrep -P "$unshare_pid")
+  in_ns() { nsenter -t "$sd_pid" -m -p "$@"; }
+  main_pid=$(pgrep -u hone-build -x hone-build)
+  grep -E '^(NoNewPrivs|Seccomp|CapBnd|CapEff):' "/proc/$main_pid/status" | tr '\n' ' ' | tee "$work/sandbox"; echo
+  grep -Eq 'CapEff:\s+0+ .*CapBnd:\s+0+ .*NoNewPrivs:\s+1 .*Seccomp:\s+2 ' "$work/sandbox" ||
+    fail "hone-build under systemd is not sandboxed: $(cat "$work/sandbox")"
+  [ "$(awk '$5 == "/" {print $6}' "/proc/$main_pid/mountinfo" | cut -d, -f1)" = ro ] || fail "/ is writable for the service"
+  in_ns systemd-analyze security --no-pager hone-build.service | tail -n1
+  SMOKE_PLATFORMS=macos,linux,windows,ios,android SMOKE_TIMEOUT=60 bash scripts/smoke.sh "$ubase" "$secret" \
+    >"$work/smoke.out" 2>&1 || { cat "$work/smoke.out" "$work/unit.log"; fail "smoke test against the unit"; }
+  tail -n1 "$work/smoke.out"
+  [ "$(find /var/lib/hone-build/packages -name '*.bin' | wc -l)" = 5 ] || fail "the unit did not store 5 programs"
+  in_ns systemctl stop hone-build
+  in_ns systemctl show -p Result -p ExecMainStatus hone-build | tr '\n' ' ' | tee "$work/stopped"; echo
+  grep -q 'Result=success ExecMainStatus=0' "$work/stopped" || fail "systemctl stop: $(cat "$work/stopped")"
+  if grep -q "$secret" "$work/unit.log"; then fail "the upload secret is in the service's log"; fi
+  in_ns systemctl exit 0 || true
+  wait "$unshare_pid" || true
+  unshare_pid=
+  rm -rf /var/lib/hone-build/packages
+  ok "under systemd (pid $main_pid: seccomp, no capabilities, read-only /) the unit serves a 5-platform publish and stops with 0"
+fi
 
 # --- Upgrade keeps a local change ---------------------------------------------
 echo 'LOG_LEVEL=debug' >>/etc/hone-build/build.conf
