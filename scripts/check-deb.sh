@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# `make check-deb`: checks the Debian package on this machine. Needs root: it
-# installs the package with dpkg, checks the files, the user, the unit
-# (systemd-analyze verify, and security with a ceiling on the exposure), runs
-# `hone-build check-config` and the service itself as the hone-build user,
-# upgrades it keeping a local change of the conffile, removes and purges it
-# (what stays, what goes), and runs lintian on it (installed with apt-get
-# when missing). Leaves the machine as it found it: the package purged, the
-# hone-build user deleted if this script created it.
+# `make check-deb`: checks the Debian package on this machine. Needs root.
+# In order: the archive's contents; lintian (installed with apt-get when
+# missing); dpkg -i and the files, the user, owners and modes; the unit
+# (systemd-analyze verify, and security with a ceiling on the exposure);
+# `hone-build check-config` and the service itself run as the hone-build
+# user; the unit run by a real systemd in private namespaces, with a publish
+# through it; an upgrade keeping a local change of the conffile; dpkg -r and
+# dpkg -P (what stays, what goes). Leaves the machine as it found it: the
+# package purged, the hone-build user deleted if this script created it.
 # Usage: scripts/check-deb.sh PATH/hone-build_VERSION_ARCH.deb
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -176,7 +177,7 @@ base=$(wait_for_line "$work/serve.log" 'http://127.0.0.1:[0-9]*') || fail "hone-
 curl -fsS "$base/health" >/dev/null || fail "GET /health"
 [ "$(ps -o user= -p "$serve_pid")" = hone-build ] || fail "pid $serve_pid is not hone-build's: $(ps -o user=,args= -p "$serve_pid")"
 kill -TERM "$serve_pid"
-wait "$serve_pid" || { cat "$work/serve.log"; fail "hone-build exited $? after SIGTERM"; }
+wait "$serve_pid" || { rc=$?; cat "$work/serve.log"; fail "hone-build exited $rc after SIGTERM"; }
 grep -q 'config: /etc/hone-build/build.conf' "$work/serve.log" || fail "serve did not read /etc/hone-build/build.conf"
 echo marketplace >"$work/packages/marker"
 ok "hone-build serves as hone-build ($base/health) and stops on SIGTERM"
