@@ -19,7 +19,7 @@ UNITDIR      ?= /etc/systemd/system
 BINDIR        = $(PREFIX)/bin
 DOCDIR        = $(PREFIX)/share/doc/hone-build
 
-.PHONY: help build run demo test check-api lint fuzz bench bench-load bench-follow bench-status smoke clean install uninstall check-install
+.PHONY: help build run demo test check-api lint fuzz bench bench-load bench-follow bench-status smoke clean install uninstall check-install deb check-deb
 
 help:
 	@echo "make run      build (release) and start hone-build on the embedded store, files in ./data"
@@ -38,6 +38,8 @@ help:
 	@echo "make install  binary, systemd unit, example configuration (PREFIX, DESTDIR, DATA_DIR, PACKAGES_DIR)"
 	@echo "make uninstall"
 	@echo "make check-install  install into a temporary DESTDIR, verify the files and the unit"
+	@echo "make deb     the Debian package target/debian/hone-build_<version>_<arch>.deb (cargo-deb)"
+	@echo "make check-deb  build the package, install, check and purge it on this machine (root), lintian"
 	@echo "make clean    remove build output"
 
 build:
@@ -103,13 +105,20 @@ smoke:
 	$(CARGO) build --bins
 	bash scripts/smoke-local.sh target/debug
 
+# render_unit BINDIR,CONFDIR,DOCDIR,USER,DATA_DIR,UPLOADS_DIR,PACKAGES_DIR:
+# the unit on standard output. StateDirectory= is DATA_DIR relative to
+# /var/lib when it lies there, else empty (no state directory).
+render_unit = sed -e 's|@BINDIR@|$(1)|g' -e 's|@CONFDIR@|$(2)|g' -e 's|@DOCDIR@|$(3)|g' \
+	    -e 's|@USER@|$(4)|g' -e 's|@DATA_DIR@|$(5)|g' -e 's|@UPLOADS_DIR@|$(6)|g' \
+	    -e 's|@PACKAGES_DIR@|$(7)|g' \
+	    -e 's|@STATE_DIRECTORY@|$(patsubst /var/lib/%,%,$(filter /var/lib/%,$(5)))|g' \
+	    scripts/hone-build.service.in
+
 install: build
 	install -D -m 0755 $(RELEASE_DIR)/hone-build $(DESTDIR)$(BINDIR)/hone-build
 	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(CONFDIR) $(DESTDIR)$(DOCDIR)
-	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@CONFDIR@|$(CONFDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' \
-	    -e 's|@USER@|$(SERVICE_USER)|g' -e 's|@DATA_DIR@|$(DATA_DIR)|g' \
-	    -e 's|@UPLOADS_DIR@|$(UPLOADS_DIR)|g' -e 's|@PACKAGES_DIR@|$(PACKAGES_DIR)|g' \
-	    scripts/hone-build.service.in > $(DESTDIR)$(UNITDIR)/hone-build.service
+	$(call render_unit,$(BINDIR),$(CONFDIR),$(DOCDIR),$(SERVICE_USER),$(DATA_DIR),$(UPLOADS_DIR),$(PACKAGES_DIR)) \
+	    > $(DESTDIR)$(UNITDIR)/hone-build.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/hone-build.service
 	install -m 0644 build.conf.example $(DESTDIR)$(CONFDIR)/build.conf.example
 	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
@@ -119,6 +128,30 @@ install: build
 
 check-install:
 	bash scripts/check-install.sh
+
+# The Debian package (docs/operations.md, "Installing"). Its layout is fixed:
+# /usr/bin, /etc/hone-build/build.conf, /var/lib/hone-build (DATA_DIR and
+# UPLOADS_DIR); PACKAGES_DIR is this Makefile's. The unit and build.conf are
+# rendered into DEB_STAGE (build.conf from build.conf.example, so every key
+# and its default stay as the key table has them), then cargo-deb packages
+# them with the static binary of `make build`, without building again.
+CARGO_DEB_VERSION ?= 3.8.0
+DEB_STAGE = target/deb-stage
+DEB_DIR   = target/debian
+deb: build
+	@mkdir -p $(DEB_STAGE) $(DEB_DIR)
+	$(call render_unit,/usr/bin,/etc/hone-build,/usr/share/doc/hone-build,hone-build,/var/lib/hone-build,/var/lib/hone-build/uploads,$(PACKAGES_DIR)) \
+	    > $(DEB_STAGE)/hone-build.service
+	bash packaging/render-build-conf.sh build.conf.example $(PACKAGES_DIR) > $(DEB_STAGE)/build.conf
+	gzip -9n < packaging/changelog > $(DEB_STAGE)/changelog.gz
+	@command -v cargo-deb >/dev/null || $(CARGO) install cargo-deb --locked --version $(CARGO_DEB_VERSION)
+	rm -f $(DEB_DIR)/hone-build_*.deb
+	$(CARGO) deb --no-build --target $(TARGET) --output $(DEB_DIR)/
+	@ls -l $(DEB_DIR)/hone-build_*.deb
+
+# Installs the package on this machine (root), checks it, purges it; lintian.
+check-deb: deb
+	bash scripts/check-deb.sh $(DEB_DIR)/hone-build_*.deb
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/hone-build $(DESTDIR)$(UNITDIR)/hone-build.service
