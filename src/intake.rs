@@ -15,7 +15,6 @@ use crate::unpack::{self, Limits, UnpackError};
 use crate::validate;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering::Relaxed;
 
 /// A program received for a job, in a temporary file in its version
 /// directory, not yet verified or recorded.
@@ -265,8 +264,8 @@ pub fn record(
     )?;
     let changed = match outcome {
         CompleteOutcome::Completed => {
-            app.metrics.artifacts_stored.fetch_add(1, Relaxed);
-            app.metrics.artifact_bytes.fetch_add(streamed.size, Relaxed);
+            app.metrics.artifacts_stored.inc();
+            app.metrics.artifact_bytes.inc_by(streamed.size);
             log::info!(
                 "job {} ({} {} {}): stored {filename}, {} bytes, sha256 {}",
                 job.id,

@@ -12,6 +12,7 @@ mod files;
 mod follow;
 mod health;
 mod hostile;
+mod metrics;
 mod migrations;
 mod operations;
 mod properties;
