@@ -361,6 +361,17 @@ config_keys! {
         /// Uploaded source tarballs: UPLOADS_DIR/<name>/<version>.tar.gz.
         UPLOADS_DIR: uploads_dir: PathBuf = "./data/uploads", parse rules::path;
     }
+    "Build logs" {
+        /// Most bytes of text kept in the log of one build attempt; past it the
+        /// oldest lines are dropped and a line says how much (at most 1 GiB).
+        BUILD_LOG_MAX_BYTES: build_log_max_bytes: u64 = "1048576", parse rules::count::<u64, 1_073_741_824>;
+        /// Days a build attempt's log is kept after it was last written; 0 keeps
+        /// logs forever (at most 36500).
+        BUILD_LOG_RETENTION_DAYS: build_log_retention_days: u64 = "90", parse rules::count_or_zero::<u64, 36_500>;
+        /// Most GET /logs/...?follow=1 streams one process serves at once; past
+        /// it a new one is answered 503 with Retry-After (at most 4096).
+        LOG_FOLLOWERS_MAX: log_followers_max: usize = "32", parse rules::count::<usize, 4096>;
+    }
     "Logging" {
         /// error, warn, info, debug or trace (RUST_LOG overrides it).
         LOG_LEVEL: log_level: String = "info", parse rules::log_level;
@@ -411,6 +422,14 @@ mod rules {
             return Err(too_big());
         }
         T::try_from(n).map_err(|_| too_big())
+    }
+
+    /// Like [`count`], but 0 is accepted too (it means "off" or "forever").
+    pub(super) fn count_or_zero<T: TryFrom<u64>, const MAX: u64>(v: &str) -> Result<T, String> {
+        if v == "0" {
+            return T::try_from(0).map_err(|_| "0 does not fit".to_string());
+        }
+        count::<T, MAX>(v).map_err(|e| e.replace("from 1 to", "from 0 to"))
     }
 
     pub(super) fn path(v: &str) -> Result<PathBuf, String> {
@@ -843,6 +862,23 @@ mod tests {
     }
 
     #[test]
+    fn build_log_retention_zero_keeps_logs_forever() {
+        let c = load("BUILD_LOG_RETENTION_DAYS=0\n", &[]).unwrap();
+        assert_eq!(c.build_log_retention_days, 0);
+        let c = load("", &[]).unwrap();
+        assert_eq!(
+            (
+                c.build_log_max_bytes,
+                c.build_log_retention_days,
+                c.log_followers_max
+            ),
+            (1_048_576, 90, 32)
+        );
+        let e = load("BUILD_LOG_RETENTION_DAYS=x\n", &[]).unwrap_err().0;
+        assert!(e.contains("from 0 to 36500"), "{e}");
+    }
+
+    #[test]
     fn invalid_values_name_key_and_file() {
         let e = load("\nPORT=abc\n", &[]).unwrap_err().0;
         assert!(
@@ -875,6 +911,11 @@ mod tests {
             "DATA_DIR=",
             "DB_NAME=a;drop",
             "RETRY_BASE_SECS=10\nRETRY_MAX_SECS=5",
+            "BUILD_LOG_MAX_BYTES=0",
+            "BUILD_LOG_RETENTION_DAYS=-1",
+            "BUILD_LOG_RETENTION_DAYS=36501",
+            "BUILD_LOG_RETENTION_DAYS=00x",
+            "LOG_FOLLOWERS_MAX=0",
         ] {
             let e = load(bad, &[]).unwrap_err().0;
             let key = bad.split('=').next().unwrap();

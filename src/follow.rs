@@ -17,6 +17,10 @@
 //! job, and the hub is sent `cancel` when hone-build gives up. A WebSocket
 //! that cannot be reached is retried until then and never alone resubmits.
 //!
+//! Everything the hub relays for the job (`log` lines, `stage`, `error`,
+//! queue positions) and hone-build's own events are written to the job
+//! attempt's build log (`buildlog`), redacted.
+//!
 //! Several processes on one database: each job is followed by one process
 //! at a time, under a lease in the store (taken over when it lapses), so an
 //! artifact is downloaded once. At most FOLLOW_MAX_JOBS jobs (threads,
@@ -24,12 +28,13 @@
 
 use crate::app::{App, now_millis, now_secs};
 use crate::body::Encoding;
+use crate::buildlog;
 use crate::error::ApiError;
 use crate::hub::message::HubMessage;
 use crate::hub::ws::{Event, HubSocket};
 use crate::hub::{DownloadError, hub_app_name};
 use crate::intake;
-use crate::store::{BuildProgress, Deliverer, Job, ResubmitOutcome};
+use crate::store::{BuildProgress, Deliverer, Job, LogStream, ResubmitOutcome};
 use crate::unpack;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -172,6 +177,13 @@ enum Step {
 
 struct Follow<'a> {
     app: &'a App,
+    /// The job attempt's build log.
+    log: buildlog::Writer<'a>,
+    /// The queue position and message last written to the log.
+    queue_said: Option<(Option<i64>, Option<String>)>,
+    /// A stage was seen for this hub job (here, or by an earlier follower:
+    /// the row had one): the hub queue time is measured once.
+    stage_seen: bool,
     job: &'a Job,
     hub_job: String,
     /// The hub's last `error` message, for the failure that follows it.
@@ -198,6 +210,9 @@ fn follow(app: &App, job: &Job, stop: &AtomicBool) {
     let start = job.submitted_at.unwrap_or(job.created_at);
     let mut f = Follow {
         app,
+        log: buildlog::Writer::new(app, job.id, job.log_attempt),
+        queue_said: None,
+        stage_seen: job.progress.stage.is_some(),
         job,
         hub_job,
         last_error: None,
@@ -216,9 +231,19 @@ fn follow(app: &App, job: &Job, stop: &AtomicBool) {
         job.platform,
         f.hub_job
     );
+    f.log.event(&format!(
+        "following hub job {} over Perry Hub's WebSocket",
+        f.hub_job
+    ));
     match f.run(stop) {
-        Over::Done => {}
+        Over::Done => f.log.flush(),
         Over::Stopped => {
+            f.log.event(
+                "hone-build is stopping: the build goes on at Perry Hub and is followed again \
+                 by the next process",
+            );
+            // Before the lease goes: the next follower's lines come after these.
+            f.log.flush();
             if let Err(e) = app.store.release_follow(job.id, &app.instance) {
                 log::debug!("job {}: releasing the follow lease: {e}", job.id);
             }
@@ -238,6 +263,7 @@ impl Follow<'_> {
         // Consecutive failed connections; `reconnect`: any pass after the first.
         let mut failures: u32 = 0;
         let mut reconnect = false;
+        let mut subscribed_before = false;
         loop {
             if stop.load(Ordering::Acquire) {
                 return Over::Stopped;
@@ -266,14 +292,33 @@ impl Follow<'_> {
                         "job {}: cannot reach Perry Hub's WebSocket (try {failures}): {e}",
                         self.job.id
                     );
+                    // Tries 1, 2, 4, 8, …: a long outage is not a log of its own.
+                    if failures.is_power_of_two() {
+                        self.log.event(&format!(
+                            "cannot reach Perry Hub's WebSocket (try {failures}): {e}"
+                        ));
+                    }
                     continue;
                 }
             };
             if let Err(e) = sock.subscribe(&self.hub_job) {
                 failures += 1;
                 log::warn!("job {}: subscribe failed: {e}", self.job.id);
+                if failures.is_power_of_two() {
+                    self.log.event(&format!(
+                        "subscribing to hub job {} failed: {e}",
+                        self.hub_job
+                    ));
+                }
                 continue;
             }
+            if subscribed_before {
+                self.log.event(&format!(
+                    "reconnected to Perry Hub's WebSocket; following hub job {} again",
+                    self.hub_job
+                ));
+            }
+            subscribed_before = true;
             let subscribed = Instant::now();
             loop {
                 if stop.load(Ordering::Acquire) {
@@ -295,7 +340,10 @@ impl Follow<'_> {
                     return Over::Done;
                 }
                 match sock.next_event() {
-                    Event::Idle => self.save_progress(false),
+                    Event::Idle => {
+                        self.save_progress(false);
+                        self.log.tick();
+                    }
                     Event::Closed(why) => {
                         // The hub replays nothing: after a connection that
                         // worked for a while (at least POLL: so at most two
@@ -312,6 +360,9 @@ impl Follow<'_> {
                             "job {}: WebSocket closed before the build ended ({why}); reconnecting",
                             self.job.id
                         );
+                        self.log.event(&format!(
+                            "Perry Hub's WebSocket closed before the build ended ({why}); reconnecting"
+                        ));
                         break;
                     }
                     Event::Message(m) => {
@@ -347,6 +398,11 @@ impl Follow<'_> {
                     "job {}: no longer followed here (completed, changed or taken over)",
                     self.job.id
                 );
+                self.log.event(&format!(
+                    "no longer following hub job {} here: the job was completed, changed or taken \
+                     over by another process",
+                    self.hub_job
+                ));
                 false
             }
             // The database is away: keep following; the lease says who may
@@ -382,6 +438,28 @@ impl Follow<'_> {
         }
     }
 
+    /// Writes "queued at Perry Hub, position N" when the position or the
+    /// hub's words about it changed.
+    fn say_queue(&mut self, position: Option<i64>, message: Option<&str>) {
+        let message = message.map(str::trim).filter(|m| !m.is_empty());
+        if position.is_none() && message.is_none() {
+            return;
+        }
+        let now = (position, message.map(str::to_string));
+        if self.queue_said.as_ref() == Some(&now) {
+            return;
+        }
+        let mut line = "queued at Perry Hub".to_string();
+        if let Some(p) = position {
+            line.push_str(&format!(", position {p}"));
+        }
+        if let Some(m) = message {
+            line.push_str(&format!(": {m}"));
+        }
+        self.log.event(&line);
+        self.queue_said = Some(now);
+    }
+
     /// Is the job failed now (read from the store)?
     fn job_failed(&self) -> bool {
         matches!(
@@ -393,6 +471,8 @@ impl Follow<'_> {
     fn on_message(&mut self, m: HubMessage, stop: &AtomicBool) -> Step {
         let id = self.job.id;
         match m {
+            // Not written to the log: the hub answers every subscribe with
+            // position 0, also for a build under way.
             HubMessage::JobCreated { position } => {
                 self.progress.queue_position = position;
                 self.progress_unsaved = true;
@@ -400,6 +480,7 @@ impl Follow<'_> {
                 Step::Continue
             }
             HubMessage::QueueUpdate { position, message } => {
+                self.say_queue(position, message.as_deref());
                 self.progress.queue_position = position;
                 if message.is_some() {
                     self.progress.message = message.map(|m| clip(&m, 255));
@@ -409,8 +490,27 @@ impl Follow<'_> {
                 Step::Continue
             }
             HubMessage::Stage { stage, message } => {
+                match message.as_deref().map(str::trim).filter(|m| !m.is_empty()) {
+                    Some(m) => self
+                        .log
+                        .push(LogStream::Stage, &format!("stage: {stage} — {m}")),
+                    None => self.log.push(LogStream::Stage, &format!("stage: {stage}")),
+                }
+                if !self.stage_seen {
+                    self.stage_seen = true;
+                    if let Some(accepted) = self.job.submitted_at {
+                        let queued = now_millis() as f64 / 1000.0 - accepted as f64;
+                        self.app
+                            .metrics
+                            .record_hub_queue_time(&self.job.platform, queued);
+                    }
+                }
+                self.queue_said = None;
                 let stage = clip(&stage, 32);
                 let changed = self.progress.stage.as_deref() != Some(stage.as_str());
+                if changed {
+                    self.log.flush();
+                }
                 self.progress.stage = Some(stage);
                 self.progress.message = message.map(|m| clip(&m, 255));
                 // A build that left the queue has no place in it.
@@ -439,6 +539,11 @@ impl Follow<'_> {
             }
             HubMessage::Other => Step::Continue,
             HubMessage::Log { line, stream, .. } => {
+                let to = match stream.as_deref() {
+                    Some("stderr") => LogStream::Stderr,
+                    _ => LogStream::Stdout,
+                };
+                self.log.push(to, &line);
                 if stream.as_deref() == Some("stderr") {
                     if self.stderr_tail.len() == STDERR_TAIL {
                         self.stderr_tail.pop_front();
@@ -450,6 +555,8 @@ impl Follow<'_> {
             }
             HubMessage::Unreadable(why) => {
                 log::warn!("job {id}: unreadable message from Perry Hub: {why}");
+                self.log
+                    .event(&format!("unreadable message from Perry Hub: {why}"));
                 Step::Continue
             }
             HubMessage::ArtifactReady {
@@ -463,20 +570,38 @@ impl Follow<'_> {
                     self.fail(&format!("unknown platform {:?}", self.job.platform));
                     return Step::Over;
                 };
+                let announced = format!(
+                    "artifact announced: {} (target {}, sha256 {})",
+                    crate::validate::printable(&artifact_name),
+                    crate::validate::printable(&target),
+                    crate::validate::printable(&sha256)
+                );
                 if !unpack::carries_program(platform, &target) {
                     log::info!(
                         "job {id}: artifact {} ({}) does not carry the program; waiting",
                         crate::validate::printable(&artifact_name),
                         crate::validate::printable(&target)
                     );
+                    self.log.event(&format!(
+                        "{announced}; it does not carry the program: waiting for the next one"
+                    ));
                     return Step::Continue;
                 }
+                self.log.event(&announced);
                 self.fetch(&target, &artifact_name, &sha256, &download_url, stop);
                 Step::Over
             }
             HubMessage::Error { code, message } => {
                 let code = bounded(code.as_deref().unwrap_or(""));
                 let message = bounded(message.as_deref().unwrap_or(""));
+                self.log.push(
+                    LogStream::Error,
+                    &match (code.is_empty(), message.is_empty()) {
+                        (true, _) => message.clone(),
+                        (false, true) => code.clone(),
+                        (false, false) => format!("{code}: {message}"),
+                    },
+                );
                 if code == "JOB_NOT_FOUND" {
                     self.resubmit(
                         "job_not_found",
@@ -508,10 +633,13 @@ impl Follow<'_> {
                         why.push_str(line);
                     }
                 }
+                self.log.event("Perry Hub: the build failed");
                 self.fail(&why);
                 Step::Over
             }
             HubMessage::Complete { success: true, .. } => {
+                self.log
+                    .event("Perry Hub: the build completed without an artifact for hone-build");
                 let why = match &self.last_error {
                     Some(e) => format!(
                         "the build reported success but no artifact was received (the hub said: {e})"
@@ -530,6 +658,7 @@ impl Follow<'_> {
     fn fetch(&mut self, target: &str, name: &str, sha256: &str, url: &str, stop: &AtomicBool) {
         let id = self.job.id;
         let done = AtomicBool::new(false);
+        let (app, hub_job) = (self.app, self.hub_job.clone());
         let result = std::thread::scope(|s| {
             s.spawn(|| {
                 let mut last = Instant::now();
@@ -537,10 +666,10 @@ impl Follow<'_> {
                     std::thread::sleep(Duration::from_millis(10));
                     if last.elapsed() >= RENEW_EVERY {
                         last = Instant::now();
-                        let _ = self.app.store.renew_follow(
+                        let _ = app.store.renew_follow(
                             id,
-                            &self.app.instance,
-                            &self.hub_job,
+                            &app.instance,
+                            &hub_job,
                             now_millis() + LEASE.as_millis() as i64,
                         );
                     }
@@ -571,7 +700,7 @@ impl Follow<'_> {
     }
 
     fn download_and_record(
-        &self,
+        &mut self,
         target: &str,
         name: &str,
         sha256: &str,
@@ -587,6 +716,12 @@ impl Follow<'_> {
         let mut counted = CountingReader::new(&mut body);
         let package = intake::receive(app, job, &mut counted, Encoding::Base64);
         app.metrics.artifact_fetched_bytes.inc_by(counted.count);
+        if let Ok(p) = &package {
+            self.log.event(&format!(
+                "downloaded {artifact}: {} bytes of base64, {} bytes decoded",
+                counted.count, p.streamed.size
+            ));
+        }
         let package = package.map_err(|e| match e.status {
             413 => Fetch::Fail(format!("{artifact}: {}", e.message)),
             _ => Fetch::Resubmit(
@@ -602,6 +737,8 @@ impl Follow<'_> {
                 ),
             )
         })?;
+        self.log
+            .event(&format!("sha256 verified: {}", package.streamed.sha256));
         let (program, origin) = intake::unpack(
             app,
             job,
@@ -617,25 +754,48 @@ impl Follow<'_> {
                 Fetch::Resubmit("internal", format!("{e}"))
             }
         })?;
-        let by = Deliverer::HubJob(&self.hub_job);
-        intake::record(app, job, by, program, Some(origin)).map_err(|e: ApiError| match e.status {
-            409 if e.code == "JOB_SUPERSEDED" => Fetch::Fail(format!(
-                "{artifact}: the job was reset or submitted again meanwhile; nothing stored"
-            )),
-            409 => Fetch::Fail(format!(
-                "{artifact}: this build already completed with a different program"
-            )),
-            _ => Fetch::Resubmit(
-                "internal",
-                format!("storing the program failed: {}", e.message),
-            ),
-        })
+        self.log.event(&format!(
+            "program extracted: {} ({} bytes, sha256 {})",
+            crate::validate::printable(origin.member.as_deref().unwrap_or("the artifact itself")),
+            program.streamed.size,
+            program.streamed.sha256
+        ));
+        let hub_job = self.hub_job.clone();
+        let by = Deliverer::HubJob(&hub_job);
+        let stored =
+            intake::record(app, job, by, program, Some(origin)).map_err(|e: ApiError| {
+                match e.status {
+                    409 if e.code == "JOB_SUPERSEDED" => Fetch::Fail(format!(
+                        "{artifact}: the job was reset or submitted again meanwhile; nothing stored"
+                    )),
+                    409 => Fetch::Fail(format!(
+                        "{artifact}: this build already completed with a different program"
+                    )),
+                    _ => Fetch::Resubmit(
+                        "internal",
+                        format!("storing the program failed: {}", e.message),
+                    ),
+                }
+            })?;
+        self.log.event(&format!(
+            "program stored for {} ({} bytes, sha256 {}){}",
+            stored.platform.id(),
+            stored.size,
+            stored.sha256,
+            if stored.changed {
+                ""
+            } else {
+                "; it was already there"
+            }
+        ));
+        Ok(stored)
     }
 
     /// Submits the job again as a new hub job (or fails it once
     /// SUBMIT_MAX_ATTEMPTS submissions were made).
-    fn resubmit(&self, cause: &'static str, why: String) {
+    fn resubmit(&mut self, cause: &'static str, why: String) {
         let id = self.job.id;
+        let why = self.log.redactor().redact(&why);
         match self.app.store.resubmit(
             id,
             &self.hub_job,
@@ -647,9 +807,14 @@ impl Follow<'_> {
             Ok(ResubmitOutcome::Requeued) => {
                 self.app.metrics.record_resubmission(cause);
                 log::warn!("job {id}: {why}; submitting it again");
+                self.log
+                    .event(&format!("{why}; submitting it again as a new hub job"));
             }
             Ok(ResubmitOutcome::Failed) => {
                 log::warn!("job {id}: {why}; no submissions left: failed");
+                self.log.event(&format!(
+                    "{why}; no submissions left (SUBMIT_MAX_ATTEMPTS): the build failed"
+                ));
             }
             Ok(ResubmitOutcome::Unchanged) => {
                 log::info!("job {id}: {why}; the job changed meanwhile: nothing to do");
@@ -658,21 +823,27 @@ impl Follow<'_> {
         }
     }
 
-    fn fail(&self, why: &str) {
+    /// Fails the job with `why` (redacted: it may quote the hub's output).
+    fn fail(&mut self, why: &str) {
         let id = self.job.id;
+        let why = self.log.redactor().redact(why);
         match self
             .app
             .store
-            .fail_followed(id, &self.hub_job, why, now_secs())
+            .fail_followed(id, &self.hub_job, &why, now_secs())
         {
-            Ok(true) => log::warn!("job {id} failed: {why}"),
+            Ok(true) => {
+                log::warn!("job {id} failed: {why}");
+                let first = why.lines().next().unwrap_or_default();
+                self.log.event(&format!("the build failed: {first}"));
+            }
             Ok(false) => log::info!("job {id}: {why}; the job changed meanwhile"),
             Err(e) => log::warn!("job {id}: {why}; not recorded: {e}"),
         }
     }
 
     /// BUILD_TIMEOUT_SECS passed: cancel the hub job (best effort) and fail it.
-    fn give_up(&self, sock: Option<&mut HubSocket>) {
+    fn give_up(&mut self, sock: Option<&mut HubSocket>) {
         if let Some(sock) = sock {
             let _ = sock.cancel(&self.hub_job);
         } else if let Some(url) = &self.app.cfg.perry_hub_ws_url

@@ -7,6 +7,7 @@
 
 use crate::app::{App, now_secs};
 use crate::body::{self, Encoding, Limited, Streamed};
+use crate::buildlog;
 use crate::error::ApiError;
 use crate::files::{self, ManifestEntry, Placed, ProgramOrigin, TempFile};
 use crate::platform::Platform;
@@ -266,6 +267,10 @@ pub fn record(
         CompleteOutcome::Completed => {
             app.metrics.artifacts_stored.inc();
             app.metrics.artifact_bytes.inc_by(streamed.size);
+            if let Some(accepted) = job.submitted_at {
+                let took = crate::app::now_millis() as f64 / 1000.0 - accepted as f64;
+                app.metrics.record_build_duration(&job.platform, took);
+            }
             log::info!(
                 "job {} ({} {} {}): stored {filename}, {} bytes, sha256 {}",
                 job.id,
@@ -310,8 +315,9 @@ pub fn record(
     })
 }
 
-/// The whole intake of one delivery by `by`: receive, verify against
-/// `expected_sha256` when one is given, record.
+/// The whole intake of one delivery by `by` (a worker's callback):
+/// receive, verify against `expected_sha256` when one is given, record.
+/// What happened is written to the job attempt's build log.
 pub fn deliver(
     app: &App,
     job: &Job,
@@ -320,9 +326,31 @@ pub fn deliver(
     encoding: Encoding,
     expected_sha256: Option<&str>,
 ) -> Result<Stored, ApiError> {
-    let received = receive(app, job, source, encoding)?;
-    if let Some(expected) = expected_sha256 {
-        verify(job, &received, expected)?;
+    let mut blog = buildlog::Writer::new(app, job.id, job.log_attempt);
+    let stored = (|| {
+        let received = receive(app, job, source, encoding)?;
+        blog.event(&format!(
+            "artifact received from Perry Hub's worker (callback): {} bytes, sha256 {}",
+            received.streamed.size, received.streamed.sha256
+        ));
+        if let Some(expected) = expected_sha256 {
+            verify(job, &received, expected)?;
+            blog.event("sha256 verified against x-artifact-sha256");
+        }
+        record(app, job, by, received, None)
+    })();
+    match &stored {
+        Ok(s) if s.changed => blog.event(&format!(
+            "program stored for {} ({} bytes, sha256 {})",
+            s.platform.id(),
+            s.size,
+            s.sha256
+        )),
+        Ok(_) => blog.event("the same program was delivered again; nothing changed"),
+        Err(e) => blog.event(&format!(
+            "artifact delivery refused ({} {}): {}",
+            e.status, e.code, e.message
+        )),
     }
-    record(app, job, by, received, None)
+    stored
 }

@@ -1,11 +1,12 @@
 //! The background loop: submits due `pending` jobs (through `publish`),
 //! fails queued jobs whose artifact did not arrive within
-//! BUILD_TIMEOUT_SECS, settles changes whose COMMIT outcome was unknown,
-//! reconciles the published files with the rows (`files::reconcile`), and
-//! removes stale temporary files. All state is in the store, so it
-//! resumes after a restart.
+//! BUILD_TIMEOUT_SECS (saying so in their build logs), settles changes whose COMMIT outcome was unknown,
+//! reconciles the published files with the rows (`files::reconcile`),
+//! removes stale temporary files, and removes build logs older than
+//! BUILD_LOG_RETENTION_DAYS. All state is in the store, so it resumes after
+//! a restart.
 
-use crate::app::{App, now_secs};
+use crate::app::{App, now_millis, now_secs};
 use crate::files;
 use crate::publish;
 use crate::store::ClaimFilter;
@@ -35,6 +36,7 @@ fn run(app: &App, stop: &AtomicBool) {
     let mut last_timeout_check = Instant::now() - Duration::from_secs(3600);
     let mut last_cleanup = Instant::now() - Duration::from_secs(3600);
     let mut last_reconcile: Option<Instant> = None;
+    let mut last_log_prune: Option<Instant> = None;
     // Start-up just tried the migration; while the database does not
     // answer, try again after a delay doubling from 2 s to a minute.
     let mut migrate_delay = MIGRATE_RETRY_FIRST;
@@ -70,12 +72,36 @@ fn run(app: &App, stop: &AtomicBool) {
             last_reconcile = Some(Instant::now());
             reconcile(app);
         }
+        if last_log_prune.is_none_or(|t| t.elapsed() >= PRUNE_LOGS_EVERY) {
+            last_log_prune = Some(Instant::now());
+            prune_logs(app);
+        }
         if !busy {
             let _ = crate::app::sleep_unless_stopped(stop, TICK);
         }
     }
     log::info!("background jobs stopped");
 }
+/// How often build logs past BUILD_LOG_RETENTION_DAYS are removed.
+const PRUNE_LOGS_EVERY: Duration = Duration::from_secs(3600);
+
+/// Removes the logs of build attempts last written more than
+/// BUILD_LOG_RETENTION_DAYS ago (0: never).
+fn prune_logs(app: &App) {
+    let days = app.cfg.build_log_retention_days;
+    if days == 0 {
+        return;
+    }
+    let before_ms = now_millis().saturating_sub((days as i64).saturating_mul(86_400_000));
+    match app.store.prune_logs(before_ms) {
+        Ok(0) => log::debug!("no build logs older than {days} days"),
+        Ok(n) => log::info!(
+            "removed {n} build log line(s) older than BUILD_LOG_RETENTION_DAYS ({days} days)"
+        ),
+        Err(e) => log::warn!("removing old build logs: {e}"),
+    }
+}
+
 /// How often the published files are reconciled with the rows.
 const RECONCILE_EVERY: Duration = Duration::from_secs(600);
 
@@ -103,6 +129,7 @@ fn fail_timed_out(app: &App) {
     {
         Ok(jobs) => {
             for j in jobs {
+                crate::buildlog::Writer::new(app, j.id, j.log_attempt).event(&message);
                 log::warn!(
                     "job {} ({} {} {}): {message}",
                     j.id,

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod body;
+pub mod buildlog;
 pub mod cache;
 pub mod codec;
 pub mod config;

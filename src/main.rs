@@ -348,12 +348,16 @@ fn jobs(cfg: &Config, name: Option<&str>, version: Option<&str>) -> Result<(), S
     with_migrated_store(cfg, |s| {
         let jobs = s.list_jobs(name, version).map_err(|e| e.to_string())?;
         println!(
-            "{:>6}  {:<24} {:<16} {:<8} {:<10} {:>3}  {:<20} ERROR",
-            "ID", "PLUGIN", "VERSION", "PLATFORM", "STATUS", "TRY", "HUB JOB"
+            "{:>6}  {:<24} {:<16} {:<8} {:<10} {:>3}  {:<20} {:<22} ERROR",
+            "ID", "PLUGIN", "VERSION", "PLATFORM", "STATUS", "TRY", "HUB JOB", "STAGE"
         );
         for j in &jobs {
+            // The error's first line: a failed build's message goes on with
+            // the compiler's last lines (`status` and the log show them).
+            let error = j.error_message.as_deref().unwrap_or("");
+            let more = if error.contains('\n') { " […]" } else { "" };
             println!(
-                "{:>6}  {:<24} {:<16} {:<8} {:<10} {:>3}  {:<20} {}",
+                "{:>6}  {:<24} {:<16} {:<8} {:<10} {:>3}  {:<20} {:<22} {}{more}",
                 j.id,
                 j.plugin_name,
                 j.version,
@@ -361,12 +365,31 @@ fn jobs(cfg: &Config, name: Option<&str>, version: Option<&str>) -> Result<(), S
                 j.status,
                 j.attempts,
                 j.hub_job_id.as_deref().unwrap_or("-"),
-                j.error_message.as_deref().unwrap_or("")
+                stage_column(j),
+                error.lines().next().unwrap_or("")
             );
         }
         println!("{} job(s)", jobs.len());
         Ok(())
     })
+}
+
+/// What the hub last said of a build under way: `compiling 50%`,
+/// `queued #3`; `-` for a job not building at the hub.
+fn stage_column(j: &store::Job) -> String {
+    let p = &j.progress;
+    if !j.status.in_progress() || j.hub_job_id.is_none() {
+        return "-".into();
+    }
+    let mut out = match (&p.stage, p.queue_position) {
+        (Some(stage), _) => stage.clone(),
+        (None, Some(pos)) => format!("queued #{pos}"),
+        (None, None) => "submitted".into(),
+    };
+    if let Some(pct) = p.percent {
+        out.push_str(&format!(" {pct}%"));
+    }
+    out
 }
 
 fn retry(cfg: &Config, name: &str, version: &str, platform: Option<&str>) -> Result<(), String> {

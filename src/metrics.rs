@@ -19,6 +19,18 @@ const BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// Upper bounds (seconds) of the build duration histogram (accepted by the
+/// hub → completed).
+const BUILD_BUCKETS: [f64; 10] = [
+    10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0,
+];
+
+/// Upper bounds (seconds) of the hub queue time histogram (accepted → the
+/// hub's first stage).
+const QUEUE_BUCKETS: [f64; 10] = [
+    1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+
 /// Outcomes of a submission to the hub (`record_submission`).
 pub const SUBMISSION_OUTCOMES: [&str; 3] = ["accepted", "retry", "failed"];
 
@@ -64,6 +76,10 @@ pub struct Metrics {
     /// Bytes downloaded from the hub (base64 text, as sent).
     pub artifact_fetched_bytes: IntCounter,
     resubmissions: IntCounterVec,
+    /// Bytes of build log text stored.
+    pub log_bytes_stored: IntCounter,
+    build_durations: HistogramVec,
+    hub_queue_times: HistogramVec,
     connections: RwLock<Option<Arc<dyn ConnectionStats>>>,
 }
 
@@ -80,6 +96,28 @@ fn registered<C: Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
         .register(Box::new(c.clone()))
         .expect("metric names are distinct and valid");
     c
+}
+
+fn histogram_by_platform(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    buckets: &[f64],
+) -> HistogramVec {
+    registered(
+        registry,
+        HistogramVec::new(
+            HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+            &["platform"],
+        )
+        .expect("valid histogram"),
+    )
+}
+
+/// A platform name as a label: a known one, else `other` (rows of the old
+/// server may hold anything).
+fn platform_label(platform: &str) -> &'static str {
+    crate::platform::Platform::from_hub_name(platform).map_or("other", |p| p.hub_name())
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -167,6 +205,23 @@ impl Metrics {
                 "Jobs submitted again after the hub gave no program, by cause.",
                 &["cause"],
             ),
+            log_bytes_stored: counter(
+                &r,
+                "hone_build_log_bytes_stored_total",
+                "Bytes of build log text stored.",
+            ),
+            build_durations: histogram_by_platform(
+                &r,
+                "hone_build_build_duration_seconds",
+                "Builds from the hub's acceptance to the program stored, by platform.",
+                &BUILD_BUCKETS,
+            ),
+            hub_queue_times: histogram_by_platform(
+                &r,
+                "hone_build_hub_queue_seconds",
+                "Time builds waited in Perry Hub's queue (accepted to first stage), by platform.",
+                &QUEUE_BUCKETS,
+            ),
             connections: RwLock::new(None),
             registry: r,
         };
@@ -200,6 +255,21 @@ impl Metrics {
     /// `cause`: one of [`RESUBMISSION_CAUSES`].
     pub fn record_resubmission(&self, cause: &'static str) {
         self.resubmissions.with_label_values(&[cause]).inc();
+    }
+
+    /// A build of `platform` completed `secs` after the hub accepted it.
+    pub fn record_build_duration(&self, platform: &str, secs: f64) {
+        self.build_durations
+            .with_label_values(&[platform_label(platform)])
+            .observe(secs.max(0.0));
+    }
+
+    /// A build of `platform` left the hub's queue (its first stage) `secs`
+    /// after the hub accepted it.
+    pub fn record_hub_queue_time(&self, platform: &str, secs: f64) {
+        self.hub_queue_times
+            .with_label_values(&[platform_label(platform)])
+            .observe(secs.max(0.0));
     }
 
     /// The HTTP layer's connection counts, read at each scrape from now on
@@ -394,6 +464,33 @@ mod tests {
         let t = m.render(None);
         assert_eq!(sample(&t, "hone_build_store_up"), Some(0.0), "{t}");
         assert!(!t.contains("hone_build_jobs{"), "{t}");
+    }
+
+    #[test]
+    fn build_histograms_by_platform() {
+        let m = Metrics::default();
+        m.record_build_duration("linux", 45.0);
+        m.record_build_duration("linux", 700.0);
+        m.record_build_duration("amiga", 5.0);
+        m.record_hub_queue_time("macos", 2.5);
+        m.log_bytes_stored.inc_by(42);
+        let out = m.render(None);
+        for want in [
+            "# TYPE hone_build_build_duration_seconds histogram",
+            "hone_build_build_duration_seconds_bucket{platform=\"linux\",le=\"30\"} 0",
+            "hone_build_build_duration_seconds_bucket{platform=\"linux\",le=\"60\"} 1",
+            "hone_build_build_duration_seconds_bucket{platform=\"linux\",le=\"1200\"} 2",
+            "hone_build_build_duration_seconds_bucket{platform=\"linux\",le=\"+Inf\"} 2",
+            "hone_build_build_duration_seconds_sum{platform=\"linux\"} 745",
+            "hone_build_build_duration_seconds_count{platform=\"linux\"} 2",
+            "hone_build_build_duration_seconds_count{platform=\"other\"} 1",
+            "hone_build_hub_queue_seconds_bucket{platform=\"macos\",le=\"1\"} 0",
+            "hone_build_hub_queue_seconds_bucket{platform=\"macos\",le=\"5\"} 1",
+            "hone_build_hub_queue_seconds_count{platform=\"macos\"} 1",
+            "# TYPE hone_build_log_bytes_stored_total counter\nhone_build_log_bytes_stored_total 42",
+        ] {
+            assert!(out.contains(want), "missing {want:?} in\n{out}");
+        }
     }
 
     #[cfg(target_os = "linux")]

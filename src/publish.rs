@@ -8,6 +8,7 @@
 
 use crate::app::{App, now_millis, now_secs};
 use crate::body::{self, Encoding, Limited, Streamed};
+use crate::buildlog;
 use crate::codec;
 use crate::error::{ApiError, StoreError};
 use crate::files::{self, Placed, TempFile};
@@ -419,9 +420,15 @@ pub fn callback_url(public_url: &str, job: &Job) -> String {
         job.callback_token.as_deref().unwrap_or_default()
     )
 }
-/// Submits one claimed job and records the outcome. Returns what was recorded.
+/// Submits one claimed job and records the outcome (also in the job
+/// attempt's build log). Returns what was recorded.
 pub fn submit_claimed(app: &App, job: &Job) -> AttemptResult {
     let attempt = job.attempts;
+    let mut blog = buildlog::Writer::new(app, job.id, job.log_attempt);
+    blog.event(&format!(
+        "submitting {} {} for {} to Perry Hub (log attempt {}, submission {attempt} of at most {})",
+        job.plugin_name, job.version, job.platform, job.log_attempt, app.cfg.submit_max_attempts
+    ));
     let outcome = match (job.platform(), job.entry.as_deref()) {
         (Some(platform), Some(entry))
             if crate::validate::name_like(&job.plugin_name, "name").is_ok()
@@ -443,6 +450,12 @@ pub fn submit_claimed(app: &App, job: &Job) -> AttemptResult {
         ),
     };
     let now = now_secs();
+    // Hub answers may quote what was sent: no secret goes on.
+    let outcome = match outcome {
+        Outcome::Permanent(e) => Outcome::Permanent(blog.redactor().redact(&e)),
+        Outcome::Retryable(e) => Outcome::Retryable(blog.redactor().redact(&e)),
+        accepted => accepted,
+    };
     let result = match outcome {
         Outcome::Accepted(hub_job_id) => {
             app.metrics.record_submission("accepted");
@@ -453,17 +466,27 @@ pub fn submit_claimed(app: &App, job: &Job) -> AttemptResult {
                 job.version,
                 job.platform
             );
+            blog.event(&format!(
+                "accepted by Perry Hub as hub job {}",
+                crate::validate::printable(&hub_job_id)
+            ));
             AttemptResult::Accepted { hub_job_id }
         }
         Outcome::Permanent(error) => {
             app.metrics.record_submission("failed");
             log::warn!("job {} failed: {error}", job.id);
+            blog.event(&format!(
+                "Perry Hub refused the submission: {error}; the build failed"
+            ));
             AttemptResult::Failed { error }
         }
         Outcome::Retryable(error) if attempt >= app.cfg.submit_max_attempts => {
             app.metrics.record_submission("failed");
             let error = format!("gave up after {attempt} attempts: {error}");
             log::warn!("job {} failed: {error}", job.id);
+            blog.event(&format!(
+                "submission not accepted: {error} (SUBMIT_MAX_ATTEMPTS); the build failed"
+            ));
             AttemptResult::Failed { error }
         }
         Outcome::Retryable(error) => {
@@ -474,22 +497,34 @@ pub fn submit_claimed(app: &App, job: &Job) -> AttemptResult {
                 job.id,
                 delay
             );
+            blog.event(&format!(
+                "submission not accepted: {error}; next try in {:.1} s (backoff)",
+                delay as f64 / 1000.0
+            ));
             AttemptResult::Retry {
                 next_attempt_at_ms: now_millis() + delay,
                 error,
             }
         }
     };
+    // Before the outcome is recorded: the follower, woken by it, writes
+    // after these lines.
+    blog.flush();
     match app.store.record_attempt(job.id, attempt, &result, now) {
         Ok(true) => {
             if let AttemptResult::Accepted { .. } = result {
                 app.follow_wake.notify();
             }
         }
-        Ok(false) => log::warn!(
-            "job {} changed while it was being submitted; outcome not recorded",
-            job.id
-        ),
+        Ok(false) => {
+            log::warn!(
+                "job {} changed while it was being submitted; outcome not recorded",
+                job.id
+            );
+            blog.event(
+                "the job changed while it was being submitted: this outcome was not recorded",
+            );
+        }
         Err(e) => log::error!(
             "job {}: recording the submission outcome failed: {e}",
             job.id

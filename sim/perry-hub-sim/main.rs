@@ -28,13 +28,16 @@
 //!   is a 400. Success: exactly `200 {"job_id":"<uuid v4>","ws_url":"/ws","position":N}`;
 //!   errors `{"error":{"code","message"}}`. `fail_next`/`hang_next` work in
 //!   both modes.
-//! - The job waits `build_delay_ms` (queued), then a worker thread plays it,
+//! - The job waits `build_delay_ms` (queued; `queue_updates` N: meanwhile
+//!   `queue_update` positions N … 1, each twice), then a worker thread plays it,
 //!   pausing `stage_delay_ms` before each stage: the Linux worker's checks
 //!   (`app_name` letters, digits, space, `-`, `_`, ≤ 200 chars; `bundle_id`
 //!   letters, digits, `.`, `-`, `_`; `version` digits and dots; `entry` not
 //!   absolute, no `..`; failing: `error` INTERNAL_ERROR naming the field,
 //!   `complete(false)`); then per target `stage` (extracting, compiling,
-//!   bundling, uploading, signing, complete), `progress`, `log` lines, the
+//!   bundling, uploading, signing, complete), `progress`, `log` lines (plus
+//!   `log_lines` numbered stdout lines, each after `log_line_delay_ms`, and
+//!   the `extra_log_lines` as stderr lines, while compiling), the
 //!   packages (see `package.rs`) with `artifact_ready`, and finally
 //!   `complete(success:true, duration_secs, artifacts:[{name,size,sha256}])`.
 //!   windows: a hidden `windows-precompiled` upload (never announced), then
@@ -207,6 +210,30 @@ const KNOBS: &[(&str, &str, Kind, &str)] = &[
         "close_subscribers_after_ms",
         Kind::Num,
         "close each WebSocket subscriber N ms after it subscribed (0 = never)",
+    ),
+    (
+        "--queue-updates",
+        "queue_updates",
+        Kind::Num,
+        "while queued, queue_update positions N, N-1, … 1 evenly over --build-delay-ms, each sent twice (default 0)",
+    ),
+    (
+        "--log-lines",
+        "log_lines",
+        Kind::Num,
+        "N more stdout log lines while compiling, `[i/N] compiled module mI.ts` (default 0)",
+    ),
+    (
+        "--log-line-delay-ms",
+        "log_line_delay_ms",
+        Kind::Num,
+        "pause before each of those lines (default 0)",
+    ),
+    (
+        "--extra-log-line",
+        "extra_log_lines",
+        Kind::List,
+        "a stderr log line sent as it is while compiling (after the --log-lines ones); repeatable",
     ),
     (
         "--compile-failure",

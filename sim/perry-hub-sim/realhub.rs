@@ -538,13 +538,30 @@ fn play_build(
     config: &Config,
 ) {
     // Queued: wait, in small steps so that a cancel or a forget is seen.
-    let queued_until = Instant::now() + Duration::from_millis(config.build_delay_ms);
+    let queued_at = Instant::now();
+    let queued_until = queued_at + Duration::from_millis(config.build_delay_ms);
+    // `queue_updates` N: positions N, N-1, … 1, evenly over the wait, each
+    // sent twice (a client writes a position once).
+    let step = Duration::from_millis(config.build_delay_ms / (config.queue_updates + 1));
+    let mut updates_sent = 0;
     while Instant::now() < queued_until {
-        match sim.lock().hub.jobs.get(job_id) {
+        let mut s = sim.lock();
+        match s.hub.jobs.get(job_id) {
             None => return,
             Some(j) if j.cancel_requested => break,
             Some(_) => {}
         }
+        if updates_sent < config.queue_updates
+            && queued_at.elapsed() >= step * (updates_sent as u32 + 1)
+        {
+            let position = config.queue_updates - updates_sent;
+            let msg = json!({"type": "queue_update", "job_id": job_id, "position": position,
+                "message": format!("{position} build(s) ahead")});
+            s.hub.broadcast(job_id, &msg);
+            s.hub.broadcast(job_id, &msg);
+            updates_sent += 1;
+        }
+        drop(s);
         thread::sleep(
             Duration::from_millis(10).min(queued_until.saturating_duration_since(Instant::now())),
         );
@@ -610,6 +627,20 @@ fn run(
             "stdout",
         )?;
         p.log("compiling", &format!("Compiling {entry}"), "stdout")?;
+        let n = config.log_lines;
+        for i in 1..=n {
+            if config.log_line_delay_ms > 0 {
+                thread::sleep(Duration::from_millis(config.log_line_delay_ms));
+            }
+            p.log(
+                "compiling",
+                &format!("[{i}/{n}] compiled module m{i}.ts"),
+                "stdout",
+            )?;
+        }
+        for line in &config.extra_log_lines {
+            p.log("compiling", line, "stderr")?;
+        }
         if config.compile_failure {
             p.log(
                 "compiling",

@@ -79,6 +79,10 @@ pub struct Config {
     pub download_throttle_bytes_per_sec: u64,
     pub bad_package: Option<BadPackage>,
     pub zip_bomb_size: u64,
+    pub log_lines: u64,
+    pub log_line_delay_ms: u64,
+    pub queue_updates: u64,
+    pub extra_log_lines: Vec<String>,
 }
 
 impl Config {
@@ -114,6 +118,10 @@ impl Config {
             download_throttle_bytes_per_sec: 0,
             bad_package: None,
             zip_bomb_size: 1024 * 1024 * 1024,
+            log_lines: 0,
+            log_line_delay_ms: 0,
+            queue_updates: 0,
+            extra_log_lines: Vec::new(),
         }
     }
 
@@ -175,7 +183,11 @@ impl Config {
             download_hang,
             download_throttle_bytes_per_sec,
             bad_package,
-            zip_bomb_size
+            zip_bomb_size,
+            log_lines,
+            log_line_delay_ms,
+            queue_updates,
+            extra_log_lines
         );
     }
 }
@@ -216,6 +228,10 @@ pub struct ConfigPatch {
     #[serde(default, deserialize_with = "present")]
     pub bad_package: Option<Option<BadPackage>>,
     pub zip_bomb_size: Option<u64>,
+    pub log_lines: Option<u64>,
+    pub log_line_delay_ms: Option<u64>,
+    pub queue_updates: Option<u64>,
+    pub extra_log_lines: Option<Vec<String>>,
     /// An action, not a setting: `true` forgets every job now (as
     /// `POST /_sim/forget`).
     pub forget_jobs: Option<bool>,

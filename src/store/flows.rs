@@ -23,7 +23,7 @@ pub struct SqlStore<B> {
 const JOB_COLUMNS: &str = "j.id, j.pluginId, j.version, j.platform, j.hubJobId, j.status, \
      j.errorMessage, j.createdAt, j.completedAt, j.callbackToken, j.attempts, j.nextAttemptAt, \
      j.submittedAt, j.sizeBytes, j.sha256, j.entry, j.updatedAt, j.stage, j.progress, \
-     j.progressMessage, j.queuePosition";
+     j.progressMessage, j.queuePosition, j.logAttempt";
 
 fn job_from_row(r: &Row) -> Result<Job, StoreError> {
     Ok(Job {
@@ -50,7 +50,8 @@ fn job_from_row(r: &Row) -> Result<Job, StoreError> {
             message: r.get(19)?,
             queue_position: r.get(20)?,
         },
-        plugin_name: r.get(21)?,
+        log_attempt: r.get::<Option<u32>>(21)?.unwrap_or(0),
+        plugin_name: r.get(22)?,
     })
 }
 
@@ -158,6 +159,132 @@ fn case_twin(c: &mut dyn Conn, name: &str, version: &str) -> Result<Option<Spell
         name: name.to_string(),
         version,
     }))
+}
+
+/// A log line's text as stored: cut to [`LOG_LINE_MAX_BYTES`] at a
+/// character boundary.
+fn stored_text(text: &str) -> &str {
+    if text.len() <= LOG_LINE_MAX_BYTES {
+        return text;
+    }
+    let mut end = LOG_LINE_MAX_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// A log attempt's totals row (`buildLogs`), locked until COMMIT.
+struct LogTotals {
+    bytes: i64,
+    dropped_lines: i64,
+    dropped_bytes: i64,
+    updated_at: i64,
+}
+
+/// Locks the totals row of (`job_id`, `attempt`), creating it if absent
+/// (as [`lock_version`] does): appends to one attempt are serialized, so
+/// their lines' ids increase in the order they are committed.
+fn lock_log_totals<B: Backend>(
+    c: &mut dyn Conn,
+    job_id: i64,
+    attempt: u32,
+    now_ms: i64,
+) -> Result<LogTotals, StoreError> {
+    let select = format!(
+        "SELECT bytes, droppedLines, droppedBytes, updatedAt FROM buildLogs
+         WHERE jobId = ? AND attempt = ?{}",
+        B::FOR_UPDATE
+    );
+    for _ in 0..2 {
+        if let Some(r) = c.query(&select, params![job_id, attempt])?.first() {
+            return Ok(LogTotals {
+                bytes: r.get(0)?,
+                dropped_lines: r.get(1)?,
+                dropped_bytes: r.get(2)?,
+                updated_at: r.get(3)?,
+            });
+        }
+        let insert = format!(
+            "INSERT INTO buildLogs (jobId, attempt, bytes, droppedLines, droppedBytes, updatedAt)
+             VALUES (?, ?, 0, 0, 0, ?) {}",
+            B::insert_keep_existing("jobId, attempt")
+        );
+        c.execute(&insert, params![job_id, attempt, now_ms])?;
+    }
+    Err(StoreError::Other("log totals row vanished".into()))
+}
+
+/// Inserts `lines` into (`job_id`, `attempt`)'s log, in order, with
+/// multi-row INSERTs of 32, 16, … 1 rows (a few distinct statements, each
+/// prepared once per connection).
+fn insert_log_lines(
+    c: &mut dyn Conn,
+    job_id: i64,
+    attempt: u32,
+    lines: &[(&NewLogLine, &str)],
+) -> Result<(), StoreError> {
+    let mut rest = lines;
+    while !rest.is_empty() {
+        let n = [32, 16, 8, 4, 2, 1]
+            .into_iter()
+            .find(|&n| n <= rest.len())
+            .expect("1 <= len");
+        let (chunk, tail) = rest.split_at(n);
+        let sql = format!(
+            "INSERT INTO buildLogLines (jobId, attempt, at, stream, line) VALUES {}",
+            vec!["(?, ?, ?, ?, ?)"; n].join(", ")
+        );
+        let mut p = Vec::with_capacity(n * 5);
+        for (line, text) in chunk {
+            p.extend([
+                Value::Int(job_id),
+                Value::from(attempt),
+                Value::Int(line.at_ms),
+                Value::from(line.stream.as_str()),
+                Value::from(*text),
+            ]);
+        }
+        c.execute(&sql, &p)?;
+        rest = tail;
+    }
+    Ok(())
+}
+
+/// Removes the oldest lines of (`job_id`, `attempt`) until at least
+/// `excess` bytes went; returns the lines and bytes removed.
+fn drop_oldest_lines<B: Backend>(
+    c: &mut dyn Conn,
+    job_id: i64,
+    attempt: u32,
+    excess: i64,
+) -> Result<(i64, i64), StoreError> {
+    let (mut lines, mut bytes) = (0i64, 0i64);
+    let select = format!(
+        "SELECT id, {} FROM buildLogLines WHERE jobId = ? AND attempt = ? AND id > ?
+         ORDER BY id LIMIT 256",
+        B::byte_length("line")
+    );
+    let mut after = 0i64;
+    while bytes < excess {
+        let rows = c.query(&select, params![job_id, attempt, after])?;
+        let mut last = None;
+        for r in &rows {
+            last = Some(r.get::<i64>(0)?);
+            lines += 1;
+            bytes += r.get::<i64>(1)?;
+            if bytes >= excess {
+                break;
+            }
+        }
+        let Some(last) = last else { break };
+        c.execute(
+            "DELETE FROM buildLogLines WHERE jobId = ? AND attempt = ? AND id <= ?",
+            params![job_id, attempt, last],
+        )?;
+        after = last;
+    }
+    Ok((lines, bytes))
 }
 
 impl<B: Backend> SqlStore<B> {
@@ -463,8 +590,8 @@ impl<B: Backend> Store for SqlStore<B> {
             p.extend(ids.iter().cloned());
             c.execute(
                 &format!(
-                    "UPDATE buildJobs SET attempts = attempts + 1, nextAttemptAt = ?, updatedAt = ?
-                     WHERE id IN ({list})"
+                    "UPDATE buildJobs SET attempts = attempts + 1, logAttempt = logAttempt + 1,
+                       nextAttemptAt = ?, updatedAt = ? WHERE id IN ({list})"
                 ),
                 &p,
             )?;
@@ -900,5 +1027,154 @@ impl<B: Backend> Store for SqlStore<B> {
             )
         })?;
         Ok(n == 1)
+    }
+
+    fn append_log(
+        &self,
+        job_id: i64,
+        attempt: u32,
+        lines: &[NewLogLine],
+        max_bytes: u64,
+    ) -> Result<u64, StoreError> {
+        if lines.is_empty() {
+            return Ok(0);
+        }
+        let max = i64::try_from(max_bytes).unwrap_or(i64::MAX);
+        let cut: Vec<(&NewLogLine, &str)> =
+            lines.iter().map(|l| (l, stored_text(&l.text))).collect();
+        let len = |t: &str| i64::try_from(t.len()).unwrap_or(i64::MAX);
+        // Lines of this batch the bound would drop at once are never written.
+        let mut batch: i64 = cut.iter().map(|(_, t)| len(t)).sum();
+        let mut skip = 0;
+        while skip < cut.len() && batch > max {
+            batch -= len(cut[skip].1);
+            skip += 1;
+        }
+        let skipped_bytes: i64 = cut[..skip].iter().map(|(_, t)| len(t)).sum();
+        let skipped_lines = i64::try_from(skip).unwrap_or(i64::MAX);
+        let kept = &cut[skip..];
+        let last_at = lines.iter().map(|l| l.at_ms).max().unwrap_or(0);
+        self.transaction(|c| {
+            let t = lock_log_totals::<B>(c, job_id, attempt, last_at)?;
+            insert_log_lines(c, job_id, attempt, kept)?;
+            let mut bytes = t.bytes + batch;
+            let (mut dropped_lines, mut dropped_bytes) = (
+                t.dropped_lines + skipped_lines,
+                t.dropped_bytes + skipped_bytes,
+            );
+            if bytes > max {
+                let (n, b) = drop_oldest_lines::<B>(c, job_id, attempt, bytes - max)?;
+                bytes -= b;
+                dropped_lines += n;
+                dropped_bytes += b;
+            }
+            c.execute(
+                "UPDATE buildLogs SET bytes = ?, droppedLines = ?, droppedBytes = ?, updatedAt = ?
+                 WHERE jobId = ? AND attempt = ?",
+                params![
+                    bytes,
+                    dropped_lines,
+                    dropped_bytes,
+                    t.updated_at.max(last_at),
+                    job_id,
+                    attempt
+                ],
+            )?;
+            Ok(Txn::Commit(u64::try_from(batch).unwrap_or(0)))
+        })
+    }
+
+    fn read_log(
+        &self,
+        job_id: i64,
+        attempt: u32,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<LogPage, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(|c| {
+            let (dropped_lines, dropped_bytes) = match c
+                .query(
+                    "SELECT droppedLines, droppedBytes FROM buildLogs WHERE jobId = ? AND attempt = ?",
+                    params![job_id, attempt],
+                )?
+                .first()
+            {
+                Some(r) => (r.get(0)?, r.get(1)?),
+                None => (0, 0),
+            };
+            let lines = c
+                .query(
+                    "SELECT id, at, stream, line FROM buildLogLines
+                     WHERE jobId = ? AND attempt = ? AND id > ? ORDER BY id LIMIT ?",
+                    params![job_id, attempt, after_seq, limit],
+                )?
+                .iter()
+                .map(|r| {
+                    Ok(LogLine {
+                        seq: r.get(0)?,
+                        at_ms: r.get(1)?,
+                        stream: r.get(2)?,
+                        text: r.get(3)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            Ok(LogPage {
+                attempt,
+                lines,
+                dropped_lines,
+                dropped_bytes,
+            })
+        })
+    }
+
+    fn prune_logs(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let mut removed = 0u64;
+        loop {
+            let old = self.run(|c| {
+                c.query(
+                    "SELECT jobId, attempt FROM buildLogs WHERE updatedAt < ?
+                     ORDER BY updatedAt, jobId, attempt LIMIT 100",
+                    params![before_ms],
+                )
+            })?;
+            if old.is_empty() {
+                break;
+            }
+            for r in &old {
+                let (job_id, attempt): (i64, i64) = (r.get(0)?, r.get(1)?);
+                // One attempt per transaction, checked again under its lock:
+                // an attempt written meanwhile is kept.
+                removed += self.transaction(|c| {
+                    let still = format!(
+                        "SELECT jobId FROM buildLogs WHERE jobId = ? AND attempt = ? AND updatedAt < ?{}",
+                        B::FOR_UPDATE
+                    );
+                    if c.query(&still, params![job_id, attempt, before_ms])?.is_empty() {
+                        return Ok(Txn::Rollback(0));
+                    }
+                    let n = c.execute(
+                        "DELETE FROM buildLogLines WHERE jobId = ? AND attempt = ?",
+                        params![job_id, attempt],
+                    )?;
+                    c.execute(
+                        "DELETE FROM buildLogs WHERE jobId = ? AND attempt = ?",
+                        params![job_id, attempt],
+                    )?;
+                    Ok(Txn::Commit(n))
+                })?;
+            }
+        }
+        // Lines without totals (none are written so; a row removed by hand):
+        // gone once old enough.
+        removed += self.run(|c| {
+            c.execute(
+                "DELETE FROM buildLogLines WHERE at < ? AND NOT EXISTS (
+                   SELECT 1 FROM buildLogs b
+                   WHERE b.jobId = buildLogLines.jobId AND b.attempt = buildLogLines.attempt)",
+                params![before_ms],
+            )
+        })?;
+        Ok(removed)
     }
 }

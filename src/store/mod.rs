@@ -122,6 +122,10 @@ pub struct Job {
     pub updated_at: Option<i64>,
     /// What the hub last said of the build under way (queued jobs only).
     pub progress: BuildProgress,
+    /// The job's current log attempt: incremented by every claim for
+    /// submission and never reset, so a job's attempts are numbered 1, 2, 3…
+    /// for good. 0: never submitted by hone-build (no log).
+    pub log_attempt: u32,
 }
 
 /// A build's progress as the hub reports it over the WebSocket (its latest
@@ -138,6 +142,72 @@ pub struct BuildProgress {
     /// Place in the hub's queue, when it said.
     pub queue_position: Option<i64>,
 }
+
+/// The stream a build log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStream {
+    /// The compiler's standard output, as the hub relays it.
+    Stdout,
+    /// The compiler's standard error, as the hub relays it.
+    Stderr,
+    /// A stage the hub reported.
+    Stage,
+    /// An error the hub reported.
+    Error,
+    /// hone-build's own events for the job.
+    HoneBuild,
+}
+
+impl LogStream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogStream::Stdout => "stdout",
+            LogStream::Stderr => "stderr",
+            LogStream::Stage => "stage",
+            LogStream::Error => "error",
+            LogStream::HoneBuild => "hone-build",
+        }
+    }
+}
+
+/// A line to append to a build log ([`Store::append_log`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewLogLine {
+    /// Unix milliseconds.
+    pub at_ms: i64,
+    pub stream: LogStream,
+    pub text: String,
+}
+
+/// A stored build log line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogLine {
+    /// The row's id: increasing in the order lines were appended.
+    pub seq: i64,
+    /// Unix milliseconds.
+    pub at_ms: i64,
+    /// [`LogStream::as_str`] (kept as text: a row may name a stream this
+    /// version does not know).
+    pub stream: String,
+    pub text: String,
+}
+
+/// Part of one log attempt, as [`Store::read_log`] returns it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogPage {
+    pub attempt: u32,
+    pub lines: Vec<LogLine>,
+    /// Lines, and their bytes, dropped from the start of the attempt's log
+    /// to keep it within its bound.
+    pub dropped_lines: i64,
+    pub dropped_bytes: i64,
+}
+
+/// The longest line [`Store::append_log`] stores, in bytes (longer ones
+/// are cut at a character boundary): a MySQL `TEXT` holds 65535.
+pub const LOG_LINE_MAX_BYTES: usize = 16 * 1024;
 
 impl Job {
     pub fn platform(&self) -> Option<Platform> {
@@ -471,7 +541,7 @@ pub trait Store: Send + Sync {
     ) -> Result<UploadOutcome, StoreError>;
 
     /// Atomically claims pending jobs for submission: each claimed job's
-    /// `attempts` is incremented and its `nextAttemptAt` pushed to
+    /// `attempts` and `logAttempt` are incremented and its `nextAttemptAt` pushed to
     /// `now_ms + lease_ms`, so no other process claims it meanwhile. Only
     /// jobs created by hone-build (with a callback token) are claimed.
     fn claim(
@@ -613,6 +683,34 @@ pub trait Store: Send + Sync {
         hub_job_id: &str,
         progress: &BuildProgress,
     ) -> Result<bool, StoreError>;
+
+    /// Appends `lines` to the log of (`job_id`, `attempt`) in one
+    /// transaction, then drops the oldest lines of that attempt until its
+    /// text totals at most `max_bytes`, counting what was dropped. A line
+    /// longer than [`LOG_LINE_MAX_BYTES`] is cut. Returns the bytes stored
+    /// (lines of `lines` dropped at once by the bound do not count).
+    fn append_log(
+        &self,
+        job_id: i64,
+        attempt: u32,
+        lines: &[NewLogLine],
+        max_bytes: u64,
+    ) -> Result<u64, StoreError>;
+
+    /// Lines of (`job_id`, `attempt`) with `seq > after_seq`, oldest first,
+    /// at most `limit`, with the attempt's dropped counts. An attempt
+    /// without a log reads as no lines and nothing dropped.
+    fn read_log(
+        &self,
+        job_id: i64,
+        attempt: u32,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<LogPage, StoreError>;
+
+    /// Removes the lines and totals of log attempts last written before
+    /// `before_ms` (Unix ms; retention). Returns how many lines it removed.
+    fn prune_logs(&self, before_ms: i64) -> Result<u64, StoreError>;
 }
 
 /// Result of [`Store::resubmit`].
@@ -666,6 +764,7 @@ pub(crate) const ADDED_JOB_COLUMNS: &[AddedColumn] = &[
     col("progress", ColumnType::Int, None),
     col("progressMessage", ColumnType::VarChar(255), None),
     col("queuePosition", ColumnType::Int, None),
+    col("logAttempt", ColumnType::Int, Some(0)),
 ];
 
 /// An index hone-build adds to `buildJobs` when missing.
@@ -725,6 +824,7 @@ mod tests {
             entry: None,
             updated_at: None,
             progress: BuildProgress::default(),
+            log_attempt: 0,
         }
     }
 

@@ -103,6 +103,26 @@ const CREATE_TABLES: &[&str] = &[
         createdAt BIGINT NOT NULL,
         completedAt BIGINT NULL
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+    // hone-build's own (docs/database.md, "Build logs").
+    "CREATE TABLE IF NOT EXISTS buildLogLines (
+        id BIGINT AUTO_INCREMENT PRIMARY KEY,
+        jobId INT NOT NULL,
+        attempt INT NOT NULL,
+        at BIGINT NOT NULL,
+        stream VARCHAR(16) NOT NULL,
+        line TEXT NOT NULL,
+        KEY idx_buildLogLines_attempt (jobId, attempt, id),
+        KEY idx_buildLogLines_at (at)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+    "CREATE TABLE IF NOT EXISTS buildLogs (
+        jobId INT NOT NULL,
+        attempt INT NOT NULL,
+        bytes BIGINT NOT NULL,
+        droppedLines BIGINT NOT NULL,
+        droppedBytes BIGINT NOT NULL,
+        updatedAt BIGINT NOT NULL,
+        PRIMARY KEY (jobId, attempt)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
 ];
 
 impl SqlStore<Mysql> {
@@ -204,12 +224,17 @@ impl Dialect for Mysql {
     /// Not `INSERT IGNORE`: on a row inserted meanwhile by another
     /// transaction it would take a shared lock (a deadlock when two then ask
     /// for the exclusive one); `ON DUPLICATE KEY UPDATE` takes the exclusive one.
-    fn insert_keep_existing(_key: &str) -> String {
-        "ON DUPLICATE KEY UPDATE id = id".to_string()
+    fn insert_keep_existing(key: &str) -> String {
+        let first = key.split(',').next().unwrap_or(key).trim();
+        format!("ON DUPLICATE KEY UPDATE {first} = {first}")
     }
 
     fn concat(parts: &[&str]) -> String {
         format!("CONCAT({})", parts.join(", "))
+    }
+
+    fn byte_length(expr: &str) -> String {
+        format!("LENGTH({expr})")
     }
 
     fn column_type(ty: ColumnType) -> String {

@@ -144,7 +144,8 @@ pub trait Dialect {
     /// Like [`Dialect::FOR_UPDATE`], but rows another transaction holds
     /// are skipped instead of waited for (claims, timeouts).
     const FOR_UPDATE_SKIP_LOCKED: &'static str;
-    /// `DDL` creating the three tables when absent.
+    /// `DDL` creating the marketplace's three tables and hone-build's log
+    /// tables (with their indexes) when absent.
     const CREATE_TABLES: &'static [&'static str];
     /// A query listing `buildJobs`' column names.
     const LIST_JOB_COLUMNS: &'static str;
@@ -164,6 +165,8 @@ pub trait Dialect {
     fn insert_keep_existing(key: &str) -> String;
     /// SQL concatenating the SQL expressions `parts`.
     fn concat(parts: &[&str]) -> String;
+    /// SQL giving the length in bytes (of its UTF-8 text) of the text expression `expr`.
+    fn byte_length(expr: &str) -> String;
     fn column_type(ty: ColumnType) -> String;
 }
 

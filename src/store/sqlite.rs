@@ -71,6 +71,28 @@ const CREATE_TABLES: &[&str] = &[
     createdAt INTEGER NOT NULL,
     completedAt INTEGER NULL
 )",
+    // hone-build's own (docs/database.md, "Build logs"). AUTOINCREMENT: a
+    // line's id is never reused, even after the newest lines were removed,
+    // so a reader's `after_seq` never skips a later line.
+    "CREATE TABLE IF NOT EXISTS buildLogLines (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    jobId INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    stream TEXT NOT NULL,
+    line TEXT NOT NULL
+)",
+    "CREATE INDEX IF NOT EXISTS idx_buildLogLines_attempt ON buildLogLines (jobId, attempt, id)",
+    "CREATE INDEX IF NOT EXISTS idx_buildLogLines_at ON buildLogLines (at)",
+    "CREATE TABLE IF NOT EXISTS buildLogs (
+    jobId INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    droppedLines INTEGER NOT NULL,
+    droppedBytes INTEGER NOT NULL,
+    updatedAt INTEGER NOT NULL,
+    PRIMARY KEY (jobId, attempt)
+)",
 ];
 
 impl SqlStore<Sqlite> {
@@ -119,6 +141,11 @@ impl Dialect for Sqlite {
 
     fn concat(parts: &[&str]) -> String {
         format!("({})", parts.join(" || "))
+    }
+
+    /// `LENGTH` of text counts characters in SQLite; of a blob, bytes.
+    fn byte_length(expr: &str) -> String {
+        format!("LENGTH(CAST({expr} AS BLOB))")
     }
 
     fn column_type(ty: ColumnType) -> String {

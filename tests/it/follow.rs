@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 // Harness
 // ---------------------------------------------------------------------------
 
-const LICENSE: &str = "sim-license";
+pub(crate) const LICENSE: &str = "sim-license";
 
 /// Hub platform → marketplace platform id.
 fn platform_id(p: &str) -> &'static str {
@@ -56,21 +56,21 @@ fn program_target(p: &str) -> &'static str {
 /// hone-build (one store, following on) + perry-hub-sim (real-hub mode),
 /// in a temporary root. The service's working directory is `root/w/x/y`,
 /// so a path escaping PACKAGES_DIR by a few `..` still lands in `root`.
-struct Env {
-    svc: Service,
-    sim: Sim,
-    db: Option<TestDb>,
-    workdir: PathBuf,
-    extra: Vec<(String, String)>,
+pub(crate) struct Env {
+    pub(crate) svc: Service,
+    pub(crate) sim: Sim,
+    pub(crate) db: Option<TestDb>,
+    pub(crate) workdir: PathBuf,
+    pub(crate) extra: Vec<(String, String)>,
     root: tempfile::TempDir,
 }
 
 impl Env {
-    fn start(kind: StoreKind, sim_args: &[&str], extra: &[(&str, &str)]) -> Env {
+    pub(crate) fn start(kind: StoreKind, sim_args: &[&str], extra: &[(&str, &str)]) -> Env {
         Self::start_with(kind, Sim::start_real(sim_args), extra)
     }
 
-    fn start_with(kind: StoreKind, sim: Sim, extra: &[(&str, &str)]) -> Env {
+    pub(crate) fn start_with(kind: StoreKind, sim: Sim, extra: &[(&str, &str)]) -> Env {
         let root = tempfile::Builder::new()
             .prefix("hone-follow-test")
             .tempdir()
@@ -111,13 +111,19 @@ impl Env {
             b = b.set(k, v.clone());
         }
         if let Some(db) = db {
-            b = b.envs(db.service_env(&db.host, db.port));
+            // A DB_* key among `extra` (another user) wins.
+            let set = |k: &str| extra.iter().any(|(e, _)| format!("HONE_BUILD_{e}") == k);
+            b = b.envs(
+                db.service_env(&db.host, db.port)
+                    .into_iter()
+                    .filter(|(k, _)| !set(k)),
+            );
         }
         b
     }
 
     /// Stops hone-build gracefully (SIGTERM) and waits for it to exit.
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         self.svc.terminate();
         let st = self.svc.wait_exit(Duration::from_secs(15));
         assert!(
@@ -128,7 +134,7 @@ impl Env {
     }
 
     /// Starts hone-build again on the same directories and database.
-    fn start_again(&mut self) {
+    pub(crate) fn start_again(&mut self) {
         self.svc = Self::builder(&self.workdir, &self.sim, self.db.as_ref(), &self.extra).start();
     }
 
@@ -159,13 +165,13 @@ impl Env {
     }
 
     #[track_caller]
-    fn upload_ok(&self, name: &str, version: &str, platforms: &str) -> Vec<u8> {
+    pub(crate) fn upload_ok(&self, name: &str, version: &str, platforms: &str) -> Vec<u8> {
         let tar = tarball(&format!("{name}-{version}"), Fill::Unique);
         Self::upload_on(&self.svc, name, version, platforms, &tar);
         tar
     }
 
-    fn status(&self, name: &str, version: &str) -> Value {
+    pub(crate) fn status(&self, name: &str, version: &str) -> Value {
         let r = http(
             "GET",
             &self.svc.url(&format!("/status/{name}/{version}")),
@@ -178,7 +184,13 @@ impl Env {
 
     /// Waits until `/status` reports `overall`; returns the body.
     #[track_caller]
-    fn wait_overall(&self, name: &str, version: &str, overall: &str, timeout: Duration) -> Value {
+    pub(crate) fn wait_overall(
+        &self,
+        name: &str,
+        version: &str,
+        overall: &str,
+        timeout: Duration,
+    ) -> Value {
         let mut last = Value::Null;
         let ok = wait_until(timeout, || {
             last = self.status(name, version);
@@ -194,7 +206,7 @@ impl Env {
     }
 
     /// `/_sim/jobs`.
-    fn sim_jobs(&self) -> Vec<Value> {
+    pub(crate) fn sim_jobs(&self) -> Vec<Value> {
         sim_jobs(&self.sim)
     }
 
@@ -212,11 +224,11 @@ impl Env {
             .unwrap_or_else(|| panic!("no hub job of {name} for {platform}"))
     }
 
-    fn metrics(&self) -> String {
+    pub(crate) fn metrics(&self) -> String {
         metrics_of(&self.svc)
     }
 
-    fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+    pub(crate) fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
         match &self.db {
             Some(db) => db.rows(sql),
             None => {
@@ -301,7 +313,7 @@ fn metrics_of(svc: &Service) -> String {
 }
 
 /// The value of the sample `series` (name with labels) in a metrics text.
-fn metric(text: &str, series: &str) -> f64 {
+pub(crate) fn metric(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .map(|v| v.trim().parse().unwrap())
@@ -309,7 +321,7 @@ fn metric(text: &str, series: &str) -> f64 {
 }
 
 /// A service log without the access lines of `/status` polling.
-fn quiet(log: &str) -> String {
+pub(crate) fn quiet(log: &str) -> String {
     log.lines()
         .filter(|l| !l.contains("GET /status/") && !l.contains("GET /metrics"))
         .collect::<Vec<_>>()
@@ -331,7 +343,7 @@ fn program_artifact(job: &Value, platform: &str) -> Value {
 
 /// The one build in a `/status` body.
 #[track_caller]
-fn only_build(st: &Value) -> &Value {
+pub(crate) fn only_build(st: &Value) -> &Value {
     let b = st["builds"].as_array().expect("builds");
     assert_eq!(b.len(), 1, "{st}");
     &b[0]

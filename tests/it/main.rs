@@ -7,6 +7,7 @@ mod fixtures;
 
 mod architecture;
 mod artifact;
+mod build_logs;
 mod faults;
 mod files;
 mod follow;

@@ -38,6 +38,14 @@ const SERIES_OF_THE_HAND_WRITTEN_EXPOSITION: &[(&str, &str, &[&str])] = &[
     ("hone_build_resubmissions_total", "counter", &["cause"]),
     ("hone_build_jobs", "gauge", &["state"]),
     ("hone_build_store_up", "gauge", &[]),
+    // Added to the hand-written exposition with build logs (#12).
+    (
+        "hone_build_build_duration_seconds",
+        "histogram",
+        &["platform"],
+    ),
+    ("hone_build_hub_queue_seconds", "histogram", &["platform"]),
+    ("hone_build_log_bytes_stored_total", "counter", &[]),
 ];
 
 /// Series added with the `prometheus` crate.

@@ -7,7 +7,8 @@ use crate::common;
 use common::{TestDb, sqlite_rows, sqlite_store};
 use hone_build::platform::Platform;
 use hone_build::store::{
-    Artifact, ClaimFilter, CompleteOutcome, Deliverer, NewUpload, Refusal, Store, UploadOutcome,
+    Artifact, ClaimFilter, CompleteOutcome, Deliverer, LogStream, NewLogLine, NewUpload, Refusal,
+    Store, UploadOutcome,
 };
 use std::collections::BTreeMap;
 
@@ -73,6 +74,7 @@ const ADDED: &[&str] = &[
     "sha256",
     "entry",
     "updatedAt",
+    "logAttempt",
 ];
 
 fn upload(name: &str, version: &str, platforms: &[Platform], now: i64) -> NewUpload {
@@ -114,6 +116,20 @@ fn exercise(store: &dyn Store) {
         claimed.iter().map(|j| j.id).collect::<Vec<_>>(),
         [jobs[0].id]
     );
+    assert_eq!(claimed[0].log_attempt, 1);
+    // The log tables exist and work.
+    let line = NewLogLine {
+        at_ms: 10_500,
+        stream: LogStream::HoneBuild,
+        text: "submitted".into(),
+    };
+    assert_eq!(
+        store.append_log(jobs[0].id, 1, &[line], 1 << 20).unwrap(),
+        9
+    );
+    let page = store.read_log(jobs[0].id, 1, 0, 10).unwrap();
+    assert_eq!(page.lines.len(), 1);
+    assert_eq!(page.lines[0].text, "submitted");
     let a = Artifact {
         size: 3,
         sha256: "abc".into(),
@@ -198,7 +214,8 @@ fn mysql_row_dump(db: &TestDb, columns: &BTreeMap<String, Vec<String>>) -> BTree
                 .join(", ");
             (
                 t.clone(),
-                db.rows(&format!("SELECT {list} FROM `{t}` ORDER BY id")),
+                // Every column in order (buildLogs has no id).
+                db.rows(&format!("SELECT {list} FROM `{t}` ORDER BY {list}")),
             )
         })
         .collect()

@@ -178,7 +178,7 @@ fn jobs_lists_and_retry_resubmits_failed_jobs() {
     assert_eq!(code, 0, "{err}");
     let lines: Vec<&str> = out.lines().collect();
     assert!(
-        lines[0].contains("PLUGIN") && lines[0].contains("STATUS"),
+        lines[0].contains("PLUGIN") && lines[0].contains("STATUS") && lines[0].contains("STAGE"),
         "{out}"
     );
     let row = lines

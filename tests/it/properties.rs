@@ -233,3 +233,26 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Build log redaction takes any text (hub output is anything): it never
+    /// panics, leaves no configured secret, and the line is printable and
+    /// bounded.
+    #[test]
+    fn build_log_redaction_never_panics_and_removes_secrets(
+        before in "\\PC{0,40}",
+        after in "(\\PC|[=:/?#@ ]){0,40}",
+        secret in "[a-zA-Z0-9/+]{6,12}",
+    ) {
+        prop_assume!(!"[redacted]".contains(secret.as_str()));
+        let r = hone_build::buildlog::Redactor::new(&[secret.as_str()]);
+        let text = format!("{before}{secret}{after} Bearer {secret} key={after}");
+        let out = r.redact(&text);
+        prop_assert!(!out.contains(&secret), "{out:?}");
+        let line = hone_build::buildlog::printable_line(&out);
+        prop_assert!(line.len() <= hone_build::buildlog::MAX_LINE_BYTES);
+        prop_assert!(!line.chars().any(char::is_control));
+    }
+}

@@ -2000,3 +2000,361 @@ fn case_variants_are_refused_with_the_recorded_spelling(env: &Env) {
     let again = upload(env, "CaseP", "2.0.0-RC", &[Linux], 300);
     assert_eq!(again[0].id, jobs[0].id);
 }
+
+/// Build logs (issue #12), run on both stores like the contract above.
+mod logs {
+    use super::*;
+    use hone_build::store::{LOG_LINE_MAX_BYTES, LogPage, LogStream, NewLogLine};
+
+    both_stores!(
+        |kind| &Env::new(kind);
+        log_attempt_counts_claims_and_is_never_reset,
+        log_lines_are_read_back_in_order_per_attempt,
+        log_bound_keeps_the_tail_and_counts_what_it_dropped,
+        log_lines_longer_than_the_limit_are_cut,
+        prune_logs_removes_old_attempts_and_keeps_new_ones,
+        log_appends_of_two_processes_keep_their_order,
+    );
+
+    fn line(at_ms: i64, stream: LogStream, text: &str) -> NewLogLine {
+        NewLogLine {
+            at_ms,
+            stream,
+            text: text.to_string(),
+        }
+    }
+
+    fn texts(p: &LogPage) -> Vec<&str> {
+        p.lines.iter().map(|l| l.text.as_str()).collect()
+    }
+
+    fn all(env: &Env, job: i64, attempt: u32) -> LogPage {
+        env.s().read_log(job, attempt, 0, usize::MAX).unwrap()
+    }
+
+    /// `logAttempt` goes up with every claim and is never reset: not by a
+    /// retried submission, nor `retry_failed`, nor a new upload of a failed
+    /// version (which reset `attempts`).
+    pub(super) fn log_attempt_counts_claims_and_is_never_reset(env: &Env) {
+        let jobs = upload(env, "logp", "1.0.0", &[Linux], 100);
+        let id = jobs[0].id;
+        assert_eq!(jobs[0].log_attempt, 0, "never submitted: no log");
+        let c = env
+            .s()
+            .claim(ClaimFilter::Ids(vec![id]), 100_000, 1_000)
+            .unwrap();
+        assert_eq!((c[0].attempts, c[0].log_attempt), (1, 1));
+        let retry = AttemptResult::Retry {
+            next_attempt_at_ms: 101_000,
+            error: "hub down".into(),
+        };
+        assert!(env.s().record_attempt(id, 1, &retry, 100).unwrap());
+        let c = env.s().claim(ClaimFilter::Due(5), 102_000, 1_000).unwrap();
+        assert_eq!((c[0].attempts, c[0].log_attempt), (2, 2));
+        let failed = AttemptResult::Failed { error: "no".into() };
+        assert!(env.s().record_attempt(id, 2, &failed, 102).unwrap());
+        assert_eq!(env.job(id).log_attempt, 2, "recording leaves it");
+        env.s()
+            .retry_failed("logp", "1.0.0", None, 200, &mut common::random_hex)
+            .unwrap();
+        let j = env.job(id);
+        assert_eq!(
+            (j.attempts, j.log_attempt),
+            (0, 2),
+            "attempts reset, logAttempt not"
+        );
+        let c = env.s().claim(ClaimFilter::Due(5), 200_000, 1_000).unwrap();
+        assert_eq!((c[0].attempts, c[0].log_attempt), (1, 3));
+        assert!(env.s().record_attempt(id, 1, &failed, 200).unwrap());
+        // A new upload of the failed version resets the job, not its log attempt.
+        let again = upload(env, "logp", "1.0.0", &[Linux], 300);
+        assert_eq!(
+            (again[0].id, again[0].attempts, again[0].log_attempt),
+            (id, 0, 3)
+        );
+        let c = env
+            .s()
+            .claim(ClaimFilter::Ids(vec![id]), 300_000, 1_000)
+            .unwrap();
+        assert_eq!(c[0].log_attempt, 4);
+        assert_eq!(
+            env.count(&format!("SELECT logAttempt FROM buildJobs WHERE id = {id}")),
+            4
+        );
+    }
+
+    pub(super) fn log_lines_are_read_back_in_order_per_attempt(env: &Env) {
+        let s = env.s();
+        let first = [
+            line(
+                1_000,
+                LogStream::HoneBuild,
+                "submitted to Perry Hub (attempt 1)",
+            ),
+            line(1_001, LogStream::Stage, "stage: compiling — tsc"),
+            line(1_002, LogStream::Stdout, "compiling 3 files"),
+        ];
+        assert_eq!(s.append_log(7, 1, &first, 1 << 20).unwrap(), 34 + 24 + 17);
+        let second = [
+            line(
+                1_003,
+                LogStream::Stderr,
+                "error TS2304: Cannot find name 'föo'",
+            ),
+            line(1_004, LogStream::Error, ""),
+        ];
+        assert_eq!(s.append_log(7, 1, &second, 1 << 20).unwrap(), 37);
+        assert_eq!(s.append_log(7, 1, &[], 1 << 20).unwrap(), 0);
+        // Other attempts and other jobs are logs of their own.
+        s.append_log(
+            7,
+            2,
+            &[line(2_000, LogStream::Stdout, "attempt two")],
+            1 << 20,
+        )
+        .unwrap();
+        s.append_log(
+            8,
+            1,
+            &[line(2_000, LogStream::Stdout, "job eight")],
+            1 << 20,
+        )
+        .unwrap();
+
+        let p = all(env, 7, 1);
+        assert_eq!(p.attempt, 1);
+        assert_eq!((p.dropped_lines, p.dropped_bytes), (0, 0));
+        assert_eq!(
+            texts(&p),
+            [
+                "submitted to Perry Hub (attempt 1)",
+                "stage: compiling — tsc",
+                "compiling 3 files",
+                "error TS2304: Cannot find name 'föo'",
+                ""
+            ]
+        );
+        let streams: Vec<&str> = p.lines.iter().map(|l| l.stream.as_str()).collect();
+        assert_eq!(
+            streams,
+            ["hone-build", "stage", "stdout", "stderr", "error"]
+        );
+        let at: Vec<i64> = p.lines.iter().map(|l| l.at_ms).collect();
+        assert_eq!(at, [1_000, 1_001, 1_002, 1_003, 1_004]);
+        assert!(p.lines.windows(2).all(|w| w[0].seq < w[1].seq), "{p:?}");
+        // Paging: after a seq, at most `limit`.
+        let page = s.read_log(7, 1, p.lines[1].seq, 2).unwrap();
+        assert_eq!(
+            texts(&page),
+            ["compiling 3 files", "error TS2304: Cannot find name 'föo'"]
+        );
+        let rest = s.read_log(7, 1, page.lines[1].seq, 100).unwrap();
+        assert_eq!(texts(&rest), [""]);
+        assert!(
+            s.read_log(7, 1, rest.lines[0].seq, 100)
+                .unwrap()
+                .lines
+                .is_empty()
+        );
+        assert_eq!(texts(&all(env, 7, 2)), ["attempt two"]);
+        assert_eq!(texts(&all(env, 8, 1)), ["job eight"]);
+        // An attempt without a log reads as nothing.
+        assert_eq!(
+            all(env, 7, 3),
+            LogPage {
+                attempt: 3,
+                ..LogPage::default()
+            }
+        );
+        assert_eq!(all(env, 99, 1).lines, vec![]);
+        // Totals: bytes of the attempt's text, last written at its newest line.
+        assert_eq!(
+            (env.rows)(
+                "SELECT bytes, droppedLines, droppedBytes, updatedAt FROM buildLogs WHERE jobId = 7 AND attempt = 1"
+            ),
+            vec![vec![
+                Some("112".into()),
+                Some("0".into()),
+                Some("0".into()),
+                Some("1004".into())
+            ]]
+        );
+    }
+
+    /// The bound counts bytes (not characters) on both stores, drops the
+    /// oldest lines first, across appends and inside one append.
+    pub(super) fn log_bound_keeps_the_tail_and_counts_what_it_dropped(env: &Env) {
+        let s = env.s();
+        // Ten-byte lines ("é" is two bytes).
+        let ten = |i: usize| format!("line-{i}éxx");
+        for i in 0..10 {
+            assert_eq!(ten(i).len(), 10, "{}", ten(i));
+        }
+        for i in 0..6 {
+            let n = s
+                .append_log(1, 1, &[line(i as i64, LogStream::Stdout, &ten(i))], 45)
+                .unwrap();
+            assert_eq!(n, 10);
+        }
+        let p = all(env, 1, 1);
+        assert_eq!(texts(&p), [ten(2), ten(3), ten(4), ten(5)]);
+        assert_eq!((p.dropped_lines, p.dropped_bytes), (2, 20));
+        // One append larger than the bound: its own oldest lines never stay.
+        let batch: Vec<NewLogLine> = (6..10)
+            .map(|i| line(i as i64, LogStream::Stderr, &ten(i)))
+            .chain([line(10, LogStream::Stderr, "end")])
+            .collect();
+        let n = s.append_log(1, 1, &batch, 25).unwrap();
+        assert_eq!(n, 23, "the lines stored: line-8, line-9, end");
+        let p = all(env, 1, 1);
+        assert_eq!(texts(&p), [ten(8).as_str(), &ten(9), "end"]);
+        assert_eq!(
+            (p.dropped_lines, p.dropped_bytes),
+            (2 + 4 + 2, 20 + 40 + 20),
+            "earlier drops, the four older stored lines, two of the batch"
+        );
+        assert_eq!(
+            env.count("SELECT bytes FROM buildLogs WHERE jobId = 1 AND attempt = 1"),
+            23
+        );
+        assert_eq!(
+            env.count("SELECT COUNT(*) FROM buildLogLines WHERE jobId = 1 AND attempt = 1"),
+            3
+        );
+        // A line larger than the whole bound leaves nothing, counted.
+        assert_eq!(
+            s.append_log(1, 1, &[line(11, LogStream::Stdout, &"y".repeat(30))], 25)
+                .unwrap(),
+            0
+        );
+        let p = all(env, 1, 1);
+        assert_eq!(texts(&p), [ten(8).as_str(), &ten(9), "end"]);
+        assert_eq!((p.dropped_lines, p.dropped_bytes), (9, 110));
+        // Seqs keep increasing after drops.
+        s.append_log(1, 1, &[line(12, LogStream::Stdout, "zzz")], 25)
+            .unwrap();
+        let p = all(env, 1, 1);
+        assert_eq!(texts(&p), [ten(9).as_str(), "end", "zzz"]);
+        assert_eq!((p.dropped_lines, p.dropped_bytes), (10, 120));
+        assert!(p.lines.windows(2).all(|w| w[0].seq < w[1].seq), "{p:?}");
+        // The bound is per attempt: another attempt is untouched.
+        s.append_log(1, 2, &[line(13, LogStream::Stdout, &ten(1))], 25)
+            .unwrap();
+        assert_eq!(texts(&all(env, 1, 1)), [ten(9).as_str(), "end", "zzz"]);
+    }
+
+    pub(super) fn log_lines_longer_than_the_limit_are_cut(env: &Env) {
+        // A multi-byte character straddles the limit: cut before it.
+        let long = format!("{}é{}", "a".repeat(LOG_LINE_MAX_BYTES - 1), "b".repeat(100));
+        let n = env
+            .s()
+            .append_log(3, 1, &[line(1, LogStream::Stderr, &long)], 1 << 20)
+            .unwrap();
+        assert_eq!(n as usize, LOG_LINE_MAX_BYTES - 1);
+        let p = all(env, 3, 1);
+        assert_eq!(p.lines[0].text, "a".repeat(LOG_LINE_MAX_BYTES - 1));
+    }
+
+    pub(super) fn prune_logs_removes_old_attempts_and_keeps_new_ones(env: &Env) {
+        let s = env.s();
+        let big = 1 << 20;
+        // job 1 attempt 1: last written at 1_500 (old); attempt 2 at 9_000.
+        s.append_log(1, 1, &[line(1_000, LogStream::Stdout, "a")], big)
+            .unwrap();
+        s.append_log(1, 1, &[line(1_500, LogStream::Stdout, "b")], big)
+            .unwrap();
+        s.append_log(1, 2, &[line(2_000, LogStream::Stdout, "c")], big)
+            .unwrap();
+        s.append_log(1, 2, &[line(9_000, LogStream::Stdout, "d")], big)
+            .unwrap();
+        // job 2: old, with drops recorded.
+        s.append_log(
+            2,
+            1,
+            &[
+                line(100, LogStream::Stdout, "eeee"),
+                line(200, LogStream::Stdout, "f"),
+            ],
+            2,
+        )
+        .unwrap();
+        assert_eq!(all(env, 2, 1).dropped_lines, 1);
+        // A line without totals (left by hand), old.
+        (env.exec)(
+            "INSERT INTO buildLogLines (jobId, attempt, at, stream, line) VALUES (5, 1, 10, 'stdout', 'stray')",
+        );
+        (env.exec)(
+            "INSERT INTO buildLogLines (jobId, attempt, at, stream, line) VALUES (6, 1, 8000, 'stdout', 'stray new')",
+        );
+
+        assert_eq!(s.prune_logs(5_000).unwrap(), 2 + 1 + 1);
+        assert_eq!(
+            all(env, 1, 1),
+            LogPage {
+                attempt: 1,
+                ..LogPage::default()
+            }
+        );
+        assert_eq!(
+            all(env, 2, 1),
+            LogPage {
+                attempt: 1,
+                ..LogPage::default()
+            },
+            "drop counts gone too"
+        );
+        assert_eq!(
+            texts(&all(env, 1, 2)),
+            ["c", "d"],
+            "an attempt written since is kept whole"
+        );
+        assert_eq!(texts(&all(env, 6, 1)), ["stray new"]);
+        assert_eq!(env.count("SELECT COUNT(*) FROM buildLogs"), 1);
+        assert_eq!(env.count("SELECT COUNT(*) FROM buildLogLines"), 3);
+        assert_eq!(s.prune_logs(5_000).unwrap(), 0, "nothing more");
+        // A pruned attempt written again starts a fresh log.
+        s.append_log(1, 1, &[line(10_000, LogStream::Stdout, "again")], big)
+            .unwrap();
+        assert_eq!(texts(&all(env, 1, 1)), ["again"]);
+        assert_eq!(s.prune_logs(i64::MAX).unwrap(), 4);
+        assert_eq!(env.count("SELECT COUNT(*) FROM buildLogLines"), 0);
+        assert_eq!(env.count("SELECT COUNT(*) FROM buildLogs"), 0);
+    }
+
+    /// Two processes (two stores on one database) append to one attempt at
+    /// once: every line is there, each process's lines in its order, seqs
+    /// increasing, and the totals match what is stored.
+    pub(super) fn log_appends_of_two_processes_keep_their_order(env: &Env) {
+        let stores: Vec<Box<dyn Store>> = vec![(env.open)(), (env.open)()];
+        std::thread::scope(|sc| {
+            for (w, st) in stores.iter().enumerate() {
+                sc.spawn(move || {
+                    for i in 0..40 {
+                        let batch: Vec<NewLogLine> = (0..3)
+                            .map(|k| line(i, LogStream::Stdout, &format!("w{w} {i:02} {k}")))
+                            .collect();
+                        st.append_log(4, 1, &batch, 1 << 20).unwrap();
+                    }
+                });
+            }
+        });
+        let p = all(env, 4, 1);
+        assert_eq!(p.lines.len(), 240);
+        assert!(p.lines.windows(2).all(|w| w[0].seq < w[1].seq));
+        for w in 0..2 {
+            let mine: Vec<&str> = texts(&p)
+                .into_iter()
+                .filter(|t| t.starts_with(&format!("w{w} ")))
+                .collect();
+            let want: Vec<String> = (0..40)
+                .flat_map(|i| (0..3).map(move |k| format!("w{w} {i:02} {k}")))
+                .collect();
+            assert_eq!(mine, want);
+        }
+        let stored: usize = p.lines.iter().map(|l| l.text.len()).sum();
+        assert_eq!(
+            env.count("SELECT bytes FROM buildLogs WHERE jobId = 4 AND attempt = 1"),
+            stored as i64
+        );
+    }
+}
