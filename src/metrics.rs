@@ -357,6 +357,18 @@ impl Metrics {
             .with_label_values(&["per_client"])
             .inc_by(refused_client);
         out.extend(refused.collect());
+        // In label order, as the registry's own families are.
+        for family in &mut out {
+            family.mut_metric().sort_by(|a, b| {
+                let values = |m: &prometheus::proto::Metric| {
+                    m.get_label()
+                        .iter()
+                        .map(|l| l.value().to_string())
+                        .collect::<Vec<_>>()
+                };
+                values(a).cmp(&values(b))
+            });
+        }
         out
     }
 }
@@ -440,6 +452,8 @@ mod tests {
             1.0
         );
         assert_eq!(s(r#"hone_build_jobs{state="completed"}"#), 5.0);
+        let completed = t.find(r#"hone_build_jobs{state="completed"}"#).unwrap();
+        assert!(completed < t.find(r#"hone_build_jobs{state="pending"}"#).unwrap());
         assert_eq!(s("hone_build_store_up"), 1.0);
         assert_eq!(s("hone_build_connections_open"), 3.0);
         assert_eq!(s("hone_build_connections_limit"), 100.0);
