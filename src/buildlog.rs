@@ -14,7 +14,6 @@
 
 use crate::app::{App, now_millis};
 use crate::store::{LogPage, LogStream, NewLogLine};
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 /// What a secret becomes.
@@ -332,7 +331,7 @@ impl<'a> Writer<'a> {
             self.app.cfg.build_log_max_bytes,
         ) {
             Ok(bytes) => {
-                self.app.metrics.log_bytes_stored.fetch_add(bytes, Relaxed);
+                self.app.metrics.log_bytes_stored.inc_by(bytes);
                 self.buf.clear();
                 self.lost = 0;
             }

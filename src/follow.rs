@@ -90,7 +90,7 @@ fn supervise(app: &Arc<App>, stop: &Arc<AtomicBool>) {
                         // Given back when the thread ends — also by a panic,
                         // or when it could not be started (then dropped here).
                         let slot = Slot::take(&active);
-                        app.metrics.followed.fetch_add(1, Ordering::Relaxed);
+                        app.metrics.followed.inc();
                         let job_id = job.id;
                         let (app2, stop) = (Arc::clone(app), Arc::clone(stop));
                         let spawned = std::thread::Builder::new()
@@ -276,10 +276,7 @@ impl Follow<'_> {
                 return Over::Done;
             }
             if reconnect {
-                self.app
-                    .metrics
-                    .follow_reconnects
-                    .fetch_add(1, Ordering::Relaxed);
+                self.app.metrics.follow_reconnects.inc();
                 if failures > 0
                     && !crate::app::sleep_unless_stopped(stop, reconnect_delay(failures))
                 {
@@ -691,10 +688,7 @@ impl Follow<'_> {
         });
         match result {
             Ok(stored) => {
-                self.app
-                    .metrics
-                    .artifacts_fetched
-                    .fetch_add(1, Ordering::Relaxed);
+                self.app.metrics.artifacts_fetched.inc();
                 log::info!(
                     "job {id}: program from hub job {} stored ({} bytes, sha256 {}){}",
                     self.hub_job,
@@ -728,9 +722,7 @@ impl Follow<'_> {
         })?;
         let mut counted = CountingReader::new(&mut body);
         let package = intake::receive(app, job, &mut counted, Encoding::Base64);
-        app.metrics
-            .artifact_fetched_bytes
-            .fetch_add(counted.count, Ordering::Relaxed);
+        app.metrics.artifact_fetched_bytes.inc_by(counted.count);
         if let Ok(p) = &package {
             self.log.event(&format!(
                 "downloaded {artifact}: {} bytes of base64, {} bytes decoded",

@@ -16,7 +16,6 @@ use crate::unpack::{self, Limits, UnpackError};
 use crate::validate;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering::Relaxed;
 
 /// A program received for a job, in a temporary file in its version
 /// directory, not yet verified or recorded.
@@ -266,8 +265,8 @@ pub fn record(
     )?;
     let changed = match outcome {
         CompleteOutcome::Completed => {
-            app.metrics.artifacts_stored.fetch_add(1, Relaxed);
-            app.metrics.artifact_bytes.fetch_add(streamed.size, Relaxed);
+            app.metrics.artifacts_stored.inc();
+            app.metrics.artifact_bytes.inc_by(streamed.size);
             if let Some(accepted) = job.submitted_at {
                 let took = crate::app::now_millis() as f64 / 1000.0 - accepted as f64;
                 app.metrics.record_build_duration(&job.platform, took);

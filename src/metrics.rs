@@ -1,10 +1,17 @@
-//! Counters for `GET /metrics` (Prometheus text format, docs/operations.md#metrics). Owned by
-//! [`crate::app::App`]; no global state.
+//! `GET /metrics` (Prometheus text format, docs/operations.md#metrics)
+//! through the `prometheus` crate: the service's counters and histograms,
+//! the standard `process_*` series, and what is read at scrape time (jobs
+//! by state from the store, connections from the HTTP layer). Owned by
+//! [`crate::app::App`] with a registry of its own; the crate's global
+//! default registry is never used.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use prometheus::core::Collector;
+use prometheus::proto::MetricFamily;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the request duration histogram.
@@ -17,59 +24,94 @@ const BUCKETS: [f64; 12] = [
 const BUILD_BUCKETS: [f64; 10] = [
     10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0,
 ];
+
 /// Upper bounds (seconds) of the hub queue time histogram (accepted → the
 /// hub's first stage).
 const QUEUE_BUCKETS: [f64; 10] = [
     1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
 ];
 
-/// One histogram series (10 buckets).
-#[derive(Default, Clone, Copy)]
-struct Series {
-    buckets: [u64; 10],
-    count: u64,
-    sum: f64,
+/// Outcomes of a submission to the hub (`record_submission`).
+pub const SUBMISSION_OUTCOMES: [&str; 3] = ["accepted", "retry", "failed"];
+
+/// Causes of a resubmission (`record_resubmission`).
+pub const RESUBMISSION_CAUSES: [&str; 5] = [
+    "no_artifact",
+    "job_not_found",
+    "download_failed",
+    "wrong_sha256",
+    "internal",
+];
+
+/// What the HTTP layer knows about its connections, read at each scrape.
+/// (Implemented in `http::server` over the server's own counts, so that
+/// this module does not know the server.)
+pub trait ConnectionStats: Send + Sync {
+    /// Connections being served now.
+    fn open(&self) -> u64;
+    /// The most connections served at once (past it, new ones are refused).
+    fn limit(&self) -> u64;
+    /// Connections refused since the start because `limit` were open.
+    fn refused_total_cap(&self) -> u64;
+    /// Connections refused since the start because their client address
+    /// held its share.
+    fn refused_per_client_cap(&self) -> u64;
 }
 
-impl Series {
-    fn observe(&mut self, bounds: &[f64; 10], secs: f64) {
-        for (i, b) in bounds.iter().enumerate() {
-            if secs <= *b {
-                self.buckets[i] += 1;
-            }
-        }
-        self.count += 1;
-        self.sum += secs;
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    pub uploads: IntCounter,
+    pub artifacts_stored: IntCounter,
+    pub artifact_bytes: IntCounter,
+    hub_submissions: IntCounterVec,
+    pub rejected_overload: IntCounter,
+    /// Hub jobs this process started following.
+    pub followed: IntCounter,
+    /// WebSocket reconnections while following.
+    pub follow_reconnects: IntCounter,
+    /// Programs fetched from the hub and stored.
+    pub artifacts_fetched: IntCounter,
+    /// Bytes downloaded from the hub (base64 text, as sent).
+    pub artifact_fetched_bytes: IntCounter,
+    resubmissions: IntCounterVec,
+    /// Bytes of build log text stored.
+    pub log_bytes_stored: IntCounter,
+    build_durations: HistogramVec,
+    hub_queue_times: HistogramVec,
+    connections: RwLock<Option<Arc<dyn ConnectionStats>>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
     }
 }
 
-/// A histogram by platform (the hub's platform name).
-type ByPlatform = Mutex<BTreeMap<&'static str, Series>>;
+/// Registers `c` and returns it. The names are fixed and distinct, so a
+/// failure is a programming error (caught by every test).
+fn registered<C: Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
+    registry
+        .register(Box::new(c.clone()))
+        .expect("metric names are distinct and valid");
+    c
+}
 
-#[derive(Default)]
-pub struct Metrics {
-    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
-    duration_buckets: [AtomicU64; BUCKETS.len()],
-    duration_count: AtomicU64,
-    duration_sum_micros: AtomicU64,
-    pub uploads: AtomicU64,
-    pub artifacts_stored: AtomicU64,
-    pub artifact_bytes: AtomicU64,
-    hub_submissions: Mutex<BTreeMap<&'static str, u64>>,
-    pub rejected_overload: AtomicU64,
-    /// Hub jobs this process started following.
-    pub followed: AtomicU64,
-    /// WebSocket reconnections while following.
-    pub follow_reconnects: AtomicU64,
-    /// Programs fetched from the hub and stored.
-    pub artifacts_fetched: AtomicU64,
-    /// Bytes downloaded from the hub (base64 text, as sent).
-    pub artifact_fetched_bytes: AtomicU64,
-    resubmissions: Mutex<BTreeMap<&'static str, u64>>,
-    /// Bytes of build log text stored.
-    pub log_bytes_stored: AtomicU64,
-    build_durations: ByPlatform,
-    hub_queue_times: ByPlatform,
+fn histogram_by_platform(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    buckets: &[f64],
+) -> HistogramVec {
+    registered(
+        registry,
+        HistogramVec::new(
+            HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+            &["platform"],
+        )
+        .expect("valid histogram"),
+    )
 }
 
 /// A platform name as a label: a known one, else `other` (rows of the old
@@ -78,247 +120,365 @@ fn platform_label(platform: &str) -> &'static str {
     crate::platform::Platform::from_hub_name(platform).map_or("other", |p| p.hub_name())
 }
 
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    registered(
+        registry,
+        IntCounter::new(name, help).expect("valid counter name"),
+    )
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    registered(
+        registry,
+        IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter name"),
+    )
+}
+
 impl Metrics {
-    pub fn record_request(&self, route: &'static str, status: u16, took: Duration) {
-        *self
-            .requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry((route, status))
-            .or_default() += 1;
-        let secs = took.as_secs_f64();
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                self.duration_buckets[i].fetch_add(1, Relaxed);
-            }
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        #[cfg(target_os = "linux")]
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("process collector registers once");
+        let m = Metrics {
+            requests: counter_vec(
+                &r,
+                "hone_build_requests_total",
+                "HTTP requests by route and status.",
+                &["route", "status"],
+            ),
+            duration: registered(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "hone_build_request_duration_seconds",
+                        "HTTP request duration by route.",
+                    )
+                    .buckets(BUCKETS.to_vec()),
+                    &["route"],
+                )
+                .expect("valid histogram"),
+            ),
+            uploads: counter(&r, "hone_build_uploads_total", "Uploads recorded."),
+            artifacts_stored: counter(&r, "hone_build_artifacts_stored_total", "Artifacts stored."),
+            artifact_bytes: counter(
+                &r,
+                "hone_build_artifact_bytes_total",
+                "Bytes of artifacts stored.",
+            ),
+            hub_submissions: counter_vec(
+                &r,
+                "hone_build_hub_submissions_total",
+                "Perry Hub submissions by outcome.",
+                &["outcome"],
+            ),
+            rejected_overload: counter(
+                &r,
+                "hone_build_overload_rejections_total",
+                "Requests answered 503 because the pool was full.",
+            ),
+            followed: counter(
+                &r,
+                "hone_build_jobs_followed_total",
+                "Hub jobs this process started following over the WebSocket.",
+            ),
+            follow_reconnects: counter(
+                &r,
+                "hone_build_follow_reconnects_total",
+                "WebSocket reconnections while following hub jobs.",
+            ),
+            artifacts_fetched: counter(
+                &r,
+                "hone_build_artifacts_fetched_total",
+                "Programs downloaded from the hub and stored.",
+            ),
+            artifact_fetched_bytes: counter(
+                &r,
+                "hone_build_artifact_download_bytes_total",
+                "Bytes downloaded from the hub (base64 text).",
+            ),
+            resubmissions: counter_vec(
+                &r,
+                "hone_build_resubmissions_total",
+                "Jobs submitted again after the hub gave no program, by cause.",
+                &["cause"],
+            ),
+            log_bytes_stored: counter(
+                &r,
+                "hone_build_log_bytes_stored_total",
+                "Bytes of build log text stored.",
+            ),
+            build_durations: histogram_by_platform(
+                &r,
+                "hone_build_build_duration_seconds",
+                "Builds from the hub's acceptance to the program stored, by platform.",
+                &BUILD_BUCKETS,
+            ),
+            hub_queue_times: histogram_by_platform(
+                &r,
+                "hone_build_hub_queue_seconds",
+                "Time builds waited in Perry Hub's queue (accepted to first stage), by platform.",
+                &QUEUE_BUCKETS,
+            ),
+            connections: RwLock::new(None),
+            registry: r,
+        };
+        // Series with a known, small set of label values start at zero, so
+        // that rate() and absence-based alerts see them from the start.
+        for outcome in SUBMISSION_OUTCOMES {
+            m.hub_submissions.with_label_values(&[outcome]);
         }
-        self.duration_count.fetch_add(1, Relaxed);
-        self.duration_sum_micros
-            .fetch_add(took.as_micros() as u64, Relaxed);
+        for cause in RESUBMISSION_CAUSES {
+            m.resubmissions.with_label_values(&[cause]);
+        }
+        m
     }
 
-    /// `outcome`: accepted, retry, failed.
+    /// `route`: the route's name (`http::router::Route::name`, or one of the
+    /// server's fixed names), never a path: the label's values stay few.
+    pub fn record_request(&self, route: &'static str, status: u16, took: Duration) {
+        self.requests
+            .with_label_values(&[route, &status.to_string()])
+            .inc();
+        self.duration
+            .with_label_values(&[route])
+            .observe(took.as_secs_f64());
+    }
+
+    /// `outcome`: one of [`SUBMISSION_OUTCOMES`].
     pub fn record_submission(&self, outcome: &'static str) {
-        *self
-            .hub_submissions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(outcome)
-            .or_default() += 1;
+        self.hub_submissions.with_label_values(&[outcome]).inc();
     }
 
-    /// `cause`: no_artifact, job_not_found, download_failed, wrong_sha256, internal.
+    /// `cause`: one of [`RESUBMISSION_CAUSES`].
     pub fn record_resubmission(&self, cause: &'static str) {
-        *self
-            .resubmissions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(cause)
-            .or_default() += 1;
+        self.resubmissions.with_label_values(&[cause]).inc();
     }
 
     /// A build of `platform` completed `secs` after the hub accepted it.
     pub fn record_build_duration(&self, platform: &str, secs: f64) {
         self.build_durations
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(platform_label(platform))
-            .or_default()
-            .observe(&BUILD_BUCKETS, secs.max(0.0));
+            .with_label_values(&[platform_label(platform)])
+            .observe(secs.max(0.0));
     }
 
     /// A build of `platform` left the hub's queue (its first stage) `secs`
     /// after the hub accepted it.
     pub fn record_hub_queue_time(&self, platform: &str, secs: f64) {
         self.hub_queue_times
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(platform_label(platform))
-            .or_default()
-            .observe(&QUEUE_BUCKETS, secs.max(0.0));
+            .with_label_values(&[platform_label(platform)])
+            .observe(secs.max(0.0));
+    }
+
+    /// The HTTP layer's connection counts, read at each scrape from now on
+    /// (replacing any earlier source).
+    pub fn watch_connections(&self, stats: Arc<dyn ConnectionStats>) {
+        *self.connections.write().unwrap_or_else(|p| p.into_inner()) = Some(stats);
     }
 
     /// Renders everything; `jobs` is the store's count per state (None when
     /// the store did not answer).
     pub fn render(&self, jobs: Option<&[(String, i64)]>) -> String {
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "# HELP hone_build_requests_total HTTP requests by route and status."
-        );
-        let _ = writeln!(s, "# TYPE hone_build_requests_total counter");
-        for ((route, status), n) in self
-            .requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            let _ = writeln!(
-                s,
-                "hone_build_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
-            );
+        let mut families = self.registry.gather();
+        families.extend(self.read_now(jobs));
+        families.sort_by(|a, b| a.name().cmp(b.name()));
+        let mut out = Vec::new();
+        // Encoding fails only on an inconsistent family (a bug): answer
+        // what was written rather than nothing.
+        if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
+            log::error!("encoding metrics: {e}");
         }
-        let _ = writeln!(
-            s,
-            "# HELP hone_build_request_duration_seconds HTTP request duration."
-        );
-        let _ = writeln!(s, "# TYPE hone_build_request_duration_seconds histogram");
-        for (i, b) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                s,
-                "hone_build_request_duration_seconds_bucket{{le=\"{b}\"}} {}",
-                self.duration_buckets[i].load(Relaxed)
-            );
-        }
-        let count = self.duration_count.load(Relaxed);
-        let _ = writeln!(
-            s,
-            "hone_build_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let _ = writeln!(
-            s,
-            "hone_build_request_duration_seconds_sum {}",
-            self.duration_sum_micros.load(Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(s, "hone_build_request_duration_seconds_count {count}");
-        for (name, help, v) in [
-            (
-                "hone_build_uploads_total",
-                "Uploads recorded.",
-                &self.uploads,
-            ),
-            (
-                "hone_build_artifacts_stored_total",
-                "Artifacts stored.",
-                &self.artifacts_stored,
-            ),
-            (
-                "hone_build_artifact_bytes_total",
-                "Bytes of artifacts stored.",
-                &self.artifact_bytes,
-            ),
-            (
-                "hone_build_overload_rejections_total",
-                "Requests answered 503 because the pool was full.",
-                &self.rejected_overload,
-            ),
-            (
-                "hone_build_jobs_followed_total",
-                "Hub jobs this process started following over the WebSocket.",
-                &self.followed,
-            ),
-            (
-                "hone_build_follow_reconnects_total",
-                "WebSocket reconnections while following hub jobs.",
-                &self.follow_reconnects,
-            ),
-            (
-                "hone_build_artifacts_fetched_total",
-                "Programs downloaded from the hub and stored.",
-                &self.artifacts_fetched,
-            ),
-            (
-                "hone_build_artifact_download_bytes_total",
-                "Bytes downloaded from the hub (base64 text).",
-                &self.artifact_fetched_bytes,
-            ),
-            (
-                "hone_build_log_bytes_stored_total",
-                "Bytes of build log text stored.",
-                &self.log_bytes_stored,
-            ),
-        ] {
-            let _ = writeln!(
-                s,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                v.load(Relaxed)
-            );
-        }
-        let _ = writeln!(
-            s,
-            "# HELP hone_build_hub_submissions_total Perry Hub submissions by outcome."
-        );
-        let _ = writeln!(s, "# TYPE hone_build_hub_submissions_total counter");
-        for (outcome, n) in self
-            .hub_submissions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            let _ = writeln!(
-                s,
-                "hone_build_hub_submissions_total{{outcome=\"{outcome}\"}} {n}"
-            );
-        }
-        let _ = writeln!(
-            s,
-            "# HELP hone_build_resubmissions_total Jobs submitted again after the hub gave no program, by cause."
-        );
-        let _ = writeln!(s, "# TYPE hone_build_resubmissions_total counter");
-        for (cause, n) in self
-            .resubmissions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            let _ = writeln!(s, "hone_build_resubmissions_total{{cause=\"{cause}\"}} {n}");
-        }
-        for (name, help, bounds, h) in [
-            (
-                "hone_build_build_duration_seconds",
-                "Builds from the hub's acceptance to the program stored, by platform.",
-                &BUILD_BUCKETS,
-                &self.build_durations,
-            ),
-            (
-                "hone_build_hub_queue_seconds",
-                "Time builds waited in Perry Hub's queue (accepted to first stage), by platform.",
-                &QUEUE_BUCKETS,
-                &self.hub_queue_times,
-            ),
-        ] {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} histogram");
-            for (platform, series) in h.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-                for (i, b) in bounds.iter().enumerate() {
-                    let _ = writeln!(
-                        s,
-                        "{name}_bucket{{platform=\"{platform}\",le=\"{b}\"}} {}",
-                        series.buckets[i]
-                    );
-                }
-                let _ = writeln!(
-                    s,
-                    "{name}_bucket{{platform=\"{platform}\",le=\"+Inf\"}} {}\n\
-                     {name}_sum{{platform=\"{platform}\"}} {}\n\
-                     {name}_count{{platform=\"{platform}\"}} {}",
-                    series.count, series.sum, series.count
-                );
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// The series read at scrape time, built afresh each time (a state that
+    /// has no job any more disappears, as before).
+    fn read_now(&self, jobs: Option<&[(String, i64)]>) -> Vec<MetricFamily> {
+        let mut out = Vec::new();
+        let store_up = IntGauge::new(
+            "hone_build_store_up",
+            "1 when the database answered the count of jobs, 0 when it did not.",
+        )
+        .expect("valid gauge");
+        store_up.set(i64::from(jobs.is_some()));
+        out.extend(store_up.collect());
+        if let Some(jobs) = jobs {
+            let by_state = IntGaugeVec::new(
+                Opts::new("hone_build_jobs", "Build jobs by state."),
+                &["state"],
+            )
+            .expect("valid gauge");
+            for (state, n) in jobs {
+                by_state.with_label_values(&[state.as_str()]).set(*n);
             }
+            out.extend(by_state.collect());
         }
-        let _ = writeln!(s, "# HELP hone_build_jobs Build jobs by state.");
-        let _ = writeln!(s, "# TYPE hone_build_jobs gauge");
-        match jobs {
-            Some(jobs) => {
-                for (state, n) in jobs {
-                    let state: String = state
-                        .chars()
-                        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-                        .collect();
-                    let _ = writeln!(s, "hone_build_jobs{{state=\"{state}\"}} {n}");
-                }
-                let _ = writeln!(s, "hone_build_store_up 1");
-            }
-            None => {
-                let _ = writeln!(s, "hone_build_store_up 0");
-            }
+        let stats = self
+            .connections
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let (open, limit, refused_total, refused_client) = match &stats {
+            Some(s) => (
+                s.open(),
+                s.limit(),
+                s.refused_total_cap(),
+                s.refused_per_client_cap(),
+            ),
+            None => (0, 0, 0, 0),
+        };
+        let gauge = |name: &str, help: &str, v: u64| {
+            let g = IntGauge::new(name, help).expect("valid gauge");
+            g.set(i64::try_from(v).unwrap_or(i64::MAX));
+            g.collect()
+        };
+        out.extend(gauge(
+            "hone_build_connections_open",
+            "Client connections being served now.",
+            open,
+        ));
+        out.extend(gauge(
+            "hone_build_connections_limit",
+            "The most client connections served at once (MAX_CONNECTIONS, lowered to what the open-file limit allows).",
+            limit,
+        ));
+        let refused = IntCounterVec::new(
+            Opts::new(
+                "hone_build_connections_refused_total",
+                "Client connections answered 503 and closed at once because a cap was reached, by cap.",
+            ),
+            &["cap"],
+        )
+        .expect("valid counter");
+        refused.with_label_values(&["total"]).inc_by(refused_total);
+        refused
+            .with_label_values(&["per_client"])
+            .inc_by(refused_client);
+        out.extend(refused.collect());
+        // In label order, as the registry's own families are.
+        for family in &mut out {
+            family.mut_metric().sort_by(|a, b| {
+                let values = |m: &prometheus::proto::Metric| {
+                    m.get_label()
+                        .iter()
+                        .map(|l| l.value().to_string())
+                        .collect::<Vec<_>>()
+                };
+                values(a).cmp(&values(b))
+            });
         }
-        s
+        out
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct Fixed;
+    impl ConnectionStats for Fixed {
+        fn open(&self) -> u64 {
+            3
+        }
+        fn limit(&self) -> u64 {
+            100
+        }
+        fn refused_total_cap(&self) -> u64 {
+            7
+        }
+        fn refused_per_client_cap(&self) -> u64 {
+            2
+        }
+    }
+
+    fn sample(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.parse().ok())
+    }
+
+    #[test]
+    fn two_instances_do_not_share_series() {
+        let a = Metrics::new();
+        let b = Metrics::new();
+        a.uploads.inc();
+        a.record_request("health", 200, Duration::from_millis(3));
+        assert_eq!(
+            sample(&a.render(None), "hone_build_uploads_total"),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(&b.render(None), "hone_build_uploads_total"),
+            Some(0.0)
+        );
+        let text = b.render(None);
+        assert!(!text.contains("hone_build_requests_total{"), "{text}");
+    }
+
+    #[test]
+    fn route_label_on_the_histogram_and_scrape_time_series() {
+        let m = Metrics::new();
+        m.record_request("status", 200, Duration::from_millis(3));
+        m.record_request("status", 404, Duration::from_millis(40));
+        m.record_request("health", 200, Duration::from_secs(60));
+        m.watch_connections(Arc::new(Fixed));
+        let jobs = [("pending".to_string(), 2), ("completed".to_string(), 5)];
+        let t = m.render(Some(&jobs));
+        let s = |series: &str| sample(&t, series).unwrap_or_else(|| panic!("{series}:\n{t}"));
+        assert_eq!(
+            s(r#"hone_build_request_duration_seconds_bucket{route="status",le="0.005"}"#),
+            1.0
+        );
+        assert_eq!(
+            s(r#"hone_build_request_duration_seconds_bucket{route="status",le="0.05"}"#),
+            2.0
+        );
+        assert_eq!(
+            s(r#"hone_build_request_duration_seconds_bucket{route="health",le="30"}"#),
+            0.0
+        );
+        assert_eq!(
+            s(r#"hone_build_request_duration_seconds_bucket{route="health",le="+Inf"}"#),
+            1.0
+        );
+        assert_eq!(
+            s(r#"hone_build_request_duration_seconds_count{route="status"}"#),
+            2.0
+        );
+        assert_eq!(
+            s(r#"hone_build_requests_total{route="status",status="404"}"#),
+            1.0
+        );
+        assert_eq!(s(r#"hone_build_jobs{state="completed"}"#), 5.0);
+        let completed = t.find(r#"hone_build_jobs{state="completed"}"#).unwrap();
+        assert!(completed < t.find(r#"hone_build_jobs{state="pending"}"#).unwrap());
+        assert_eq!(s("hone_build_store_up"), 1.0);
+        assert_eq!(s("hone_build_connections_open"), 3.0);
+        assert_eq!(s("hone_build_connections_limit"), 100.0);
+        assert_eq!(
+            s(r#"hone_build_connections_refused_total{cap="total"}"#),
+            7.0
+        );
+        assert_eq!(
+            s(r#"hone_build_connections_refused_total{cap="per_client"}"#),
+            2.0
+        );
+        for cause in RESUBMISSION_CAUSES {
+            assert_eq!(
+                s(&format!(
+                    r#"hone_build_resubmissions_total{{cause="{cause}"}}"#
+                )),
+                0.0
+            );
+        }
+        assert!(t.contains("# TYPE hone_build_connections_refused_total counter"));
+        // The store did not answer: no job series, store_up 0.
+        let t = m.render(None);
+        assert_eq!(sample(&t, "hone_build_store_up"), Some(0.0), "{t}");
+        assert!(!t.contains("hone_build_jobs{"), "{t}");
+    }
 
     #[test]
     fn build_histograms_by_platform() {
@@ -327,7 +487,7 @@ mod tests {
         m.record_build_duration("linux", 700.0);
         m.record_build_duration("amiga", 5.0);
         m.record_hub_queue_time("macos", 2.5);
-        m.log_bytes_stored.fetch_add(42, Relaxed);
+        m.log_bytes_stored.inc_by(42);
         let out = m.render(None);
         for want in [
             "# TYPE hone_build_build_duration_seconds histogram",
@@ -344,6 +504,23 @@ mod tests {
             "# TYPE hone_build_log_bytes_stored_total counter\nhone_build_log_bytes_stored_total 42",
         ] {
             assert!(out.contains(want), "missing {want:?} in\n{out}");
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn process_series_are_there() {
+        let t = Metrics::new().render(None);
+        for name in [
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_max_fds",
+            "process_cpu_seconds_total",
+            "process_start_time_seconds",
+            "process_threads",
+        ] {
+            let v = sample(&t, name).unwrap_or_else(|| panic!("{name}:\n{t}"));
+            assert!(name == "process_cpu_seconds_total" || v > 0.0, "{name} {v}");
         }
     }
 }

@@ -140,9 +140,7 @@ pub fn upload(app: &App, up: Upload, body: &mut dyn Read) -> Result<Published, A
         UploadOutcome::Refused(r) => return Err(refusal(r, &name, &version)),
         UploadOutcome::Recorded(jobs) => jobs,
     };
-    app.metrics
-        .uploads
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    app.metrics.uploads.inc();
     log::info!(
         "upload {name} {version}: {} bytes (sha256 {}), {} build(s)",
         tarball.size,

@@ -248,6 +248,10 @@ pub fn serve(
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
     let limits = connection_limits(&app.cfg);
+    app.metrics.watch_connections(Arc::new(ConnectionCounts {
+        stats: Arc::clone(&limits.stats),
+        limit: limits.max_connections as u64,
+    }));
     let server = tiny_http::Server::from_listener_with_limits(listener, None, limits)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let workers = app.cfg.workers;
@@ -286,9 +290,7 @@ pub fn serve(
                 // Answered here: the reply is handed to the connection's own
                 // thread (tiny_http, HONE-PATCH 12), never written by this
                 // loop; the connection is closed rather than its body drained.
-                app.metrics
-                    .rejected_overload
-                    .fetch_add(1, Ordering::Relaxed);
+                app.metrics.rejected_overload.inc();
                 respond_unavailable(&app, &streams, req, "the server is busy; try again shortly");
             }
         }
@@ -388,11 +390,33 @@ fn connection_limits(cfg: &crate::config::Config) -> tiny_http::Limits {
     tiny_http::Limits {
         max_connections: max,
         max_per_client: per_client,
+        stats: Arc::default(),
         conn: tiny_http::ConnLimits {
             idle_timeout: Some(Duration::from_secs(cfg.keepalive_idle_secs)),
             body_min_rate: cfg.body_min_rate,
             body_grace: Duration::from_secs(cfg.body_rate_grace_secs),
         },
+    }
+}
+
+/// tiny_http's connection counts (HONE-PATCH 21) as the metrics read them.
+struct ConnectionCounts {
+    stats: Arc<tiny_http::ConnStats>,
+    limit: u64,
+}
+
+impl crate::metrics::ConnectionStats for ConnectionCounts {
+    fn open(&self) -> u64 {
+        self.stats.open()
+    }
+    fn limit(&self) -> u64 {
+        self.limit
+    }
+    fn refused_total_cap(&self) -> u64 {
+        self.stats.refused_total_cap()
+    }
+    fn refused_per_client_cap(&self) -> u64 {
+        self.stats.refused_per_client_cap()
     }
 }
 

@@ -151,6 +151,23 @@ fn only_the_http_layer_names_tiny_http() {
 }
 
 #[test]
+fn only_the_metrics_module_names_the_prometheus_crate() {
+    let src = root().join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let naming: Vec<String> = files
+        .iter()
+        .filter(|f| std::fs::read_to_string(f).unwrap().contains("prometheus::"))
+        .map(|f| f.strip_prefix(&src).unwrap().display().to_string())
+        .filter(|f| f != "metrics.rs")
+        .collect();
+    assert!(
+        naming.is_empty(),
+        "the prometheus crate named outside src/metrics.rs: {naming:?}"
+    );
+}
+
+#[test]
 fn no_file_refers_outside_the_repository() {
     let out = std::process::Command::new("git")
         .args(["grep", "-l", "-e", "\\.\\./shared", "--", ".", ":!vendor"])

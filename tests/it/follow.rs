@@ -1046,7 +1046,17 @@ fn callback_completes_a_followed_job_without_resubmission(kind: StoreKind) {
     assert_eq!(d.len(), 1, "{d:?}");
     assert_eq!(d[0]["status"], 200, "{d:?}");
     let m = env.metrics();
-    assert!(!m.contains("hone_build_resubmissions_total{"), "{m}");
+    // Every cause has its series from the start; none moved.
+    for cause in [
+        "no_artifact",
+        "job_not_found",
+        "download_failed",
+        "wrong_sha256",
+        "internal",
+    ] {
+        let series = format!("hone_build_resubmissions_total{{cause=\"{cause}\"}}");
+        assert_eq!(metric(&m, &series), 0.0, "{m}");
+    }
     assert_eq!(metric(&m, "hone_build_artifacts_fetched_total"), 0.0, "{m}");
     let manifest: Value = serde_json::from_slice(
         &fs::read(env.version_dir(name, version).join("manifest.json")).unwrap(),

@@ -17,6 +17,7 @@ mod follow;
 mod health;
 mod hostile;
 mod logs;
+mod metrics;
 mod migrations;
 mod openapi;
 mod operations;

@@ -204,6 +204,8 @@ pub struct Limits {
     pub max_per_client: usize,
     /// Idle timeout and body rate of each connection.
     pub conn: ConnLimits,
+    /// Counts the accept loop keeps up to date (read them through a clone).
+    pub stats: Arc<ConnStats>,
 }
 
 impl Default for Limits {
@@ -212,7 +214,36 @@ impl Default for Limits {
             max_connections: MAX_CONNECTIONS,
             max_per_client: MAX_CONNECTIONS,
             conn: ConnLimits::default(),
+            stats: Arc::default(),
         }
+    }
+}
+
+/// hone-build patch: connection counts, updated by the accept loop with
+/// atomics and readable at any time by the application (for its metrics).
+#[derive(Debug, Default)]
+pub struct ConnStats {
+    open: std::sync::atomic::AtomicU64,
+    refused_total: std::sync::atomic::AtomicU64,
+    refused_per_client: std::sync::atomic::AtomicU64,
+}
+
+impl ConnStats {
+    /// Connections being served now (each holds a slot).
+    pub fn open(&self) -> u64 {
+        self.open.load(Relaxed)
+    }
+
+    /// Connections refused since the start because `max_connections` were
+    /// open.
+    pub fn refused_total_cap(&self) -> u64 {
+        self.refused_total.load(Relaxed)
+    }
+
+    /// Connections refused since the start because their client address
+    /// held `max_per_client` (and the total cap was not reached).
+    pub fn refused_per_client_cap(&self) -> u64 {
+        self.refused_per_client.load(Relaxed)
     }
 }
 
@@ -220,10 +251,12 @@ impl Default for Limits {
 struct Slot {
     ip: Option<std::net::IpAddr>,
     open: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+    stats: Arc<ConnStats>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        self.stats.open.fetch_sub(1, Relaxed);
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let key = self.ip.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
         if let Some(n) = open.get_mut(&key) {
@@ -412,10 +445,16 @@ impl Server {
                                 Err((total, mine))
                             } else {
                                 *map.entry(key).or_insert(0) += 1;
+                                limits.stats.open.fetch_add(1, Relaxed);
                                 Ok(())
                             }
                         };
                         if let Err((total, mine)) = admitted {
+                            if total >= limits.max_connections {
+                                limits.stats.refused_total.fetch_add(1, Relaxed);
+                            } else {
+                                limits.stats.refused_per_client.fetch_add(1, Relaxed);
+                            }
                             refuse(sock);
                             refused.note(|n| {
                                 format!(
@@ -428,6 +467,7 @@ impl Server {
                         let slot = Slot {
                             ip,
                             open: Arc::clone(&open),
+                            stats: Arc::clone(&limits.stats),
                         };
                         use util::RefinedTcpStream;
                         let pair = match ssl {
