@@ -77,6 +77,30 @@ echo "$TAG: schemathesis generated ${cases:-no} test cases (at least $MIN_CASES 
 if [ "$rc" = 0 ] && [ "${cases:-0}" -lt "$MIN_CASES" ]; then
   echo "$TAG: FAIL: fewer than $MIN_CASES cases" >&2; exit 1
 fi
+# What the run asked of the build logs and pages, from hone-build's access
+# lines (`<client> <METHOD> <target> <status> <bytes> <ms>ms`): answers by
+# status, and the followed logs (`follow=1`, `true`, `yes`) that streamed
+# (200) with the longest one's time. A followed log must have been
+# exercised: a run that never streamed one did not check that path.
+summary=$(awk '
+  / (GET|HEAD) \/(logs|builds)\// {
+    for (i = 1; i < NF; i++) if ($i == "GET" || $i == "HEAD") break
+    split($(i + 1), p, "/"); r = p[2]; st = $(i + 2); ms = $(i + 4); sub(/ms$/, "", ms)
+    n[r]++; by[r " " st]++
+    if (r == "logs" && st == 200 && $(i + 1) ~ /[?&;]follow=(1|true|yes)(&|;|$)/) {
+      f++; if (ms + 0 > fmax) fmax = ms + 0
+    }
+  }
+  END {
+    for (r in n) { line = "GET /" r ": " n[r] " answers ("; sep = ""
+      for (k in by) { split(k, a, " "); if (a[1] == r) { line = line sep a[2] ": " by[k]; sep = ", " } }
+      print line ")" }
+    printf "followed logs streamed: %d (longest %d ms)\n", f, fmax
+  }' "$work/hone-build.log")
+echo "$summary" | sed "s/^/$TAG: /"
+if [ "$rc" = 0 ] && echo "$summary" | grep -q '^followed logs streamed: 0 '; then
+  echo "$TAG: FAIL: no followed log (GET /logs/...?follow=1) was streamed" >&2; exit 1
+fi
 if grep -qF -e "$secret" -e "$job_token" "$work/schemathesis.out" "$work/hone-build.log"; then
   echo "$TAG: FAIL: a secret appears in schemathesis' output or hone-build's log" >&2; exit 1
 fi

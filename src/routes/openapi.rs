@@ -6,8 +6,7 @@ use crate::app::App;
 use crate::error::ApiError;
 use crate::http::{Reply, Request};
 
-/// The description as served: docs/openapi.yaml in JSON, without the
-/// operations marked `x-hone-pending` (not served yet).
+/// The description as served: docs/openapi.yaml in JSON.
 pub const DESCRIPTION: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.json"));
 
 pub fn get(_app: &App, _req: &mut Request<'_>) -> Result<Reply, ApiError> {

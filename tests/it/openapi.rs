@@ -1,13 +1,14 @@
 //! docs/openapi.yaml stays true (docs/api.md, `GET /openapi.json`):
 //!
 //! - its paths and methods are exactly the routing table's (`routes::ROUTES`),
-//!   both directions; an operation marked `x-hone-pending` must not be routed
-//!   yet (once it is, the marker has to go);
+//!   both directions;
 //! - real answers of the service — uploads, builds followed to the end,
-//!   status while building and after, artifact deliveries, health, metrics,
-//!   and the errors of each — are validated against the description: the
-//!   status is documented for the operation, the media type is one it
-//!   lists, required headers are there, and a JSON body matches the schema
+//!   status while building and after, build logs (plain, by attempt,
+//!   followed), build pages, artifact deliveries, health, metrics, and the
+//!   errors of each — are validated against the description: the status is
+//!   documented for the operation, the media type is one it lists, required
+//!   headers are there with values their schemas allow, and a JSON body
+//!   matches the schema
 //!   (JSON Schema 2020-12, with the `jsonschema` crate). Every served
 //!   operation must have been checked at least once. On both stores.
 //!
@@ -22,8 +23,6 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-/// The operations left out of the served description (`x-hone-pending`).
-const PENDING: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi-pending.json"));
 const METHODS: &[&str] = &[
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
 ];
@@ -102,14 +101,6 @@ fn description_and_routing_table_name_the_same_operations() {
             .strip_prefix('#')
             .unwrap_or_else(|| panic!("{r}: not local"));
         assert!(doc.pointer(pointer).is_some(), "{r} points at nothing");
-    }
-    let pending: Vec<String> = serde_json::from_str(PENDING).unwrap();
-    for op in &pending {
-        let (method, path) = op.split_once(' ').unwrap();
-        assert!(
-            !routed.contains(&(method.to_string(), path.to_string())),
-            "{op} is routed now: remove its `x-hone-pending` marker in docs/openapi.yaml"
-        );
     }
 }
 
@@ -197,17 +188,27 @@ impl Checker {
             r.text()
         );
         let (at, response) = self.resolve(format!("{op}/responses/{status}"));
-        for (name, header) in response["headers"].as_object().into_iter().flatten() {
-            let (_, header) = match header.get("$ref") {
-                Some(_) => self.resolve(format!("{at}/headers/{}", token(name))),
-                None => (String::new(), header.clone()),
-            };
-            if header["required"] == true {
+        for (name, _) in response["headers"].as_object().into_iter().flatten() {
+            let (at, header) = self.resolve(format!("{at}/headers/{}", token(name)));
+            let Some(value) = r.header(name) else {
                 assert!(
-                    r.header(name).is_some(),
+                    header["required"] != true,
                     "{method} {path} {status}: header {name} missing"
                 );
-            }
+                continue;
+            };
+            // A header's value is text; an integer schema reads it as one.
+            let instance = match header["schema"]["type"].as_str() {
+                Some("integer") => value
+                    .parse::<i64>()
+                    .map_or_else(|_| json!(value), |n| json!(n)),
+                _ => json!(value),
+            };
+            let errors = self.schema_errors(&format!("{at}/schema"), &instance);
+            assert!(
+                errors.is_empty(),
+                "{method} {path} {status}: header {name}: {value}: {errors:?}"
+            );
         }
         let content_type = r.header("content-type").unwrap_or_default();
         let media = content_type.split(';').next().unwrap_or_default().trim();
@@ -289,6 +290,56 @@ fn follow_status(c: &mut Checker, svc: &Service, name: &str, version: &str) -> (
     });
     assert!(done, "still building: {last}");
     (last, live)
+}
+
+/// The build log and the build page of oa-plugin 1.0.0 (built for linux
+/// and macos, completed), and their errors.
+fn check_logs_and_build_page(c: &mut Checker, svc: &Service) {
+    const LOG: &str = "/logs/{name}/{version}/{platform}";
+    const PAGE: &str = "/builds/{name}/{version}";
+    let base = "/logs/oa-plugin/1.0.0";
+    for (target, status) in [
+        (format!("{base}/linux"), 200),
+        (format!("{base}/darwin-arm64"), 200),
+        (format!("{base}/linux?attempt=1&follow=0"), 200),
+        // A follow of a build that ended: its lines, the end, at once.
+        (format!("{base}/linux?follow=1"), 200),
+        (format!("{base}/linux?attempt=2"), 404),
+        (format!("{base}/windows"), 404),
+        (format!("{base}/plan9"), 404),
+        ("/logs/nobody/1.0.0/linux?follow=1".to_string(), 404),
+        (format!("{base}/linux?attempt=0"), 400),
+        (format!("{base}/linux?follow=maybe"), 400),
+        (format!("{base}/linux?attempt=1&attempt=1"), 400),
+        ("/logs/..x/1.0.0/linux".to_string(), 400),
+    ] {
+        let r = http("GET", &svc.url(&target), &[], None);
+        assert_eq!(r.status, status, "{target}: {}", r.text());
+        c.check("GET", LOG, &r);
+        if status == 200 {
+            assert_eq!(r.header("x-log-attempt"), Some("1"), "{target}");
+            assert!(r.text().contains("stored"), "{target}: {}", r.text());
+        }
+        if target.ends_with("follow=1") && status == 200 {
+            let text = r.text();
+            assert!(
+                text.trim_end().ends_with("hone-build | build completed"),
+                "{text}"
+            );
+        }
+    }
+    for (target, status) in [
+        ("/builds/oa-plugin/1.0.0", 200),
+        ("/builds/oa-plugin/9.9.9", 404),
+        ("/builds/oa-plugin/..x", 400),
+    ] {
+        let r = http("GET", &svc.url(target), &[], None);
+        assert_eq!(r.status, status, "{target}: {}", r.text());
+        c.check("GET", PAGE, &r);
+        if status == 200 {
+            assert!(r.text().contains("<html"), "{}", r.text());
+        }
+    }
 }
 
 /// A service with the upload secret, on `db` (a MySQL database of its own)
@@ -376,6 +427,7 @@ fn answers_of_every_route_match_the_description(kind: StoreKind) {
     let r = http("GET", &svc.url("/status/oa-plugin/..x"), &[], None);
     assert_eq!(r.status, 400);
     c.check("GET", "/status/{name}/{version}", &r);
+    check_logs_and_build_page(&mut c, &svc);
 
     // Deliveries to the callback route: unknown job, wrong token, bad id,
     // old form without the secret.
@@ -465,6 +517,9 @@ fn answers_of_every_route_match_the_description(kind: StoreKind) {
         r.text()
     );
     c.check("GET", "/status/{name}/{version}", &r);
+    let r = http("GET", &svc.url("/builds/oa-nohub/1.0.0"), &[], None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    c.check("GET", "/builds/{name}/{version}", &r);
     if kind == StoreKind::Mysql {
         c.assert_all_operations_checked();
         return;
@@ -473,9 +528,18 @@ fn answers_of_every_route_match_the_description(kind: StoreKind) {
     let r = http("GET", &svc.url("/health"), &[], None);
     assert_eq!(r.status, 503, "{}", r.text());
     c.check("GET", "/health", &r);
-    let r = http("GET", &svc.url("/status/oa-nohub/1.0.0"), &[], None);
-    assert_eq!(r.status, 503, "{}", r.text());
-    c.check("GET", "/status/{name}/{version}", &r);
+    for (path, template) in [
+        ("/status/oa-nohub/1.0.0", "/status/{name}/{version}"),
+        ("/builds/oa-nohub/1.0.0", "/builds/{name}/{version}"),
+        (
+            "/logs/oa-nohub/1.0.0/linux",
+            "/logs/{name}/{version}/{platform}",
+        ),
+    ] {
+        let r = http("GET", &svc.url(path), &[], None);
+        assert_eq!(r.status, 503, "{path}: {}", r.text());
+        c.check("GET", template, &r);
+    }
     let r = http("GET", &svc.url("/metrics"), &[], None);
     c.check("GET", "/metrics", &r);
 
