@@ -1092,40 +1092,43 @@ impl<B: Backend> Store for SqlStore<B> {
         limit: usize,
     ) -> Result<LogPage, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.run(|c| {
-            let (dropped_lines, dropped_bytes) = match c
-                .query(
-                    "SELECT droppedLines, droppedBytes FROM buildLogs WHERE jobId = ? AND attempt = ?",
-                    params![job_id, attempt],
-                )?
-                .first()
-            {
-                Some(r) => (r.get(0)?, r.get(1)?),
-                None => (0, 0),
-            };
-            let lines = c
-                .query(
-                    "SELECT id, at, stream, line FROM buildLogLines
-                     WHERE jobId = ? AND attempt = ? AND id > ? ORDER BY id LIMIT ?",
-                    params![job_id, attempt, after_seq, limit],
-                )?
-                .iter()
-                .map(|r| {
-                    Ok(LogLine {
-                        seq: r.get(0)?,
-                        at_ms: r.get(1)?,
-                        stream: r.get(2)?,
-                        text: r.get(3)?,
-                    })
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            Ok(LogPage {
-                attempt,
-                lines,
-                dropped_lines,
-                dropped_bytes,
-            })
-        })
+        // One statement, so the lines and the dropped counts are of one
+        // moment on both databases (a statement reads one snapshot; two
+        // would not, even in a transaction at MySQL's READ COMMITTED): an
+        // append between two reads would show its lines with the counts
+        // of before it. Rows of part 0 are the totals (at most one), of
+        // part 1 the lines.
+        let rows = self.run(|c| {
+            c.query(
+                "SELECT 0 AS part, droppedLines, droppedBytes, '' AS stream, '' AS line
+                 FROM buildLogs WHERE jobId = ? AND attempt = ?
+                 UNION ALL
+                 SELECT 1, id, at, stream, line FROM (
+                   SELECT id, at, stream, line FROM buildLogLines
+                   WHERE jobId = ? AND attempt = ? AND id > ? ORDER BY id LIMIT ?
+                 ) AS page",
+                params![job_id, attempt, job_id, attempt, after_seq, limit],
+            )
+        })?;
+        let mut page = LogPage {
+            attempt,
+            ..LogPage::default()
+        };
+        for r in &rows {
+            if r.get::<i64>(0)? == 0 {
+                (page.dropped_lines, page.dropped_bytes) = (r.get(1)?, r.get(2)?);
+            } else {
+                page.lines.push(LogLine {
+                    seq: r.get(1)?,
+                    at_ms: r.get(2)?,
+                    stream: r.get(3)?,
+                    text: r.get(4)?,
+                });
+            }
+        }
+        // A UNION's rows come in no promised order.
+        page.lines.sort_by_key(|l| l.seq);
+        Ok(page)
     }
 
     fn prune_logs(&self, before_ms: i64) -> Result<u64, StoreError> {

@@ -716,8 +716,10 @@ pub trait Store: Send + Sync {
     ) -> Result<u64, StoreError>;
 
     /// Lines of (`job_id`, `attempt`) with `seq > after_seq`, oldest first,
-    /// at most `limit`, with the attempt's dropped counts. An attempt
-    /// without a log reads as no lines and nothing dropped.
+    /// at most `limit`, with the attempt's dropped counts. The lines and
+    /// the counts are of one moment (read together, whatever appends run
+    /// meanwhile). An attempt without a log reads as no lines and nothing
+    /// dropped.
     fn read_log(
         &self,
         job_id: i64,

@@ -2014,6 +2014,7 @@ mod logs {
         log_lines_longer_than_the_limit_are_cut,
         prune_logs_removes_old_attempts_and_keeps_new_ones,
         log_appends_of_two_processes_keep_their_order,
+        a_log_page_shows_one_moment_while_appends_go_on,
     );
 
     fn line(at_ms: i64, stream: LogStream, text: &str) -> NewLogLine {
@@ -2355,6 +2356,63 @@ mod logs {
         assert_eq!(
             env.count("SELECT bytes FROM buildLogs WHERE jobId = 4 AND attempt = 1"),
             stored as i64
+        );
+    }
+
+    /// A page is the log at one moment, however reads and appends of
+    /// other processes interleave: its lines are the tail the bound kept
+    /// after some append, and its dropped counts are those of that same
+    /// append (not of the one before: a page showing the last lines with
+    /// the counts of an earlier moment says the wrong thing was dropped).
+    pub(super) fn a_log_page_shows_one_moment_while_appends_go_on(env: &Env) {
+        // Batches of 3 ten-byte lines, the n-th line ever written numbered
+        // n; a bound of 45 bytes keeps 4 lines, so every append drops some.
+        const BATCHES: usize = 300;
+        let text = |n: i64| format!("b{:05}-{}xx", n / 3, n % 3);
+        let (writer, reader) = ((env.open)(), (env.open)());
+        let (reads, torn) = std::thread::scope(|sc| {
+            let appending = sc.spawn(|| {
+                for b in 0..BATCHES as i64 {
+                    let batch: Vec<NewLogLine> = (0..3)
+                        .map(|k| line(b, LogStream::Stdout, &text(b * 3 + k)))
+                        .collect();
+                    writer.append_log(5, 1, &batch, 45).unwrap();
+                }
+            });
+            let (mut reads, mut torn) = (0usize, Vec::new());
+            while !appending.is_finished() {
+                let p = reader.read_log(5, 1, 0, usize::MAX).unwrap();
+                if p.lines.is_empty() {
+                    continue;
+                }
+                reads += 1;
+                // The lines kept are the ones written after those dropped.
+                let want: Vec<String> = (0..p.lines.len() as i64)
+                    .map(|i| text(p.dropped_lines + i))
+                    .collect();
+                let whole_batches = (p.dropped_lines + p.lines.len() as i64) % 3 == 0;
+                if texts(&p) != want || p.dropped_bytes != 10 * p.dropped_lines || !whole_batches {
+                    torn.push(format!(
+                        "dropped {} lines ({} bytes), kept {:?}",
+                        p.dropped_lines,
+                        p.dropped_bytes,
+                        texts(&p)
+                    ));
+                }
+            }
+            (reads, torn)
+        });
+        assert!(
+            torn.is_empty(),
+            "{} of {reads} pages mix two moments, e.g. {:?}",
+            torn.len(),
+            &torn[..torn.len().min(3)]
+        );
+        assert!(reads >= 10, "the reads overlapped the appends: {reads}");
+        let p = all(env, 5, 1);
+        assert_eq!(
+            (p.dropped_lines, p.dropped_bytes),
+            (3 * BATCHES as i64 - 4, 30 * BATCHES as i64 - 40)
         );
     }
 }
