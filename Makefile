@@ -117,7 +117,10 @@ render_unit = sed -e 's|@BINDIR@|$(1)|g' -e 's|@CONFDIR@|$(2)|g' -e 's|@DOCDIR@|
 	    -e 's|@STATE_DIRECTORY@|$(patsubst /var/lib/%,%,$(filter /var/lib/%,$(5)))|g' \
 	    scripts/hone-build.service.in
 
-install: build
+# Never builds: under sudo there is usually no Rust toolchain. `make build`
+# first, as yourself.
+install:
+	@test -x $(RELEASE_DIR)/hone-build || { echo "make install: no $(RELEASE_DIR)/hone-build: run 'make build' first (as yourself, not under sudo)" >&2; exit 1; }
 	install -D -m 0755 $(RELEASE_DIR)/hone-build $(DESTDIR)$(BINDIR)/hone-build
 	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(CONFDIR) $(DESTDIR)$(DOCDIR)
 	$(call render_unit,$(BINDIR),$(CONFDIR),$(DOCDIR),$(SERVICE_USER),$(DATA_DIR),$(UPLOADS_DIR),$(PACKAGES_DIR)) \
@@ -129,7 +132,7 @@ install: build
 	install -m 0644 docs/*.md $(DESTDIR)$(DOCDIR)/docs/
 	@echo "installed; see README.md, 'Deploying on the web server'"
 
-check-install:
+check-install: build
 	bash scripts/check-install.sh
 
 # The Debian package (docs/operations.md, "Installing"). Its layout is fixed:
