@@ -13,7 +13,8 @@
 //! - [`render`]: a log as text lines, shared by every reader.
 
 use crate::app::{App, now_millis};
-use crate::store::{LogPage, LogStream, NewLogLine};
+use crate::error::StoreError;
+use crate::store::{LogPage, LogStream, NewLogLine, Store};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 /// What a secret becomes.
@@ -360,6 +361,30 @@ pub fn timestamp(at_ms: i64) -> String {
     // humantime writes years 1970–9999.
     let ms = at_ms.clamp(0, 253_402_300_799_999) as u64;
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// Lines read from the store at a time when a whole attempt is read.
+const READ_PAGE: usize = 1000;
+/// Pages read at most by [`read_attempt`]: lines keep coming while a build
+/// runs, and however the reads interleave with the writes, reading stops
+/// after what the size bound lets a log hold many times over.
+const MAX_PAGES: usize = 4096;
+
+/// The whole log of one attempt, oldest line first, read in pages, with
+/// the dropped counts of the first read (the lines before the first one
+/// read had gone by then). An attempt without a log gives an empty page.
+pub fn read_attempt(store: &dyn Store, job_id: i64, attempt: u32) -> Result<LogPage, StoreError> {
+    let mut whole = store.read_log(job_id, attempt, 0, READ_PAGE)?;
+    let mut n = whole.lines.len();
+    for _ in 1..MAX_PAGES {
+        let Some(after) = whole.lines.last().map(|l| l.seq).filter(|_| n == READ_PAGE) else {
+            break;
+        };
+        let page = store.read_log(job_id, attempt, after, READ_PAGE)?;
+        n = page.lines.len();
+        whole.lines.extend(page.lines);
+    }
+    Ok(whole)
 }
 
 /// A log as text, one line each, `<time> <stream> | <text>`, preceded by

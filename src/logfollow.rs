@@ -124,23 +124,11 @@ pub fn locate(
 
 /// The whole log of an attempt as text (`buildlog::render`).
 pub fn read_all(store: &dyn Store, log: &LogRef) -> Result<String, ApiError> {
-    let mut after = 0;
-    let mut first: Option<LogPage> = None;
-    loop {
-        let page = store.read_log(log.job.id, log.attempt, after, PAGE)?;
-        let n = page.lines.len();
-        if let Some(last) = page.lines.last() {
-            after = last.seq;
-        }
-        match &mut first {
-            None => first = Some(page),
-            Some(f) => f.lines.extend(page.lines),
-        }
-        if n < PAGE {
-            break;
-        }
-    }
-    Ok(first.map(|p| text(&p)).unwrap_or_default())
+    Ok(text(&crate::buildlog::read_attempt(
+        store,
+        log.job.id,
+        log.attempt,
+    )?))
 }
 
 /// Follows the log of one attempt: new lines as they are stored, until the

@@ -17,9 +17,8 @@ use crate::buildlog;
 use crate::error::{ApiError, StoreError};
 use crate::links;
 use crate::platform::Platform;
-use crate::store::{self, Job, JobStatus, LogLine, LogPage};
+use crate::store::{self, Job, JobStatus};
 use sha2::{Digest, Sha256};
-use std::collections::VecDeque;
 use std::fmt::Write as _;
 
 /// The live-update script, inlined into every page.
@@ -55,55 +54,24 @@ pub fn page(app: &App, name: &str, version: &str) -> Result<Page, ApiError> {
     })
 }
 
-/// How many log lines one read takes.
-const READ_BATCH: usize = 1000;
-
 /// The last [`LOG_TAIL_LINES`] lines of `job`'s latest log attempt as
 /// `/logs` renders them (its dropped-lines line counting as one), after a
 /// line saying how many earlier ones are not shown; `None` when hone-build
-/// never submitted the job (no attempt, no log). The attempt is read in
-/// batches keeping only the tail (it holds at most BUILD_LOG_MAX_BYTES).
+/// never submitted the job (no attempt, no log). The attempt holds at most
+/// BUILD_LOG_MAX_BYTES.
 fn log_tail(app: &App, job: &Job) -> Result<Option<Vec<String>>, StoreError> {
     if job.log_attempt == 0 {
         return Ok(None);
     }
-    let mut tail: VecDeque<LogLine> = VecDeque::with_capacity(LOG_TAIL_LINES + 1);
-    let (mut after, mut total) = (0, 0usize);
-    let mut dropped = (0, 0);
-    // Lines keep coming while a build runs: however the reads interleave
-    // with the writes, stop after what the bound lets a log hold anyway.
-    for _ in 0..4096 {
-        let page = app
-            .store
-            .read_log(job.id, job.log_attempt, after, READ_BATCH)?;
-        dropped = (page.dropped_lines, page.dropped_bytes);
-        let n = page.lines.len();
-        total += n;
-        for line in page.lines {
-            after = line.seq;
-            tail.push_back(line);
-            if tail.len() > LOG_TAIL_LINES {
-                tail.pop_front();
-            }
-        }
-        if n < READ_BATCH {
-            break;
-        }
-    }
-    let rendered = total + usize::from(dropped.0 > 0);
-    let shown = LogPage {
-        attempt: job.log_attempt,
-        lines: tail.into(),
+    let mut page = buildlog::read_attempt(app.store.as_ref(), job.id, job.log_attempt)?;
+    let rendered = page.lines.len() + usize::from(page.dropped_lines > 0);
+    if rendered > LOG_TAIL_LINES {
         // The dropped-lines line opens the whole log: shown only when the
         // tail reaches back to it.
-        dropped_lines: if rendered <= LOG_TAIL_LINES {
-            dropped.0
-        } else {
-            0
-        },
-        dropped_bytes: dropped.1,
-    };
-    let mut lines = buildlog::render(&shown);
+        page.lines.drain(..page.lines.len() - LOG_TAIL_LINES);
+        page.dropped_lines = 0;
+    }
+    let mut lines = buildlog::render(&page);
     if rendered > LOG_TAIL_LINES {
         lines.insert(0, earlier_marker(rendered - LOG_TAIL_LINES));
     }
