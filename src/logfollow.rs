@@ -60,12 +60,6 @@ pub fn parse_follow(raw: Option<&str>) -> Result<bool, ApiError> {
     }
 }
 
-/// The platform a path or command names: the hub's name (`linux`) or the
-/// marketplace's id (`linux-x64`).
-pub fn parse_platform(raw: &str) -> Option<Platform> {
-    Platform::from_hub_name(raw).or_else(|| Platform::from_id(raw))
-}
-
 /// Finds the log of `name` `version` on `platform`: attempt `attempt`, or
 /// the latest. 404 when there is no such plugin, version, platform build
 /// or attempt, or when the build has no log yet (never submitted).
@@ -76,7 +70,7 @@ pub fn locate(
     platform: &str,
     attempt: Option<u32>,
 ) -> Result<LogRef, ApiError> {
-    let Some(p) = parse_platform(platform) else {
+    let Some(p) = Platform::from_name_or_id(platform) else {
         let names: Vec<String> = Platform::ALL
             .iter()
             .map(|p| format!("{} ({})", p.hub_name(), p.id()))
@@ -327,8 +321,11 @@ mod tests {
 
     #[test]
     fn platforms_by_hub_name_or_id() {
-        assert_eq!(parse_platform("linux"), Some(Platform::Linux));
-        assert_eq!(parse_platform("darwin-arm64"), Some(Platform::Macos));
-        assert_eq!(parse_platform("plan9"), None);
+        assert_eq!(Platform::from_name_or_id("linux"), Some(Platform::Linux));
+        assert_eq!(
+            Platform::from_name_or_id("darwin-arm64"),
+            Some(Platform::Macos)
+        );
+        assert_eq!(Platform::from_name_or_id("plan9"), None);
     }
 }

@@ -176,8 +176,7 @@ fn with_migrated_store(
 /// The platform `retry` names: a hub name (`linux`) or a marketplace
 /// platform id (`linux-x64`); the hub name, as `buildJobs.platform` keeps it.
 fn retry_platform(p: &str) -> Result<&'static str, String> {
-    Platform::from_hub_name(p)
-        .or_else(|| Platform::from_id(p))
+    Platform::from_name_or_id(p)
         .map(Platform::hub_name)
         .ok_or_else(|| {
             let names: Vec<String> = Platform::ALL

@@ -53,6 +53,12 @@ impl Platform {
         Platform::ALL.into_iter().find(|p| p.id() == s)
     }
 
+    /// What a person may type: the hub's name (`linux`) or the
+    /// marketplace's id (`linux-x64`).
+    pub fn from_name_or_id(s: &str) -> Option<Platform> {
+        Platform::from_hub_name(s).or_else(|| Platform::from_id(s))
+    }
+
     /// The primary platform among `completed`: the first of [`Platform::ALL`]
     /// (darwin-arm64, linux-x64, windows-x64, ios-arm64, android-arm64).
     pub fn primary(completed: &[Platform]) -> Option<Platform> {
