@@ -224,6 +224,11 @@ fn serve(mut cfg: Config) -> Result<(), String> {
     for (k, v) in cfg.masked_entries() {
         log::debug!("config {k}={v}");
     }
+    // What `check-config` warns about, once at start too: an operator who
+    // never ran it sees in the journal why every build is about to fail.
+    for w in hone_build::preflight::warnings(&cfg) {
+        log::warn!("config: {w} (hone-build check-config lists these)");
+    }
     let app = App::new(cfg, store);
     app.try_migrate();
     let stop = Arc::new(AtomicBool::new(false));

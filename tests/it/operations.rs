@@ -1042,3 +1042,31 @@ fn out_of_range_numbers_stop_the_start_naming_the_key() {
         "{err}"
     );
 }
+
+/// `serve` logs check-config's warnings once at start (WARN, `config:`),
+/// so an operator who never ran check-config sees in the journal why
+/// every build is about to fail; a configuration without any logs none.
+#[test]
+fn serve_logs_the_check_config_warnings_at_start() {
+    let warned = |log: &str| -> Vec<String> {
+        log.lines()
+            .filter(|l| l.contains("WARN") && l.contains("config: "))
+            .map(str::to_string)
+            .collect()
+    };
+    // No hub credentials: Perry Hub would refuse every submission.
+    let svc = Service::builder().start();
+    let lines = warned(&svc.log());
+    assert_eq!(lines.len(), 1, "{}", svc.log());
+    assert!(
+        lines[0].contains("neither PERRY_HUB_TOKEN nor PERRY_HUB_LICENSE_KEY is set"),
+        "{lines:?}"
+    );
+    drop(svc);
+    // A token (never printed), loopback, writable directories: nothing.
+    let svc = Service::builder()
+        .set("PERRY_HUB_TOKEN", "token-SERVE-WARN")
+        .start();
+    assert!(warned(&svc.log()).is_empty(), "{}", svc.log());
+    assert!(!svc.log().contains("token-SERVE-WARN"), "{}", svc.log());
+}
