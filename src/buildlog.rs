@@ -14,7 +14,7 @@
 
 use crate::app::{App, now_millis};
 use crate::error::StoreError;
-use crate::store::{LogPage, LogStream, NewLogLine, Store};
+use crate::store::{LogPage, LogStream, LogTail, NewLogLine, Store};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 /// What a secret becomes.
@@ -387,6 +387,44 @@ pub fn read_attempt(store: &dyn Store, job_id: i64, attempt: u32) -> Result<LogP
     Ok(whole)
 }
 
+/// The most lines a tail may ask for (`/logs?tail=N`, `logs --tail N`).
+pub const TAIL_MAX: usize = 10_000;
+
+/// The last `n` rendered lines of an attempt's log (as [`render`] writes
+/// them, its dropped-lines line counting as one), after a line saying how
+/// many earlier ones are left out when any are: one read of at most `n`
+/// lines, however long the log.
+pub fn read_tail(
+    store: &dyn Store,
+    job_id: i64,
+    attempt: u32,
+    n: usize,
+) -> Result<Vec<String>, StoreError> {
+    Ok(tail_lines(store.read_log_tail(job_id, attempt, n)?, n))
+}
+
+/// [`read_tail`]'s lines from what [`Store::read_log_tail`] read.
+pub fn tail_lines(mut tail: LogTail, n: usize) -> Vec<String> {
+    let dropped_line = i64::from(tail.page.dropped_lines > 0);
+    let shown = i64::try_from(tail.page.lines.len()).unwrap_or(i64::MAX);
+    let rendered = tail.earlier_lines + shown + dropped_line;
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
+    if rendered <= n {
+        return render(&tail.page);
+    }
+    // The dropped-lines line opens the whole log: shown only when the
+    // tail reaches back to it.
+    tail.page.dropped_lines = 0;
+    let mut lines = render(&tail.page);
+    lines.insert(0, earlier_marker(rendered - shown));
+    lines
+}
+
+/// The first line of a tail that leaves `n` earlier lines out.
+pub fn earlier_marker(n: i64) -> String {
+    format!("[… {n} earlier line(s) not shown here: see the whole log …]")
+}
+
 /// A log as text, one line each, `<time> <stream> | <text>`, preceded by
 /// a line saying how much the size bound dropped, if anything.
 pub fn render(page: &LogPage) -> Vec<String> {
@@ -420,6 +458,65 @@ mod tests {
 
     fn r() -> Redactor {
         Redactor::new(&["lic-SECRET-1", "tok/en+2", "", "hunter2"])
+    }
+
+    /// A tail read of lines `from..to` (seq = index), `earlier` stored
+    /// before them and `dropped` dropped lines.
+    fn tail(from: i64, to: i64, earlier: i64, dropped: i64) -> LogTail {
+        LogTail {
+            page: LogPage {
+                attempt: 1,
+                lines: (from..to)
+                    .map(|i| LogLine {
+                        seq: i,
+                        at_ms: 0,
+                        stream: "stdout".into(),
+                        text: format!("l{i}"),
+                    })
+                    .collect(),
+                dropped_lines: dropped,
+                dropped_bytes: dropped * 10,
+            },
+            earlier_lines: earlier,
+        }
+    }
+
+    fn texts(lines: &[String]) -> Vec<&str> {
+        lines
+            .iter()
+            .map(|l| l.rsplit_once(" | ").map_or(l.as_str(), |(_, t)| t))
+            .collect()
+    }
+
+    #[test]
+    fn a_tail_counts_what_it_leaves_out() {
+        // All of a short log: as render writes it.
+        let t = tail(0, 3, 0, 0);
+        assert_eq!(tail_lines(t.clone(), 5), render(&t.page));
+        // Seven more before the last three.
+        let lines = tail_lines(tail(7, 10, 7, 0), 3);
+        assert_eq!(
+            texts(&lines),
+            [earlier_marker(7).as_str(), "l7", "l8", "l9"]
+        );
+        // The dropped-lines line fits: the whole log with it.
+        let t = tail(0, 2, 0, 4);
+        let lines = tail_lines(t.clone(), 3);
+        assert_eq!(lines, render(&t.page));
+        assert!(
+            lines[0].contains("4 earlier line(s) (40 bytes) dropped"),
+            "{lines:?}"
+        );
+        // It does not: it counts as one left out, the marker instead.
+        let lines = tail_lines(tail(0, 3, 0, 4), 3);
+        assert_eq!(
+            texts(&lines),
+            [earlier_marker(1).as_str(), "l0", "l1", "l2"]
+        );
+        let lines = tail_lines(tail(5, 8, 5, 4), 3);
+        assert_eq!(texts(&lines)[0], earlier_marker(6));
+        // No log yet: nothing.
+        assert!(tail_lines(tail(0, 0, 0, 0), 3).is_empty());
     }
 
     #[test]

@@ -60,6 +60,22 @@ pub fn parse_follow(raw: Option<&str>) -> Result<bool, ApiError> {
     }
 }
 
+/// Parses `tail` (a query parameter or option): a whole number from 1 to
+/// [`buildlog::TAIL_MAX`](crate::buildlog::TAIL_MAX).
+pub fn parse_tail(raw: Option<&str>) -> Result<Option<usize>, ApiError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let max = crate::buildlog::TAIL_MAX;
+    match raw.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) && raw.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(n)),
+        _ => Err(ApiError::bad_request(format!(
+            "tail must be a whole number from 1 to {max} (got '{}')",
+            crate::validate::printable(raw)
+        ))),
+    }
+}
+
 /// Finds the log of `name` `version` on `platform`: attempt `attempt`, or
 /// the latest. 404 when there is no such plugin, version, platform build
 /// or attempt, or when the build has no log yet (never submitted).
@@ -116,13 +132,22 @@ pub fn locate(
     }
 }
 
-/// The whole log of an attempt as text (`buildlog::render`).
-pub fn read_all(store: &dyn Store, log: &LogRef) -> Result<String, ApiError> {
-    Ok(text(&crate::buildlog::read_attempt(
-        store,
-        log.job.id,
-        log.attempt,
-    )?))
+/// The whole log of an attempt as text (`buildlog::render`), or its last
+/// `tail` lines (`buildlog::read_tail`).
+pub fn read_all(store: &dyn Store, log: &LogRef, tail: Option<usize>) -> Result<String, ApiError> {
+    Ok(match tail {
+        None => text(&crate::buildlog::read_attempt(
+            store,
+            log.job.id,
+            log.attempt,
+        )?),
+        Some(n) => lines_text(crate::buildlog::read_tail(
+            store,
+            log.job.id,
+            log.attempt,
+            n,
+        )?),
+    })
 }
 
 /// Follows the log of one attempt: new lines as they are stored, until the
@@ -138,6 +163,8 @@ pub struct Follower<S> {
     ending: Option<String>,
     done: bool,
     failures: u32,
+    /// Start with the last this many lines rather than the whole log.
+    tail: Option<usize>,
 }
 
 impl<S> Follower<S>
@@ -155,7 +182,15 @@ where
             ending: None,
             done: false,
             failures: 0,
+            tail: None,
         }
+    }
+
+    /// Starts with the last `n` lines (as `read_all` with a tail), then
+    /// follows: `tail -n N -f`.
+    pub fn with_tail(mut self, n: Option<usize>) -> Follower<S> {
+        self.tail = n;
+        self
     }
 
     /// The next rendered lines, waiting (polling the store) until there are
@@ -191,6 +226,25 @@ where
                     continue;
                 }
             };
+            if !self.started
+                && let Some(n) = self.tail
+            {
+                match self.store.read_log_tail(self.job_id, self.attempt, n) {
+                    Ok(t) => {
+                        self.failures = 0;
+                        self.started = true;
+                        if let Some(last) = t.page.lines.last() {
+                            self.after = last.seq;
+                        }
+                        let lines = crate::buildlog::tail_lines(t, n);
+                        if !lines.is_empty() {
+                            return Some(lines_text(lines));
+                        }
+                    }
+                    Err(e) => self.failed(&e.to_string(), stop),
+                }
+                continue;
+            }
             let page = match self
                 .store
                 .read_log(self.job_id, self.attempt, self.after, PAGE)
@@ -260,8 +314,13 @@ where
 
 /// A page as text: `buildlog::render`'s lines, each ending in a newline.
 fn text(page: &LogPage) -> String {
+    lines_text(crate::buildlog::render(page))
+}
+
+/// Rendered lines as text, each ending in a newline.
+fn lines_text(lines: Vec<String>) -> String {
     let mut out = String::new();
-    for line in crate::buildlog::render(page) {
+    for line in lines {
         out.push_str(&line);
         out.push('\n');
     }

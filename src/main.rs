@@ -25,7 +25,7 @@ Usage:
   hone-build [--config FILE] jobs [NAME [VERSION]] list build jobs
   hone-build [--config FILE] retry NAME VERSION [PLATFORM]
                                                    put failed jobs back to pending
-  hone-build [--config FILE] logs NAME VERSION PLATFORM [--attempt N] [--follow]
+  hone-build [--config FILE] logs NAME VERSION PLATFORM [--attempt N] [--tail N] [--follow]
                                                    print a build's log (the latest attempt
                                                    or attempt N); --follow: until it ends
   hone-build --help | --version
@@ -127,7 +127,7 @@ fn main() -> ExitCode {
         ["jobs", name] => jobs(&cfg, Some(name), None),
         ["jobs", name, version] => jobs(&cfg, Some(name), Some(version)),
         ["logs", name, version, platform, options @ ..] => match logs_args(platform, options) {
-            Ok((attempt, follow)) => logs(&cfg, name, version, platform, attempt, follow),
+            Ok(o) => logs(&cfg, name, version, platform, o),
             Err(e) => {
                 eprintln!("hone-build: {e}");
                 return ExitCode::from(2);
@@ -404,11 +404,18 @@ fn stage_column(j: &store::Job) -> String {
     out
 }
 
-/// The options of `logs` (`--attempt N`, `--follow`), and its platform
-/// checked: `(attempt, follow)`.
-fn logs_args(platform: &str, options: &[&str]) -> Result<(Option<u32>, bool), String> {
+/// The options of `logs`, as `GET /logs/...` takes them.
+struct LogsOptions {
+    attempt: Option<u32>,
+    tail: Option<usize>,
+    follow: bool,
+}
+
+/// The options of `logs` (`--attempt N`, `--tail N`, `--follow`), and its
+/// platform checked.
+fn logs_args(platform: &str, options: &[&str]) -> Result<LogsOptions, String> {
     retry_platform(platform)?;
-    let mut attempt = None;
+    let (mut attempt, mut tail) = (None, None);
     let mut follow = false;
     let mut it = options.iter();
     while let Some(o) = it.next() {
@@ -416,34 +423,39 @@ fn logs_args(platform: &str, options: &[&str]) -> Result<(Option<u32>, bool), St
             "--follow" | "-f" => follow = true,
             "--attempt" => attempt = Some(*it.next().ok_or("--attempt needs a number")?),
             s if s.starts_with("--attempt=") => attempt = Some(&s["--attempt=".len()..]),
+            "--tail" | "-n" => tail = Some(*it.next().ok_or("--tail needs a number")?),
+            s if s.starts_with("--tail=") => tail = Some(&s["--tail=".len()..]),
             other => return Err(format!("logs: unknown option '{}'", other.escape_debug())),
         }
     }
-    let attempt = logfollow::parse_attempt(attempt).map_err(|e| e.message)?;
-    Ok((attempt, follow))
+    Ok(LogsOptions {
+        attempt: logfollow::parse_attempt(attempt).map_err(|e| e.message)?,
+        tail: logfollow::parse_tail(tail).map_err(|e| e.message)?,
+        follow,
+    })
 }
 
-/// `logs NAME VERSION PLATFORM [--attempt N] [--follow]`: a build's log
-/// from the store, as `GET /logs/...` answers it.
+/// `logs NAME VERSION PLATFORM [--attempt N] [--tail N] [--follow]`: a
+/// build's log from the store, as `GET /logs/...` answers it.
 fn logs(
     cfg: &Config,
     name: &str,
     version: &str,
     platform: &str,
-    attempt: Option<u32>,
-    follow: bool,
+    o: LogsOptions,
 ) -> Result<(), String> {
     use std::io::Write as _;
     with_migrated_store(cfg, |s| {
-        let log = logfollow::locate(s, name, version, platform, attempt).map_err(|e| e.message)?;
+        let log =
+            logfollow::locate(s, name, version, platform, o.attempt).map_err(|e| e.message)?;
         let mut out = std::io::stdout().lock();
         let mut put = |text: &str| out.write_all(text.as_bytes()).and_then(|()| out.flush());
-        if !follow {
-            let text = logfollow::read_all(s, &log).map_err(|e| e.message)?;
+        if !o.follow {
+            let text = logfollow::read_all(s, &log, o.tail).map_err(|e| e.message)?;
             return put(&text).map_err(|e| e.to_string());
         }
         let never = AtomicBool::new(false);
-        let mut follower = logfollow::Follower::new(s, &log);
+        let mut follower = logfollow::Follower::new(s, &log).with_tail(o.tail);
         while let Some(text) = follower.next_text(&never) {
             if text.is_empty() {
                 continue;

@@ -55,33 +55,13 @@ pub fn page(app: &App, name: &str, version: &str) -> Result<Page, ApiError> {
 }
 
 /// The last [`LOG_TAIL_LINES`] lines of `job`'s latest log attempt as
-/// `/logs` renders them (its dropped-lines line counting as one), after a
-/// line saying how many earlier ones are not shown; `None` when hone-build
-/// never submitted the job (no attempt, no log). The attempt holds at most
-/// BUILD_LOG_MAX_BYTES.
+/// `/logs?tail=` answers them (`buildlog::read_tail`); `None` when
+/// hone-build never submitted the job (no attempt, no log).
 fn log_tail(app: &App, job: &Job) -> Result<Option<Vec<String>>, StoreError> {
     if job.log_attempt == 0 {
         return Ok(None);
     }
-    let mut page = buildlog::read_attempt(app.store.as_ref(), job.id, job.log_attempt)?;
-    let rendered = page.lines.len() + usize::from(page.dropped_lines > 0);
-    if rendered > LOG_TAIL_LINES {
-        // The dropped-lines line opens the whole log: shown only when the
-        // tail reaches back to it.
-        page.lines.drain(..page.lines.len() - LOG_TAIL_LINES);
-        page.dropped_lines = 0;
-    }
-    let mut lines = buildlog::render(&page);
-    if rendered > LOG_TAIL_LINES {
-        lines.insert(0, earlier_marker(rendered - LOG_TAIL_LINES));
-    }
-    Ok(Some(lines))
-}
-
-/// The first line of a log tail that leaves `n` lines out (the script
-/// writes the same).
-fn earlier_marker(n: usize) -> String {
-    format!("[\u{2026} {n} earlier line(s) not shown here: see the whole log \u{2026}]")
+    buildlog::read_tail(app.store.as_ref(), job.id, job.log_attempt, LOG_TAIL_LINES).map(Some)
 }
 
 /// The `Content-Security-Policy` of every build page: nothing may load or
@@ -343,6 +323,13 @@ pub fn esc(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::store::BuildProgress;
+
+    #[test]
+    fn the_script_asks_for_the_tail_the_page_shows() {
+        let want = format!("var TAIL = {LOG_TAIL_LINES};");
+        assert!(SCRIPT.contains(&want), "page.js must say {want}");
+        const { assert!(LOG_TAIL_LINES <= buildlog::TAIL_MAX) };
+    }
 
     fn job(platform: &str, status: JobStatus) -> Job {
         Job {

@@ -83,21 +83,17 @@
       .finally(function () { if (timer) clearTimeout(timer); });
   }
 
-  // A build's log tail; one fetch at a time per build.
+  // A build's log tail (the server cuts it: ?tail=); one fetch at a time
+  // per build.
   function refreshLog(sec) {
     var url = sec.getAttribute("data-log"), pre = field(sec, "log");
     if (!url || !pre || sec.logBusy) return;
     sec.logBusy = true;
-    get(url).then(function (r) {
+    get(url + "?tail=" + TAIL).then(function (r) {
       if (!r.ok) return;
       return r.text().then(function (t) {
-        var lines = t.replace(/\n$/, "").split("\n"), shown = lines.slice(-TAIL);
-        if (lines.length > TAIL) {
-          shown.unshift("[\u2026 " + (lines.length - TAIL) +
-                        " earlier line(s) not shown here: see the whole log \u2026]");
-        }
         var atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
-        text(pre, t === "" ? "(no log lines yet)" : shown.join("\n"));
+        text(pre, t === "" ? "(no log lines yet)" : t.replace(/\n$/, ""));
         if (atEnd) pre.scrollTop = pre.scrollHeight;
       });
     }).catch(function () {}).then(function () { sec.logBusy = false; });

@@ -1,6 +1,6 @@
 //! `GET /logs/:name/:version/:platform` (docs/api.md): a build's log as
-//! text, the latest attempt or `?attempt=N`; with `?follow=1` streamed
-//! while the build runs (`logfollow`).
+//! text, the latest attempt or `?attempt=N`, whole or its last `?tail=N`
+//! lines; with `?follow=1` streamed while the build runs (`logfollow`).
 
 use crate::app::App;
 use crate::error::ApiError;
@@ -20,15 +20,20 @@ pub fn get(app: &App, req: &mut Request<'_>) -> Result<Reply, ApiError> {
     let query = Query::parse(req.query())?;
     let attempt = logfollow::parse_attempt(query.get("attempt"))?;
     let follow = logfollow::parse_follow(query.get("follow"))?;
+    let tail = logfollow::parse_tail(query.get("tail"))?;
     let log = logfollow::locate(app.store.as_ref(), name, version, platform, attempt)?;
     let reply = if follow {
         let app = app
             .shared()
             .ok_or_else(|| ApiError::internal("the service is stopping"))?;
-        let follower = Follower::new(AppStore(app), &log);
+        let follower = Follower::new(AppStore(app), &log).with_tail(tail);
         Reply::stream(200, TEXT, Box::new(FollowBody(follower)))
     } else {
-        Reply::text(200, TEXT, logfollow::read_all(app.store.as_ref(), &log)?)
+        Reply::text(
+            200,
+            TEXT,
+            logfollow::read_all(app.store.as_ref(), &log, tail)?,
+        )
     };
     Ok(reply
         .with_header("Cache-Control", "no-store")

@@ -1131,6 +1131,56 @@ impl<B: Backend> Store for SqlStore<B> {
         Ok(page)
     }
 
+    fn read_log_tail(
+        &self,
+        job_id: i64,
+        attempt: u32,
+        limit: usize,
+    ) -> Result<LogTail, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // One statement, for one moment (see read_log): part 0 the totals,
+        // part 2 the count of the attempt's stored lines, part 1 the lines
+        // (newest first in the subquery, to take the last `limit`).
+        let rows = self.run(|c| {
+            c.query(
+                "SELECT 0 AS part, droppedLines, droppedBytes, '' AS stream, '' AS line
+                 FROM buildLogs WHERE jobId = ? AND attempt = ?
+                 UNION ALL
+                 SELECT 2, COUNT(*), 0, '', '' FROM buildLogLines WHERE jobId = ? AND attempt = ?
+                 UNION ALL
+                 SELECT 1, id, at, stream, line FROM (
+                   SELECT id, at, stream, line FROM buildLogLines
+                   WHERE jobId = ? AND attempt = ? ORDER BY id DESC LIMIT ?
+                 ) AS page",
+                params![job_id, attempt, job_id, attempt, job_id, attempt, limit],
+            )
+        })?;
+        let mut tail = LogTail {
+            page: LogPage {
+                attempt,
+                ..LogPage::default()
+            },
+            earlier_lines: 0,
+        };
+        let mut stored = 0i64;
+        for r in &rows {
+            match r.get::<i64>(0)? {
+                0 => (tail.page.dropped_lines, tail.page.dropped_bytes) = (r.get(1)?, r.get(2)?),
+                2 => stored = r.get(1)?,
+                _ => tail.page.lines.push(LogLine {
+                    seq: r.get(1)?,
+                    at_ms: r.get(2)?,
+                    stream: r.get(3)?,
+                    text: r.get(4)?,
+                }),
+            }
+        }
+        tail.page.lines.sort_by_key(|l| l.seq);
+        let read = i64::try_from(tail.page.lines.len()).unwrap_or(i64::MAX);
+        tail.earlier_lines = (stored - read).max(0);
+        Ok(tail)
+    }
+
     fn prune_logs(&self, before_ms: i64) -> Result<u64, StoreError> {
         let mut removed = 0u64;
         loop {

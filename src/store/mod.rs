@@ -205,6 +205,14 @@ pub struct LogPage {
     pub dropped_bytes: i64,
 }
 
+/// The end of one log attempt, as [`Store::read_log_tail`] returns it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogTail {
+    pub page: LogPage,
+    /// Lines still stored before the first one of `page` (not read).
+    pub earlier_lines: i64,
+}
+
 /// The longest line [`Store::append_log`] stores, in bytes (longer ones
 /// are cut at a character boundary): a MySQL `TEXT` holds 65535.
 pub const LOG_LINE_MAX_BYTES: usize = 16 * 1024;
@@ -727,6 +735,12 @@ pub trait Store: Send + Sync {
         after_seq: i64,
         limit: usize,
     ) -> Result<LogPage, StoreError>;
+
+    /// The last `limit` lines of (`job_id`, `attempt`), oldest first, with
+    /// the attempt's dropped counts and how many of its stored lines come
+    /// before them (not read), all of one moment like [`Store::read_log`].
+    fn read_log_tail(&self, job_id: i64, attempt: u32, limit: usize)
+    -> Result<LogTail, StoreError>;
 
     /// Removes the lines and totals of log attempts last written before
     /// `before_ms` (Unix ms; retention). Returns how many lines it removed.

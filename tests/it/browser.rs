@@ -527,3 +527,72 @@ fn page_is_a_snapshot_with_javascript_off() {
     );
     browser.screenshot(&shot_path("build-page-no-js.png"));
 }
+
+/// A log longer than the page shows, growing while the page is open: the
+/// script asks `/logs` for its last 200 lines (`?tail=200`) and shows them
+/// after the line counting the earlier ones, as the server renders it.
+#[test]
+fn page_shows_the_end_of_a_long_log_as_it_grows() {
+    use hone_build::store::{LogStream, NewLogLine, Store};
+    let mut browser = Chromium::start();
+    // Queued at the hub for ten minutes: the build stays unfinished.
+    let sim = Sim::start_real(&["--build-delay-ms", "600000"]);
+    let svc = service_for(&sim).start();
+    let (name, version) = ("long-log", "1.0.0");
+    upload(&svc, name, version, "linux");
+    let store = crate::common::sqlite_store(&svc.dir().join("data"));
+    let mut job = None;
+    crate::common::wait_until(Duration::from_secs(10), || {
+        job = store
+            .version_jobs(name, version)
+            .unwrap()
+            .into_iter()
+            .find(|j| j.log_attempt > 0);
+        job.is_some()
+    });
+    let job = job.expect("the job was submitted");
+    browser.open(&svc.url(&format!("/builds/{name}/{version}")));
+    let lines: Vec<NewLogLine> = (0..300)
+        .map(|i| NewLogLine {
+            at_ms: hone_build::app::now_millis(),
+            stream: LogStream::Stdout,
+            text: format!("long line {i}"),
+        })
+        .collect();
+    store
+        .append_log(job.id, job.log_attempt, &lines, 1 << 20)
+        .unwrap();
+    let tail_url = format!("{}?tail=200", r_url(&svc, name, version, "linux"));
+    let mut shown = String::new();
+    let mut served = String::new();
+    let same = crate::common::wait_until(Duration::from_secs(15), || {
+        shown = read_page(&mut browser)["builds"][0]["log"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        served = http("GET", &tail_url, &[], None).text();
+        shown.ends_with("stdout | long line 299") && shown == served.trim_end_matches('\n')
+    });
+    assert!(
+        same,
+        "the page shows\n{shown}\n/logs?tail=200 has\n{served}"
+    );
+    let shown: Vec<&str> = shown.split('\n').collect();
+    assert_eq!(shown.len(), 201, "{shown:?}");
+    assert!(
+        shown[0].starts_with("[\u{2026} ") && shown[0].contains("earlier line(s) not shown here"),
+        "{}",
+        shown[0]
+    );
+    assert!(shown[1].ends_with("stdout | long line 100"), "{}", shown[1]);
+    // The script asked for the tail only, never for the whole log.
+    let log = svc.log();
+    let page_fetches = |q: &str| {
+        log.lines()
+            .filter(|l| l.contains(&format!("GET /logs/{name}/{version}/linux{q} 200")))
+            .count()
+    };
+    assert!(page_fetches("?tail=200") > 0, "{log}");
+    assert_eq!(page_fetches(""), 0, "{log}");
+    browser.screenshot(&shot_path("build-page-long-log.png"));
+}

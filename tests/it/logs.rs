@@ -304,7 +304,61 @@ both_stores!(
     a_follower_that_never_reads_is_cut_off_and_frees_its_slot,
     stopping_the_service_ends_followers,
     the_logs_command_prints_the_log,
+    a_tail_is_the_end_of_the_log_and_can_be_followed,
 );
+
+/// `?tail=N`: the last N lines after one saying how many earlier ones are
+/// left out (all of a shorter log, as without it); with `follow=1` the
+/// tail, then the lines as they come (`tail -n N -f`).
+fn a_tail_is_the_end_of_the_log_and_can_be_followed(kind: StoreKind) {
+    let env = Env::start(kind, &["--build-delay-ms", "600000"], &[]);
+    env.upload("logs-tail", "1.0.0");
+    let (job, attempt) = env.wait_attempt("logs-tail", "1.0.0");
+    let store = env.store();
+    let url = env.svc.url("/logs/logs-tail/1.0.0/linux");
+    // hone-build's own lines of the submission first (then it writes
+    // nothing while the hub queues the job).
+    settled_log(&url);
+    let lines: Vec<String> = (0..50).map(|i| format!("tail line {i}")).collect();
+    append(store.as_ref(), job, attempt, &lines);
+    let whole = settled_log(&url);
+    let whole: Vec<&str> = whole.lines().collect();
+    assert!(whole.len() > 50, "{whole:?}");
+    let r = http("GET", &format!("{url}?tail=5"), &[], None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("Content-Type"), Some(TEXT));
+    assert_eq!(r.header("X-Log-Attempt"), Some("1"));
+    let tail = r.text();
+    let tail: Vec<&str> = tail.lines().collect();
+    assert_eq!(tail.len(), 6, "{tail:?}");
+    assert_eq!(
+        tail[0],
+        format!(
+            "[\u{2026} {} earlier line(s) not shown here: see the whole log \u{2026}]",
+            whole.len() - 5
+        )
+    );
+    assert_eq!(tail[1..], whole[whole.len() - 5..]);
+    assert!(tail[5].ends_with("stdout | tail line 49"), "{tail:?}");
+    // A tail as long as the log, or longer: the whole log.
+    for n in [whole.len(), whole.len() + 1, 10_000] {
+        let r = http("GET", &format!("{url}?tail={n}"), &[], None);
+        assert_eq!(r.text().lines().collect::<Vec<_>>(), whole, "tail={n}");
+    }
+    // Followed: the tail, then what comes.
+    let mut f = Follow::open(&env.svc, "/logs/logs-tail/1.0.0/linux?tail=2&follow=1");
+    assert!(f.head().starts_with("HTTP/1.1 200"));
+    f.wait_for("tail line 49", Duration::from_secs(5));
+    append(store.as_ref(), job, attempt, &["after the tail".into()]);
+    let body = f.wait_for("after the tail", Duration::from_secs(5));
+    let got: Vec<&str> = body.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(got.len(), 4, "marker, two lines, the new one: {body}");
+    assert!(got[0].contains("earlier line(s) not shown here"), "{body}");
+    assert!(got[1].ends_with("tail line 48"), "{body}");
+    assert!(got[2].ends_with("tail line 49"), "{body}");
+    assert!(got[3].ends_with("stdout | after the tail"), "{body}");
+    assert!(!f.body().1, "still following while the build runs");
+}
 
 /// `?follow=1` sends each line once it is stored, while the build runs,
 /// and ends with the build (a last line saying how).
@@ -529,6 +583,36 @@ fn bad_requests_are_refused_and_write_nothing(kind: StoreKind) {
             400,
             "given more than once",
         ),
+        (
+            "/logs/logs-bad/1.0.0/linux?tail=0",
+            400,
+            "tail must be a whole number from 1 to 10000 (got '0')",
+        ),
+        (
+            "/logs/logs-bad/1.0.0/linux?tail=10001",
+            400,
+            "tail must be a whole number from 1 to 10000",
+        ),
+        (
+            "/logs/logs-bad/1.0.0/linux?tail=%2B5",
+            400,
+            "tail must be a whole number from 1 to 10000 (got '+5')",
+        ),
+        (
+            "/logs/logs-bad/1.0.0/linux?tail=many&follow=1",
+            400,
+            "tail must be a whole number",
+        ),
+        (
+            "/logs/logs-bad/1.0.0/linux?tail=",
+            400,
+            "tail must be a whole number",
+        ),
+        (
+            "/logs/logs-bad/1.0.0/linux?tail=5&tail=5",
+            400,
+            "given more than once",
+        ),
         ("/logs/logs-bad/1.0.0/linux?attempt=2", 404, "no attempt 2"),
         (
             "/logs/logs-bad/1.0.0/linux?attempt=2&follow=1",
@@ -744,7 +828,7 @@ fn stopping_the_service_ends_followers(kind: StoreKind) {
     );
 }
 
-/// `hone-build logs NAME VERSION PLATFORM [--attempt N] [--follow]`.
+/// `hone-build logs NAME VERSION PLATFORM [--attempt N] [--tail N] [--follow]`.
 fn the_logs_command_prints_the_log(kind: StoreKind) {
     let env = Env::start(kind, &[QUEUED, QUEUED_MS, "--stage-delay-ms", "20"], &[]);
     env.upload("logs-cli", "1.0.0");
@@ -762,6 +846,22 @@ fn the_logs_command_prints_the_log(kind: StoreKind) {
     assert_eq!(code, 0, "{err}");
     assert!(out3.starts_with(&out), "{out3}");
     assert!(out3.trim_end().ends_with("build completed"), "{out3}");
+    // --tail N: what `?tail=N` serves.
+    let tail = http(
+        "GET",
+        &env.svc.url("/logs/logs-cli/1.0.0/linux?tail=3"),
+        &[],
+        None,
+    )
+    .text();
+    let (code, out4, err) = run(&["logs", "logs-cli", "1.0.0", "linux", "--tail", "3"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out4, tail);
+    assert_eq!(out4.lines().count(), 4, "{out4}");
+    let (code, out5, err) = run(&["logs", "logs-cli", "1.0.0", "linux", "-n", "3", "-f"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out5.starts_with(&out4), "{out5}");
+    assert!(out5.trim_end().ends_with("build completed"), "{out5}");
     for (args, status, message) in [
         (
             &["logs", "logs-cli", "1.0.0", "linux", "--attempt", "0"][..],
@@ -781,7 +881,17 @@ fn the_logs_command_prints_the_log(kind: StoreKind) {
         (
             &["logs", "logs-cli", "1.0.0", "linux", "--tail"][..],
             2,
-            "unknown option '--tail'",
+            "--tail needs a number",
+        ),
+        (
+            &["logs", "logs-cli", "1.0.0", "linux", "--tail=0"][..],
+            2,
+            "tail must be a whole number from 1 to 10000",
+        ),
+        (
+            &["logs", "logs-cli", "1.0.0", "linux", "--lines", "3"][..],
+            2,
+            "unknown option '--lines'",
         ),
         (
             &["logs", "logs-cli", "1.0.0", "linux", "--attempt=2"][..],

@@ -2015,6 +2015,7 @@ mod logs {
         prune_logs_removes_old_attempts_and_keeps_new_ones,
         log_appends_of_two_processes_keep_their_order,
         a_log_page_shows_one_moment_while_appends_go_on,
+        a_log_tail_reads_the_last_lines_and_counts_the_rest,
     );
 
     fn line(at_ms: i64, stream: LogStream, text: &str) -> NewLogLine {
@@ -2184,6 +2185,63 @@ mod logs {
 
     /// The bound counts bytes (not characters) on both stores, drops the
     /// oldest lines first, across appends and inside one append.
+    /// `read_log_tail`: the last N lines oldest first, how many stored
+    /// lines come before them, and the attempt's dropped counts.
+    pub(super) fn a_log_tail_reads_the_last_lines_and_counts_the_rest(env: &Env) {
+        let s = env.s();
+        let none = s.read_log_tail(3, 1, 5).unwrap();
+        assert!(none.page.lines.is_empty(), "{none:?}");
+        assert_eq!(
+            (
+                none.earlier_lines,
+                none.page.dropped_lines,
+                none.page.attempt
+            ),
+            (0, 0, 1)
+        );
+        let ten: Vec<NewLogLine> = (0..10)
+            .map(|i| line(i, LogStream::Stdout, &format!("line {i}")))
+            .collect();
+        s.append_log(3, 1, &ten[..4], 1 << 20).unwrap();
+        s.append_log(3, 1, &ten[4..], 1 << 20).unwrap();
+        s.append_log(3, 2, &[line(99, LogStream::Stdout, "attempt two")], 1 << 20)
+            .unwrap();
+        s.append_log(4, 1, &[line(99, LogStream::Stdout, "job four")], 1 << 20)
+            .unwrap();
+        let t = s.read_log_tail(3, 1, 3).unwrap();
+        assert_eq!(texts(&t.page), ["line 7", "line 8", "line 9"]);
+        assert_eq!(t.earlier_lines, 7);
+        assert_eq!(t.page.attempt, 1);
+        let whole = all(env, 3, 1);
+        assert_eq!(
+            t.page.lines[..],
+            whole.lines[7..],
+            "the same rows as a read"
+        );
+        let t = s.read_log_tail(3, 1, 50).unwrap();
+        assert_eq!(t.page.lines, whole.lines);
+        assert_eq!(t.earlier_lines, 0);
+        assert_eq!(
+            texts(&s.read_log_tail(3, 2, 3).unwrap().page),
+            ["attempt two"]
+        );
+        // Under a bound (6-byte lines, 20 bytes): the dropped counts too,
+        // and `earlier` counts only what is still stored.
+        for i in 0..6 {
+            s.append_log(
+                5,
+                1,
+                &[line(i, LogStream::Stderr, &format!("drop-{i}"))],
+                20,
+            )
+            .unwrap();
+        }
+        let t = s.read_log_tail(5, 1, 2).unwrap();
+        assert_eq!(texts(&t.page), ["drop-4", "drop-5"]);
+        assert_eq!((t.page.dropped_lines, t.page.dropped_bytes), (3, 18));
+        assert_eq!(t.earlier_lines, 1);
+    }
+
     pub(super) fn log_bound_keeps_the_tail_and_counts_what_it_dropped(env: &Env) {
         let s = env.s();
         // Ten-byte lines ("é" is two bytes).
