@@ -19,7 +19,7 @@ UNITDIR      ?= /etc/systemd/system
 BINDIR        = $(PREFIX)/bin
 DOCDIR        = $(PREFIX)/share/doc/hone-build
 
-.PHONY: help build run demo test check-api lint fuzz bench bench-load bench-follow bench-status smoke clean install uninstall check-install deb check-deb
+.PHONY: help build run demo test check-api lint fuzz bench bench-load bench-follow bench-logs bench-status smoke clean install uninstall check-install deb check-deb
 
 help:
 	@echo "make run      build (release) and start hone-build on the embedded store, files in ./data"
@@ -32,6 +32,7 @@ help:
 	@echo "make bench    benchmarks (release build): memory, intake speed, load figures"
 	@echo "make bench-load  the load benchmark alone"
 	@echo "make bench-follow  a 128 MiB program followed, downloaded and unpacked (time, RSS, ratio to sha256sum)"
+	@echo "make bench-logs  a log at its 1 MiB bound read whole and as ?tail=200 (bytes, time, ratios)"
 	@echo "make bench-status  GET /status on MariaDB: hone-build vs a Node stand-in of the old server (wrk)"
 	@echo "make build    release binaries (static) in target/<host>/release"
 	@echo "make smoke    start perry-hub-sim and hone-build on loopback and run scripts/smoke.sh"
@@ -87,10 +88,16 @@ bench: build
 	BIN_DIR=$(RELEASE_DIR) bash scripts/bench-artifact.sh
 	BIN_DIR=$(RELEASE_DIR) bash scripts/bench-load.sh
 	BIN_DIR=$(RELEASE_DIR) bash scripts/bench-follow.sh
+	BIN_DIR=$(RELEASE_DIR) bash scripts/bench-logs.sh
 
 # A 128 MiB program delivered through the WebSocket, a download and its package.
 bench-follow: build
 	BIN_DIR=$(RELEASE_DIR) bash scripts/bench-follow.sh
+
+# A log at its 1 MiB bound read whole and as the build page reads it
+# (?tail=200): bytes and time per answer, and the ratios.
+bench-logs: build
+	BIN_DIR=$(RELEASE_DIR) bash scripts/bench-logs.sh
 
 # The load benchmark alone: mixed traffic, then stalled connections (~1 min).
 bench-load: build
