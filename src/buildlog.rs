@@ -8,8 +8,9 @@
 //!   and to the `errorMessage` text built from the hub's output.
 //! - [`Writer`]: a buffer per followed job (or submission, or delivery):
 //!   lines are redacted, made printable and bounded as they are pushed, and
-//!   appended to the store at most every [`FLUSH_EVERY`], at once on a stage
-//!   change ([`Writer::flush`]) and at the end (also when dropped).
+//!   appended to the store at most every [`FLUSH_EVERY`], at once when
+//!   [`MAX_BUFFERED`] wait (a burst), on a stage change ([`Writer::flush`])
+//!   and at the end (also when dropped).
 //! - [`render`]: a log as text lines, shared by every reader.
 
 use crate::app::{App, now_millis};
@@ -23,8 +24,9 @@ pub const REDACTED: &str = "[redacted]";
 pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
 /// Longest line kept, in bytes (cut at a character boundary, marked `…`).
 pub const MAX_LINE_BYTES: usize = 4096;
-/// Lines kept in memory while the store does not answer; older ones are
-/// dropped (and said so in the log once it answers again).
+/// Lines buffered at most: a full buffer is appended at once; while the
+/// store does not answer, older ones are dropped (and said so in the log
+/// once it answers again).
 const MAX_BUFFERED: usize = 10_000;
 
 /// Removes secrets from text bound for a log or an error message.
@@ -254,6 +256,9 @@ pub struct Writer<'a> {
     buf: Vec<NewLogLine>,
     /// Lines dropped from the buffer while the store did not answer.
     lost: u64,
+    /// The last append failed: a full buffer waits for the next timed
+    /// try rather than asking a store that fails at every line.
+    failing: bool,
     last_flush: Instant,
 }
 
@@ -268,6 +273,7 @@ impl<'a> Writer<'a> {
             attempt,
             buf: Vec::new(),
             lost: 0,
+            failing: false,
             last_flush: Instant::now(),
         }
     }
@@ -278,10 +284,15 @@ impl<'a> Writer<'a> {
     }
 
     /// Adds a line: redacted, printable, bounded. Appends the buffer when
-    /// the last append is [`FLUSH_EVERY`] old.
+    /// the last append is [`FLUSH_EVERY`] old, or at once when it is full
+    /// (a burst of output); only while the store fails are the oldest
+    /// lines dropped, and counted.
     pub fn push(&mut self, stream: LogStream, text: &str) {
         if self.attempt == 0 {
             return;
+        }
+        if self.buf.len() >= MAX_BUFFERED && !self.failing {
+            self.flush();
         }
         if self.buf.len() >= MAX_BUFFERED {
             self.buf.remove(0);
@@ -335,8 +346,10 @@ impl<'a> Writer<'a> {
                 self.app.metrics.log_bytes_stored.inc_by(bytes);
                 self.buf.clear();
                 self.lost = 0;
+                self.failing = false;
             }
             Err(e) => {
+                self.failing = true;
                 if self.lost > 0 {
                     self.buf.remove(0);
                 }

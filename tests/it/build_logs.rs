@@ -27,7 +27,38 @@ both_stores!(
     a_callback_delivery_is_written_to_the_log,
     a_build_timeout_is_written_to_the_log,
     queue_positions_and_reconnects_are_written_to_the_log,
+    a_burst_of_lines_faster_than_the_flush_interval_is_kept_whole,
 );
+
+/// A compiler printing 25,000 lines at once — more than a log writer
+/// buffers between two appends (10,000), far quicker than its 250 ms
+/// interval — loses none of them: a full buffer is appended at once. (It
+/// used to drop the oldest and say "[N line(s) lost here: the database did
+/// not answer]" while the database answered; `make bench-logs` showed it.)
+fn a_burst_of_lines_faster_than_the_flush_interval_is_kept_whole(kind: StoreKind) {
+    const N: u64 = 25_000;
+    let env = Env::start(
+        kind,
+        &["--build-delay-ms", "300", "--log-lines", &N.to_string()],
+        &[("BUILD_LOG_MAX_BYTES", "16777216")],
+    );
+    let (name, version) = ("burst-log", "1.0.0");
+    env.upload_ok(name, version, "linux");
+    env.wait_overall(name, version, "completed", Duration::from_secs(60));
+    let (_, page) = wait_log(&env, name, version, "program stored for");
+    let lines = texts(&page);
+    assert!(
+        !lines.iter().any(|l| l.contains("lost here")),
+        "lines were lost: {:?}",
+        lines.iter().find(|l| l.contains("lost here"))
+    );
+    assert_eq!(page.dropped_lines, 0, "under the bound");
+    assert_eq!(
+        numbered(&page),
+        (1..=N).collect::<Vec<_>>(),
+        "every line, in order"
+    );
+}
 
 /// A store on the service's database (another "process").
 fn store(env: &Env) -> Box<dyn Store> {
@@ -651,4 +682,115 @@ fn queue_positions_and_reconnects_are_written_to_the_log(kind: StoreKind) {
     }
     let n = numbered(&page);
     assert!(n.windows(2).all(|w| w[0] < w[1]), "{n:?}");
+}
+
+/// An `App` on `store` (migrated here) with a build.conf of `conf` lines
+/// in `dir`, for driving a log writer directly.
+fn app_on(
+    dir: &std::path::Path,
+    conf: &str,
+    store: Box<dyn Store>,
+) -> std::sync::Arc<hone_build::app::App> {
+    use hone_build::config::{Config, FileChoice};
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let path = dir.join("build.conf");
+    std::fs::write(
+        &path,
+        format!(
+            "DATA_DIR={}\nBUILD_LOG_MAX_BYTES=16777216\n{conf}",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let (cfg, _) = Config::load(FileChoice::Explicit(&path), &|_| None).unwrap();
+    store.migrate().unwrap();
+    hone_build::app::App::new(cfg, store)
+}
+
+/// The same burst through a log writer directly, whatever the machine's
+/// speed: 30,000 lines pushed in far less than the 250 ms between two
+/// timed appends (three times the buffer) are all stored, in order, with no
+/// "lost" line — a full buffer is appended at once, not cut.
+#[test]
+fn a_log_writer_appends_a_full_buffer_rather_than_dropping_lines() {
+    const N: usize = 30_000;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    let store = common::sqlite_store(&dir.path().join("data"));
+    let app = app_on(dir.path(), "", Box::new(store));
+    let started = std::time::Instant::now();
+    {
+        let mut w = buildlog::Writer::new(&app, 7, 1);
+        for i in 1..=N {
+            w.push(
+                LogStream::Stdout,
+                &format!("[{i}/{N}] compiled module m{i}.ts"),
+            );
+        }
+    }
+    let pushed_in = started.elapsed();
+    let page = app.store.read_log(7, 1, 0, usize::MAX).unwrap();
+    let lines = texts(&page);
+    assert!(
+        !lines.iter().any(|l| l.contains("lost here")),
+        "{:?} (pushed in {pushed_in:?})",
+        lines.iter().find(|l| l.contains("lost here"))
+    );
+    assert_eq!(
+        numbered(&page),
+        (1..=N as u64).collect::<Vec<_>>(),
+        "every line, in order"
+    );
+}
+
+/// While MySQL is away a log writer keeps 10,000 lines; past that the
+/// oldest go, counted: once it answers again the log has the lines from
+/// before, the line saying how many were lost where they were, then the
+/// 10,000 kept, in order.
+#[test]
+fn a_log_writer_loses_lines_only_while_the_database_is_away_and_says_so() {
+    const KEPT: u64 = 10_000;
+    const LOST: u64 = 50;
+    let db = common::TestDb::new();
+    let proxy = common::TcpProxy::start(&format!("{}:{}", db.host, db.port));
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        hone_build::store::mysql::MysqlStore::open(&db.settings_via("127.0.0.1", proxy.port()))
+            .expect("open MysqlStore");
+    let app = app_on(dir.path(), "", Box::new(store));
+    let mut w = buildlog::Writer::new(&app, 9, 1);
+    w.push(LogStream::Stdout, "before the outage");
+    w.flush();
+    proxy.cut();
+    for i in 1..=KEPT + LOST {
+        w.push(
+            LogStream::Stdout,
+            &format!("[{i}/{}] compiled", KEPT + LOST),
+        );
+    }
+    w.flush();
+    let reader = db.store();
+    let page = reader.read_log(9, 1, 0, usize::MAX).unwrap();
+    assert_eq!(
+        texts(&page),
+        ["stdout | before the outage"],
+        "nothing more yet"
+    );
+    proxy.restore();
+    w.flush();
+    drop(w);
+    let page = reader.read_log(9, 1, 0, usize::MAX).unwrap();
+    let lines = texts(&page);
+    assert_eq!(lines[0], "stdout | before the outage");
+    assert_eq!(
+        lines[1],
+        format!("hone-build | [{LOST} line(s) lost here: the database did not answer]")
+    );
+    assert_eq!(
+        numbered(&page),
+        (LOST + 1..=KEPT + LOST).collect::<Vec<_>>(),
+        "the newest {KEPT}, in order"
+    );
+    assert_eq!(lines.len() as u64, 2 + KEPT);
 }
