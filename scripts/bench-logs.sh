@@ -56,7 +56,12 @@ while :; do
 done
 curl -sS "$url" >"$work/whole.txt"
 curl -sS "$url?tail=200" >"$work/tail.txt"
-echo "bench-logs: the log: $(wc -l <"$work/whole.txt") lines, first: $(head -c 120 "$work/whole.txt" | head -n1)"
+echo "bench-logs: the log: $(wc -l <"$work/whole.txt") lines, $(wc -c <"$work/whole.txt") bytes as text; first: $(head -n1 "$work/whole.txt" | cut -c1-110)"
+# Every line the hub sent reached the store (none "lost here").
+if grep -q 'line(s) lost here' "$work/whole.txt"; then
+  echo "bench-logs: lines were lost: $(grep -m1 'lost here' "$work/whole.txt")" >&2
+  exit 1
+fi
 
 # measure URL: "<bytes per answer> <mean ms per answer>" over $requests GETs.
 measure() {
