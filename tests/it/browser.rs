@@ -585,14 +585,19 @@ fn page_shows_the_end_of_a_long_log_as_it_grows() {
         shown[0]
     );
     assert!(shown[1].ends_with("stdout | long line 100"), "{}", shown[1]);
-    // The script asked for the tail only, never for the whole log.
-    let log = svc.log();
+    // The script asked for the tail only, never for the whole log (access
+    // lines are written after the answer: wait for one).
     let page_fetches = |q: &str| {
-        log.lines()
+        svc.log()
+            .lines()
             .filter(|l| l.contains(&format!("GET /logs/{name}/{version}/linux{q} 200")))
             .count()
     };
-    assert!(page_fetches("?tail=200") > 0, "{log}");
+    let log = svc.log();
+    assert!(
+        crate::common::wait_until(Duration::from_secs(5), || page_fetches("?tail=200") > 0),
+        "{log}"
+    );
     assert_eq!(page_fetches(""), 0, "{log}");
     browser.screenshot(&shot_path("build-page-long-log.png"));
 }

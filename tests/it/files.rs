@@ -325,6 +325,10 @@ fn stray_programs_are_reconciled_with_the_rows_at_start() {
         fs::read_to_string(other.join("manifest.json")).unwrap(),
         other_manifest
     );
+    wait_until(Duration::from_secs(10), || {
+        let log = svc.log();
+        log.contains("darwin-arm64.bin") && log.contains("failed")
+    });
     let log = svc.log();
     assert!(
         log.contains("darwin-arm64.bin") && log.contains("failed"),
@@ -442,9 +446,13 @@ fn full_disk_answers_507_and_logs_the_path() {
     let msg = assert_error(&r, 507, "INSUFFICIENT_STORAGE", &["space"]);
     assert!(!msg.contains("database"), "{msg}");
     assert!(svc.is_running(), "SIGXFSZ must not kill the service");
-    std::thread::sleep(Duration::from_millis(200));
-    let log = svc.log();
     let uploads = svc.dir().join("uploads").join("huge");
+    wait_until(Duration::from_secs(10), || {
+        svc.log()
+            .lines()
+            .any(|l| l.contains("writing") && l.contains(&*uploads.to_string_lossy()))
+    });
+    let log = svc.log();
     assert!(
         log.lines()
             .any(|l| l.contains("writing") && l.contains(&*uploads.to_string_lossy())),

@@ -585,7 +585,10 @@ fn secrets_never_reach_the_log() {
             let r = http(method, &svc.url(&path), &headers, body);
             bodies.push(format!("{method} {path} -> {} {}", r.status, r.text()));
         }
-        std::thread::sleep(Duration::from_millis(300));
+        // Access lines are written after the answer: wait for the last one.
+        wait_until(Duration::from_secs(10), || {
+            svc.log().contains("GET /metrics ")
+        });
         let log = svc.log();
         assert!(
             log.contains("GET /health?token=REDACTED"),

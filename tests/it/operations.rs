@@ -725,7 +725,15 @@ fn access_log_redacts_secrets_after_semicolons_and_under_any_name() {
             "{t}: the answer echoes the secret"
         );
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // Access lines are written after the answers: wait for all of them.
+    let access_lines = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("/upload?") || l.contains("/status/semi"))
+            .count()
+    };
+    wait_until(Duration::from_secs(10), || {
+        access_lines(&svc.log()) >= targets.len()
+    });
     let log = svc.log();
     let access: Vec<&str> = log
         .lines()
@@ -780,7 +788,7 @@ fn hub_error_messages_are_escaped_before_logging_and_storing() {
         stored.contains("FORGED") && !stored.chars().any(|c| c.is_control()),
         "{stored:?}"
     );
-    std::thread::sleep(Duration::from_millis(200));
+    wait_until(Duration::from_secs(10), || svc.log().contains("FORGED"));
     let log = svc.log();
     assert!(
         log.contains("FORGED"),

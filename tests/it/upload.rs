@@ -1435,6 +1435,10 @@ fn secrets_stay_secret(kind: StoreKind) {
     );
     assert!(!hub_saw.contains(db_pass), "DB_PASS reached the hub");
 
+    wait_until(Duration::from_secs(10), || {
+        let log = rig.svc.log();
+        log.contains("accepted by Perry Hub") && log.contains("token=REDACTED")
+    });
     let log = rig.svc.log();
     assert!(
         log.contains("accepted by Perry Hub") && log.contains("token=REDACTED"),
