@@ -251,6 +251,32 @@ fn insert_log_lines(
     Ok(())
 }
 
+/// A log read's rows as a page, oldest line first: part 0 the attempt's
+/// dropped counts (at most one row), part 1 its lines, part 2 (a tail
+/// read) how many lines it stores, returned beside the page (0 without).
+fn log_page(attempt: u32, rows: &[Row]) -> Result<(LogPage, i64), StoreError> {
+    let mut page = LogPage {
+        attempt,
+        ..LogPage::default()
+    };
+    let mut stored = 0;
+    for r in rows {
+        match r.get::<i64>(0)? {
+            0 => (page.dropped_lines, page.dropped_bytes) = (r.get(1)?, r.get(2)?),
+            2 => stored = r.get(1)?,
+            _ => page.lines.push(LogLine {
+                seq: r.get(1)?,
+                at_ms: r.get(2)?,
+                stream: r.get(3)?,
+                text: r.get(4)?,
+            }),
+        }
+    }
+    // A UNION's rows come in no promised order.
+    page.lines.sort_by_key(|l| l.seq);
+    Ok((page, stored))
+}
+
 /// Removes the oldest lines of (`job_id`, `attempt`) until at least
 /// `excess` bytes went; returns the lines and bytes removed.
 fn drop_oldest_lines<B: Backend>(
@@ -1110,25 +1136,7 @@ impl<B: Backend> Store for SqlStore<B> {
                 params![job_id, attempt, job_id, attempt, after_seq, limit],
             )
         })?;
-        let mut page = LogPage {
-            attempt,
-            ..LogPage::default()
-        };
-        for r in &rows {
-            if r.get::<i64>(0)? == 0 {
-                (page.dropped_lines, page.dropped_bytes) = (r.get(1)?, r.get(2)?);
-            } else {
-                page.lines.push(LogLine {
-                    seq: r.get(1)?,
-                    at_ms: r.get(2)?,
-                    stream: r.get(3)?,
-                    text: r.get(4)?,
-                });
-            }
-        }
-        // A UNION's rows come in no promised order.
-        page.lines.sort_by_key(|l| l.seq);
-        Ok(page)
+        Ok(log_page(attempt, &rows)?.0)
     }
 
     fn read_log_tail(
@@ -1155,29 +1163,12 @@ impl<B: Backend> Store for SqlStore<B> {
                 params![job_id, attempt, job_id, attempt, job_id, attempt, limit],
             )
         })?;
-        let mut tail = LogTail {
-            page: LogPage {
-                attempt,
-                ..LogPage::default()
-            },
-            earlier_lines: 0,
+        let (page, stored) = log_page(attempt, &rows)?;
+        let read = i64::try_from(page.lines.len()).unwrap_or(i64::MAX);
+        let tail = LogTail {
+            page,
+            earlier_lines: (stored - read).max(0),
         };
-        let mut stored = 0i64;
-        for r in &rows {
-            match r.get::<i64>(0)? {
-                0 => (tail.page.dropped_lines, tail.page.dropped_bytes) = (r.get(1)?, r.get(2)?),
-                2 => stored = r.get(1)?,
-                _ => tail.page.lines.push(LogLine {
-                    seq: r.get(1)?,
-                    at_ms: r.get(2)?,
-                    stream: r.get(3)?,
-                    text: r.get(4)?,
-                }),
-            }
-        }
-        tail.page.lines.sort_by_key(|l| l.seq);
-        let read = i64::try_from(tail.page.lines.len()).unwrap_or(i64::MAX);
-        tail.earlier_lines = (stored - read).max(0);
         Ok(tail)
     }
 
