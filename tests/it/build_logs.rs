@@ -60,18 +60,10 @@ fn a_burst_of_lines_faster_than_the_flush_interval_is_kept_whole(kind: StoreKind
     );
 }
 
-/// A store on the service's database (another "process").
-fn store(env: &Env) -> Box<dyn Store> {
-    match &env.db {
-        Some(db) => Box::new(db.store()),
-        None => Box::new(common::sqlite_store(&env.workdir.join("data"))),
-    }
-}
-
 /// The job of (`name`, `version`, `platform`) and the whole log of its
 /// current log attempt.
 fn log_of(env: &Env, name: &str, version: &str, platform: &str) -> (i64, LogPage) {
-    let s = store(env);
+    let s = env.store();
     let jobs = s.version_jobs(name, version).expect("version_jobs");
     let job = jobs
         .iter()
@@ -494,7 +486,7 @@ fn retention_removes_old_logs_and_keeps_new_ones(kind: StoreKind) {
         .unwrap()
         .as_millis() as i64;
     let day = 86_400_000;
-    let s = store(&env);
+    let s = env.store();
     let line = |at_ms: i64, text: &str| NewLogLine {
         at_ms,
         stream: LogStream::Stdout,
@@ -551,7 +543,11 @@ fn retention_removes_old_logs_and_keeps_new_ones(kind: StoreKind) {
 
 /// The log of (`job_id`, `attempt`), whole.
 fn attempt_log(env: &Env, job_id: i64, attempt: u32) -> Vec<String> {
-    texts(&store(env).read_log(job_id, attempt, 0, usize::MAX).unwrap())
+    texts(
+        &env.store()
+            .read_log(job_id, attempt, 0, usize::MAX)
+            .unwrap(),
+    )
 }
 
 /// A submission Perry Hub did not accept is tried again later as the next

@@ -228,6 +228,14 @@ impl Env {
         metrics_of(&self.svc)
     }
 
+    /// A store on the service's database (another "process").
+    pub(crate) fn store(&self) -> Box<dyn hone_build::store::Store> {
+        match &self.db {
+            Some(db) => Box::new(db.store()),
+            None => Box::new(common::sqlite_store(&self.workdir.join("data"))),
+        }
+    }
+
     pub(crate) fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
         match &self.db {
             Some(db) => db.rows(sql),

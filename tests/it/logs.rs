@@ -8,16 +8,13 @@
 //! of it as a test needs.
 
 use crate::common;
-use crate::fixtures::{Fill, tarball};
-use common::{Service, Sim, StoreKind, TestDb, both_stores, http, wait_until};
+use common::{Service, StoreKind, both_stores, http, wait_until};
 use hone_build::store::{LogStream, NewLogLine, Store};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const LICENSE: &str = "sim-license";
 const TEXT: &str = "text/plain; charset=utf-8";
 
 /// How long a job waits in the simulated hub's queue before it builds:
@@ -26,52 +23,26 @@ const TEXT: &str = "text/plain; charset=utf-8";
 const QUEUED: &str = "--build-delay-ms";
 const QUEUED_MS: &str = "1500";
 
-struct Env {
-    svc: Service,
-    sim: Sim,
-    db: Option<TestDb>,
-    workdir: PathBuf,
-    _root: tempfile::TempDir,
+/// The follow tests' environment (the real-hub simulator, hone-build
+/// following it, either store), with what reading logs needs besides.
+struct Env(crate::follow::Env);
+
+impl std::ops::Deref for Env {
+    type Target = crate::follow::Env;
+    fn deref(&self) -> &crate::follow::Env {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Env {
+    fn deref_mut(&mut self) -> &mut crate::follow::Env {
+        &mut self.0
+    }
 }
 
 impl Env {
     fn start(kind: StoreKind, sim_args: &[&str], extra: &[(&str, &str)]) -> Env {
-        let root = tempfile::Builder::new()
-            .prefix("hone-logs-test")
-            .tempdir()
-            .expect("tempdir");
-        let workdir = root.path().join("w");
-        std::fs::create_dir_all(&workdir).unwrap();
-        let sim = Sim::start_real(sim_args);
-        let db = (kind == StoreKind::Mysql).then(TestDb::new);
-        let mut b = Service::builder()
-            .dir(&workdir)
-            .set("PERRY_HUB_URL", sim.url())
-            .set("PERRY_HUB_WS_URL", sim.ws_url())
-            .set("PERRY_HUB_LICENSE_KEY", LICENSE)
-            .set("BIND", "127.0.0.1")
-            .set("RETRY_BASE_SECS", "1")
-            .set("RETRY_MAX_SECS", "2");
-        for (k, v) in extra {
-            b = b.set(k, *v);
-        }
-        if let Some(db) = &db {
-            b = b.envs(db.service_env(&db.host, db.port));
-        }
-        Env {
-            svc: b.start(),
-            sim,
-            db,
-            workdir,
-            _root: root,
-        }
-    }
-
-    fn store(&self) -> Box<dyn Store> {
-        match &self.db {
-            Some(db) => Box::new(db.store()),
-            None => Box::new(common::sqlite_store(&self.workdir.join("data"))),
-        }
+        Env(crate::follow::Env::start(kind, sim_args, extra))
     }
 
     /// The `HONE_BUILD_*` settings a command needs to reach the same store.
@@ -89,37 +60,16 @@ impl Env {
         env
     }
 
+    /// Uploads `name` `version` for linux (accepted).
     fn upload(&self, name: &str, version: &str) {
-        let tar = tarball(&format!("{name}-{version}"), Fill::Unique);
-        let r = http(
-            "POST",
-            &self.svc.url(&format!(
-                "/upload?name={name}&version={version}&platforms=linux&displayName=Logs"
-            )),
-            &[("Content-Type", "application/gzip")],
-            Some(&tar),
-        );
-        assert_eq!(r.status, 200, "upload: {}", r.text());
+        self.upload_ok(name, version, "linux");
     }
 
     fn overall(&self, name: &str, version: &str) -> String {
-        let r = http(
-            "GET",
-            &self.svc.url(&format!("/status/{name}/{version}")),
-            &[],
-            None,
-        );
-        r.json()["overall"].as_str().unwrap_or_default().to_string()
-    }
-
-    #[track_caller]
-    fn wait_overall(&self, name: &str, version: &str, overall: &str, timeout: Duration) {
-        let ok = wait_until(timeout, || self.overall(name, version) == overall);
-        assert!(
-            ok,
-            "{name} {version} not {overall}; log:\n{}",
-            common::tail_lines(&self.svc.log(), 40)
-        );
+        self.status(name, version)["overall"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// Waits until the job of `name` `version` (linux) has a log attempt;
@@ -141,16 +91,7 @@ impl Env {
     }
 
     fn log_rows(&self) -> i64 {
-        let sql = "SELECT COUNT(*) FROM buildLogLines";
-        let rows = match &self.db {
-            Some(db) => db.rows(sql),
-            None => {
-                let c =
-                    rusqlite::Connection::open(self.workdir.join("data").join(common::SQLITE_FILE))
-                        .unwrap();
-                common::sqlite_rows(&c, sql)
-            }
-        };
+        let rows = self.rows("SELECT COUNT(*) FROM buildLogLines");
         rows[0][0].as_deref().unwrap().parse().unwrap()
     }
 }
