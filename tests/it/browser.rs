@@ -551,6 +551,17 @@ fn page_shows_the_end_of_a_long_log_as_it_grows() {
         job.is_some()
     });
     let job = job.expect("the job was submitted");
+    // hone-build's own lines of the submission first (it writes nothing
+    // more while the hub queues the job): the lines below then end the log.
+    // (Read from the store: the test asks /logs nothing but the tail.)
+    assert!(
+        crate::common::wait_until(Duration::from_secs(10), || {
+            store
+                .read_log(job.id, job.log_attempt, 0, 1000)
+                .is_ok_and(|p| p.lines.iter().any(|l| l.text.contains("following hub job")))
+        }),
+        "the job is followed"
+    );
     browser.open(&svc.url(&format!("/builds/{name}/{version}")));
     let lines: Vec<NewLogLine> = (0..300)
         .map(|i| NewLogLine {
