@@ -98,17 +98,19 @@ fn registered<C: Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
     c
 }
 
-fn histogram_by_platform(
+/// A histogram with one label.
+fn histogram_vec(
     registry: &Registry,
     name: &str,
     help: &str,
     buckets: &[f64],
+    label: &str,
 ) -> HistogramVec {
     registered(
         registry,
         HistogramVec::new(
             HistogramOpts::new(name, help).buckets(buckets.to_vec()),
-            &["platform"],
+            &[label],
         )
         .expect("valid histogram"),
     )
@@ -149,17 +151,12 @@ impl Metrics {
                 "HTTP requests by route and status.",
                 &["route", "status"],
             ),
-            duration: registered(
+            duration: histogram_vec(
                 &r,
-                HistogramVec::new(
-                    HistogramOpts::new(
-                        "hone_build_request_duration_seconds",
-                        "HTTP request duration by route.",
-                    )
-                    .buckets(BUCKETS.to_vec()),
-                    &["route"],
-                )
-                .expect("valid histogram"),
+                "hone_build_request_duration_seconds",
+                "HTTP request duration by route.",
+                &BUCKETS,
+                "route",
             ),
             uploads: counter(&r, "hone_build_uploads_total", "Uploads recorded."),
             artifacts_stored: counter(&r, "hone_build_artifacts_stored_total", "Artifacts stored."),
@@ -210,17 +207,19 @@ impl Metrics {
                 "hone_build_log_bytes_stored_total",
                 "Bytes of build log text stored.",
             ),
-            build_durations: histogram_by_platform(
+            build_durations: histogram_vec(
                 &r,
                 "hone_build_build_duration_seconds",
                 "Builds from the hub's acceptance to the program stored, by platform.",
                 &BUILD_BUCKETS,
+                "platform",
             ),
-            hub_queue_times: histogram_by_platform(
+            hub_queue_times: histogram_vec(
                 &r,
                 "hone_build_hub_queue_seconds",
                 "Time builds waited in Perry Hub's queue (accepted to first stage), by platform.",
                 &QUEUE_BUCKETS,
+                "platform",
             ),
             connections: RwLock::new(None),
             registry: r,
@@ -297,13 +296,16 @@ impl Metrics {
     /// has no job any more disappears, as before).
     fn read_now(&self, jobs: Option<&[(String, i64)]>) -> Vec<MetricFamily> {
         let mut out = Vec::new();
-        let store_up = IntGauge::new(
+        let gauge = |name: &str, help: &str, v: u64| {
+            let g = IntGauge::new(name, help).expect("valid gauge");
+            g.set(i64::try_from(v).unwrap_or(i64::MAX));
+            g.collect()
+        };
+        out.extend(gauge(
             "hone_build_store_up",
             "1 when the database answered the count of jobs, 0 when it did not.",
-        )
-        .expect("valid gauge");
-        store_up.set(i64::from(jobs.is_some()));
-        out.extend(store_up.collect());
+            u64::from(jobs.is_some()),
+        ));
         if let Some(jobs) = jobs {
             let by_state = IntGaugeVec::new(
                 Opts::new("hone_build_jobs", "Build jobs by state."),
@@ -328,11 +330,6 @@ impl Metrics {
                 s.refused_per_client_cap(),
             ),
             None => (0, 0, 0, 0),
-        };
-        let gauge = |name: &str, help: &str, v: u64| {
-            let g = IntGauge::new(name, help).expect("valid gauge");
-            g.set(i64::try_from(v).unwrap_or(i64::MAX));
-            g.collect()
         };
         out.extend(gauge(
             "hone_build_connections_open",
