@@ -544,7 +544,7 @@ impl Follow<'_> {
                     _ => LogStream::Stdout,
                 };
                 self.log.push(to, &line);
-                if stream.as_deref() == Some("stderr") {
+                if to == LogStream::Stderr {
                     if self.stderr_tail.len() == STDERR_TAIL {
                         self.stderr_tail.pop_front();
                     }
@@ -785,10 +785,8 @@ impl Follow<'_> {
                 }
             })?;
         self.log.event(&format!(
-            "program stored for {} ({} bytes, sha256 {}){}",
-            stored.platform.id(),
-            stored.size,
-            stored.sha256,
+            "{}{}",
+            stored.log_line(),
             if stored.changed {
                 ""
             } else {

@@ -38,6 +38,19 @@ pub struct Stored {
     pub changed: bool,
 }
 
+impl Stored {
+    /// The build log's line for it: `program stored for linux-x64 (N
+    /// bytes, sha256 …)`.
+    pub fn log_line(&self) -> String {
+        format!(
+            "program stored for {} ({} bytes, sha256 {})",
+            self.platform.id(),
+            self.size,
+            self.sha256
+        )
+    }
+}
+
 /// The job's platform and version directory; names from the database are
 /// checked again before they become a path.
 fn destination(app: &App, job: &Job) -> Result<(Platform, PathBuf), ApiError> {
@@ -340,12 +353,7 @@ pub fn deliver(
         record(app, job, by, received, None)
     })();
     match &stored {
-        Ok(s) if s.changed => blog.event(&format!(
-            "program stored for {} ({} bytes, sha256 {})",
-            s.platform.id(),
-            s.size,
-            s.sha256
-        )),
+        Ok(s) if s.changed => blog.event(&s.log_line()),
         Ok(_) => blog.event("the same program was delivered again; nothing changed"),
         Err(e) => blog.event(&format!(
             "artifact delivery refused ({} {}): {}",
