@@ -32,6 +32,11 @@ impl ApiError {
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(404, "NOT_FOUND", message)
     }
+    /// 404 for a version with no builds (an unknown plugin or version):
+    /// `/status`, the build page and `/logs` say it alike.
+    pub fn no_builds(name: &str, version: &str) -> ApiError {
+        ApiError::not_found(format!("no builds for {name} {version}"))
+    }
     pub fn method_not_allowed(method: &str, path: &str) -> ApiError {
         ApiError::new(
             405,

@@ -87,21 +87,15 @@ pub fn locate(
     attempt: Option<u32>,
 ) -> Result<LogRef, ApiError> {
     let Some(p) = Platform::from_name_or_id(platform) else {
-        let names: Vec<String> = Platform::ALL
-            .iter()
-            .map(|p| format!("{} ({})", p.hub_name(), p.id()))
-            .collect();
         return Err(ApiError::not_found(format!(
             "no platform '{}': expected one of {}",
             crate::validate::printable(platform),
-            names.join(", ")
+            Platform::names_and_ids_list()
         )));
     };
     let jobs = store.version_jobs(name, version)?;
     if jobs.is_empty() {
-        return Err(ApiError::not_found(format!(
-            "no builds for {name} {version}"
-        )));
+        return Err(ApiError::no_builds(name, version));
     }
     let Some(job) = jobs.into_iter().find(|j| j.platform == p.hub_name()) else {
         return Err(ApiError::not_found(format!(

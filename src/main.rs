@@ -179,14 +179,10 @@ fn retry_platform(p: &str) -> Result<&'static str, String> {
     Platform::from_name_or_id(p)
         .map(Platform::hub_name)
         .ok_or_else(|| {
-            let names: Vec<String> = Platform::ALL
-                .iter()
-                .map(|p| format!("{} ({})", p.hub_name(), p.id()))
-                .collect();
             format!(
                 "unknown platform '{}': expected one of {}",
                 p.escape_debug(),
-                names.join(", ")
+                Platform::names_and_ids_list()
             )
         })
 }

@@ -69,6 +69,14 @@ impl Platform {
     pub fn names_list() -> String {
         Platform::ALL.map(Platform::hub_name).join(", ")
     }
+
+    /// `macos (darwin-arm64), linux (linux-x64), …`: what
+    /// [`Platform::from_name_or_id`] takes, for error messages.
+    pub fn names_and_ids_list() -> String {
+        Platform::ALL
+            .map(|p| format!("{} ({})", p.hub_name(), p.id()))
+            .join(", ")
+    }
 }
 
 impl fmt::Display for Platform {

@@ -38,9 +38,7 @@ pub struct Page {
 pub fn page(app: &App, name: &str, version: &str) -> Result<Page, ApiError> {
     let jobs = app.store.version_jobs(name, version)?;
     if jobs.is_empty() {
-        return Err(ApiError::not_found(format!(
-            "no builds for {name} {version}"
-        )));
+        return Err(ApiError::no_builds(name, version));
     }
     let builds = jobs
         .iter()

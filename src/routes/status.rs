@@ -19,9 +19,7 @@ pub fn get(app: &App, req: &mut Request<'_>) -> Result<Reply, ApiError> {
     }
     let jobs = app.store.version_jobs(name, version)?;
     if jobs.is_empty() {
-        return Err(ApiError::not_found(format!(
-            "no builds for {name} {version}"
-        )));
+        return Err(ApiError::no_builds(name, version));
     }
     let builds: Vec<Value> = jobs
         .iter()
