@@ -356,18 +356,7 @@ where
             self.chunked_threshold(),
         ));
 
-        // add `Date` if not in the headers
-        if !self.headers.iter().any(|h| h.field.equiv("Date")) {
-            self.headers.insert(0, build_date_header());
-        }
-
-        // add `Server` if not in the headers
-        if !self.headers.iter().any(|h| h.field.equiv("Server")) {
-            self.headers.insert(
-                0,
-                Header::from_bytes(&b"Server"[..], &b"tiny-http (Rust)"[..]).unwrap(),
-            );
-        }
+        self.add_date_and_server();
 
         // handling upgrade
         if let Some(upgrade) = upgrade {
@@ -461,6 +450,20 @@ where
         Ok(())
     }
 
+    /// Adds `Date` and `Server` when the headers lack them (hone-build
+    /// patch 20: shared by `raw_print` and `raw_print_streamed`).
+    fn add_date_and_server(&mut self) {
+        if !self.headers.iter().any(|h| h.field.equiv("Date")) {
+            self.headers.insert(0, build_date_header());
+        }
+        if !self.headers.iter().any(|h| h.field.equiv("Server")) {
+            self.headers.insert(
+                0,
+                Header::from_bytes(&b"Server"[..], &b"tiny-http (Rust)"[..]).unwrap(),
+            );
+        }
+    }
+
     /// hone-build patch (20): writes the response with a body produced while
     /// it is written: each read of the reader is written and flushed at once
     /// (a chunk of its own with chunked coding); a read failing with
@@ -485,15 +488,7 @@ where
             ),
             TransferEncoding::Chunked
         );
-        if !self.headers.iter().any(|h| h.field.equiv("Date")) {
-            self.headers.insert(0, build_date_header());
-        }
-        if !self.headers.iter().any(|h| h.field.equiv("Server")) {
-            self.headers.insert(
-                0,
-                Header::from_bytes(&b"Server"[..], &b"tiny-http (Rust)"[..]).unwrap(),
-            );
-        }
+        self.add_date_and_server();
         let close = !chunked;
         if chunked {
             self.headers
