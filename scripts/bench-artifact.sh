@@ -34,10 +34,7 @@ max_mib=$(printf '%s\n' "${sizes[@]}" | sort -n | tail -n1)
 max_body=$(((max_mib * 4 / 3 + 16) * 1024 * 1024))
 hb_start_hone_build HONE_BUILD_MAX_BODY_BYTES="$max_body"
 
-# A tiny plugin tarball.
-mkdir -p "$work/plugin/src"
-echo 'export default {}' >"$work/plugin/src/index.ts"
-tar -C "$work/plugin" -czf "$work/plugin.tar.gz" src
+hb_tiny_plugin
 
 peak_rss_mib() {
   awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$hb_pid/status"
@@ -50,13 +47,7 @@ printf '%-10s %12s %15s %26s %15s\n' "size" "intake (s)" "sha256sum (s)" "ratio 
 fail=0
 for mib in "${sizes[@]}"; do
   version="1.0.$mib"
-  code=$(curl -sS -o "$work/upload.json" -w '%{http_code}' -X POST \
-    -H 'Content-Type: application/gzip' --data-binary @"$work/plugin.tar.gz" \
-    "$base/upload?name=bench-plugin&version=$version&platforms=linux")
-  if [ "$code" != 200 ]; then
-    echo "bench-artifact: upload $version answered $code: $(cat "$work/upload.json")" >&2
-    exit 1
-  fi
+  hb_upload bench-plugin "$version" linux
   # The callback URL of the newest submission, reached on 127.0.0.1.
   url=$(curl -fsS "$sim/_sim/submissions" |
     jq -r --arg v "$version" '[.[] | select(.status == 200 and .manifest.version == $v)][-1].artifact_upload_url')

@@ -30,9 +30,7 @@ hb_start_sim --program-size "$size" --build-delay-ms 0 --stage-delay-ms 0
 # what is extracted.
 hb_start_hone_build HONE_BUILD_MAX_BODY_BYTES=$((size * 2))
 
-mkdir -p "$work/plugin/src"
-echo 'export default {}' >"$work/plugin/src/index.ts"
-tar -C "$work/plugin" -czf "$work/plugin.tar.gz" src
+hb_tiny_plugin
 
 peak_rss_mib() { awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$hb_pid/status"; }
 now_ms() { date +%s%3N; }
@@ -43,14 +41,11 @@ printf '%-9s %-8s %14s %14s %24s %15s\n' platform package "follow (s)" "sha256su
 fail=0
 for platform in linux windows; do
   version="1.0.0-$platform"
-  code=$(curl -sS -o "$work/upload.json" -w '%{http_code}' -X POST \
-    -H 'Content-Type: application/gzip' --data-binary @"$work/plugin.tar.gz" \
-    "$base/upload?name=bench-follow&version=$version&platforms=$platform")
-  [ "$code" = 200 ] || { echo "bench-follow: upload answered $code: $(cat "$work/upload.json")" >&2; exit 1; }
+  hb_upload bench-follow "$version" "$platform"
   deadline=$(( $(date +%s) + 900 ))
   done_ms=
   while [ "$(date +%s)" -lt "$deadline" ]; do
-    overall=$(curl -sS "$base/status/bench-follow/$version" | python3 -c 'import json,sys; print(json.load(sys.stdin)["overall"])')
+    overall=$(hb_overall bench-follow "$version")
     if [ "$overall" = completed ]; then done_ms=$(now_ms); break; fi
     if [ "$overall" = failed ]; then
       echo "bench-follow: $platform failed: $(curl -sS "$base/status/bench-follow/$version")" >&2; exit 1

@@ -27,19 +27,14 @@ hb_workdir
 hb_start_sim --log-lines "$lines" --build-delay-ms 1000 --stage-delay-ms 0
 hb_start_hone_build
 
-mkdir -p "$work/plugin/src"
-echo 'export default {}' >"$work/plugin/src/index.ts"
-tar -C "$work/plugin" -czf "$work/plugin.tar.gz" src
+hb_tiny_plugin
 
 echo "bench-logs: hone-build $base (pid $hb_pid), perry-hub-sim $sim, $lines log lines per build"
 echo "bench-logs: command: REQUESTS=$requests scripts/bench-logs.sh $lines"
-code=$(curl -sS -o "$work/upload.json" -w '%{http_code}' -X POST \
-  -H 'Content-Type: application/gzip' --data-binary @"$work/plugin.tar.gz" \
-  "$base/upload?name=bench-logs&version=1.0.0&platforms=linux")
-[ "$code" = 200 ] || { echo "bench-logs: upload answered $code: $(cat "$work/upload.json")" >&2; exit 1; }
+hb_upload bench-logs 1.0.0 linux
 deadline=$(( $(date +%s) + 600 ))
 while :; do
-  overall=$(curl -sS "$base/status/bench-logs/1.0.0" | python3 -c 'import json,sys; print(json.load(sys.stdin)["overall"])')
+  overall=$(hb_overall bench-logs 1.0.0)
   [ "$overall" = completed ] && break
   [ "$overall" = failed ] && { echo "bench-logs: the build failed" >&2; exit 1; }
   [ "$(date +%s)" -lt "$deadline" ] || { echo "bench-logs: not completed in time" >&2; exit 1; }

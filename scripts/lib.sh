@@ -72,3 +72,28 @@ hb_start_hone_build() {
   pids+=("$hb_pid")
   base=$(wait_for_line "$work/hone-build.log" 'http://127.0.0.1:[0-9]*')
 }
+
+# hb_tiny_plugin: $work/plugin.tar.gz, the source tarball of a tiny plugin.
+hb_tiny_plugin() {
+  mkdir -p "$work/plugin/src"
+  echo 'export default {}' >"$work/plugin/src/index.ts"
+  tar -C "$work/plugin" -czf "$work/plugin.tar.gz" src
+}
+
+# hb_upload NAME VERSION PLATFORMS: publishes $work/plugin.tar.gz on
+# $base; the script exits unless it is answered 200.
+hb_upload() {
+  local code
+  code=$(curl -sS -o "$work/upload.json" -w '%{http_code}' -X POST \
+    -H 'Content-Type: application/gzip' --data-binary @"$work/plugin.tar.gz" \
+    "$base/upload?name=$1&version=$2&platforms=$3")
+  if [ "$code" != 200 ]; then
+    echo "$TAG: upload $1 $2 answered $code: $(cat "$work/upload.json")" >&2
+    exit 1
+  fi
+}
+
+# hb_overall NAME VERSION: prints the version's `overall` from /status.
+hb_overall() {
+  curl -sS "$base/status/$1/$2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["overall"])'
+}
